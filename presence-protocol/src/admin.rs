@@ -1,0 +1,167 @@
+//! Bodies of the admin HTTP API (SPEC §6).
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Membership, MembershipRole, Profile, Stats, Status, UserState};
+
+/// `PUT /v1/tenants/{tid}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantPut {
+    pub user_limit: u64,
+}
+
+/// A tenant as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantView {
+    pub id: String,
+    pub user_limit: u64,
+    pub stats: Stats,
+}
+
+/// `PUT /v1/tenants/{tid}/users/{uid}`: fields left out keep their current
+/// value on update and take their default on create (`name` and one of
+/// `email`/`phone` are required on create).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPut {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nickname: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Profile>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub available: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub away_message: Option<String>,
+}
+
+/// A user as the API returns it: the directory record plus live presence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub id: String,
+    pub name: String,
+    pub nickname: String,
+    pub email: String,
+    pub phone: String,
+    pub profile: Profile,
+    pub available: bool,
+    pub away_message: String,
+    pub state: UserState,
+    pub status: Status,
+    pub since: u64,
+    pub last_seen: u64,
+    pub v: u64,
+    pub teams: Vec<Membership>,
+}
+
+/// `GET /v1/tenants/{tid}/users`: one page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserPage {
+    pub users: Vec<UserView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// `POST .../users/deactivate` and `.../reactivate`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdsBody {
+    pub ids: Vec<String>,
+}
+
+/// Result of a bulk state change: the users whose state changed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkResult {
+    pub changed: Vec<String>,
+    /// Ids that already were in the requested state.
+    pub unchanged: Vec<String>,
+}
+
+/// `PUT /v1/tenants/{tid}/teams/{team}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamPut {
+    pub name: String,
+    #[serde(default)]
+    pub crm: bool,
+    #[serde(default = "yes")]
+    pub active: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A team as the API returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamView {
+    pub id: String,
+    pub name: String,
+    pub crm: bool,
+    pub active: bool,
+    pub members: Vec<TeamMemberView>,
+}
+
+/// One membership of a team.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamMemberView {
+    pub user: String,
+    #[serde(rename = "as")]
+    pub role: MembershipRole,
+}
+
+/// `PUT /v1/tenants/{tid}/teams/{team}/members/{uid}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberPut {
+    #[serde(rename = "as")]
+    pub role: MembershipRole,
+}
+
+/// `GET .../teams/{team}/eligible`: users who can take work now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EligibleList {
+    pub team: String,
+    pub users: Vec<String>,
+}
+
+/// One rejected row of a CSV import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowError {
+    /// Line number in the file, the header being line 1.
+    pub row: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub column: Option<String>,
+    pub reason: String,
+}
+
+/// Result of `POST .../users/import`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    pub dry_run: bool,
+    pub rows: u64,
+    pub created: u64,
+    pub updated: u64,
+    pub errors: Vec<RowError>,
+}
+
+/// Every admin API error: `{"error":{"code","message","details"?}}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: ApiErrorBody,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiErrorBody {
+    pub code: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
+}

@@ -1,0 +1,16 @@
+//! Wire types of the presence hub: every WebSocket message of SPEC §5 and every
+//! admin API body of SPEC §6, as serde types. No I/O lives here, so the hub, the
+//! load generator and the Rust client share one definition of the protocol.
+
+pub mod admin;
+pub mod client;
+pub mod close;
+pub mod roster;
+pub mod server;
+
+pub use client::{ClientMessage, ReqId};
+pub use roster::{Roster, RosterParseError};
+pub use server::{
+    Entry, ErrorCode, Membership, MembershipRole, Profile, ServerMessage, Stats, Status, UserState,
+    WelcomeUser,
+};

@@ -1,0 +1,336 @@
+//! Golden round trips: each wire message against the exact JSON of SPEC §5/§6.
+
+use presence_protocol::admin::*;
+use presence_protocol::*;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+/// Parses `golden` into `T`, checks it equals `value`, and that `value`
+/// serialises back to exactly `golden` (as JSON values, so key order is free).
+fn check<T>(value: T, golden: Value)
+where
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let parsed: T = serde_json::from_value(golden.clone()).expect("golden parses");
+    assert_eq!(parsed, value, "parsed golden differs");
+    let back = serde_json::to_value(&value).expect("serialises");
+    assert_eq!(back, golden, "serialised value differs from golden");
+}
+
+const TAB: &str = "6f1c2b1e-8f5d-4c55-9a57-0b1e6cf1b9f0";
+
+fn tab() -> Uuid {
+    TAB.parse().unwrap()
+}
+
+#[test]
+fn hello() {
+    check(
+        ClientMessage::Hello {
+            token: "a.b.c".into(),
+            tab: tab(),
+            idle_ms: 120,
+            client: Some("erp/1.2".into()),
+        },
+        json!({"type":"hello","token":"a.b.c","tab":TAB,"idle_ms":120,"client":"erp/1.2"}),
+    );
+}
+
+#[test]
+fn hello_without_client() {
+    check(
+        ClientMessage::Hello {
+            token: "t".into(),
+            tab: tab(),
+            idle_ms: 0,
+            client: None,
+        },
+        json!({"type":"hello","token":"t","tab":TAB,"idle_ms":0}),
+    );
+}
+
+#[test]
+fn activity_subscribe_unsubscribe_refresh_logout() {
+    check(
+        ClientMessage::Activity { idle_ms: 5 },
+        json!({"type":"activity","idle_ms":5}),
+    );
+    check(
+        ClientMessage::Subscribe {
+            id: ReqId::Num(1),
+            roster: Roster::Directory,
+        },
+        json!({"type":"subscribe","id":1,"roster":"directory"}),
+    );
+    check(
+        ClientMessage::Subscribe {
+            id: ReqId::Str("a".into()),
+            roster: Roster::Attendants,
+        },
+        json!({"type":"subscribe","id":"a","roster":"attendants"}),
+    );
+    check(
+        ClientMessage::Unsubscribe {
+            id: ReqId::Num(2),
+            roster: Roster::Team("sales".into()),
+        },
+        json!({"type":"unsubscribe","id":2,"roster":"team:sales"}),
+    );
+    check(
+        ClientMessage::Refresh { token: "x".into() },
+        json!({"type":"refresh","token":"x"}),
+    );
+    check(ClientMessage::Logout, json!({"type":"logout"}));
+}
+
+#[test]
+fn bad_client_frames_are_errors() {
+    for bad in [
+        json!({"type":"nope"}),
+        json!({"type":"activity","idle_ms":"5"}),
+        json!({"type":"activity","idle_ms":-1}),
+        json!({"type":"subscribe","id":1,"roster":"team:"}),
+        json!({"type":"subscribe","id":1,"roster":"everyone"}),
+        json!({"type":"hello","token":"t","tab":"not-a-uuid","idle_ms":0}),
+        json!({"idle_ms":5}),
+    ] {
+        assert!(
+            serde_json::from_value::<ClientMessage>(bad.clone()).is_err(),
+            "{bad} parsed"
+        );
+    }
+}
+
+fn entry() -> Entry {
+    Entry {
+        id: "u1".into(),
+        nickname: "Ann".into(),
+        name: Some("Ann Smith".into()),
+        status: Status::Online,
+        since: 10,
+        last_seen: 9,
+        v: 3,
+        available: true,
+        away_message: String::new(),
+        profile: Some(Profile::Admin),
+        teams: Some(vec![Membership {
+            id: "crm".into(),
+            role: MembershipRole::Both,
+        }]),
+        state: Some(UserState::Active),
+    }
+}
+
+#[test]
+fn welcome() {
+    check(
+        ServerMessage::Welcome {
+            user: WelcomeUser {
+                id: "u1".into(),
+                tenant: "acme".into(),
+                name: "Ann Smith".into(),
+                nickname: "Ann".into(),
+                profile: Profile::Standard,
+                attendant: true,
+                teams: vec![Membership {
+                    id: "crm".into(),
+                    role: MembershipRole::Member,
+                }],
+            },
+            tab: tab(),
+            idle_timeout_ms: 60000,
+            activity_interval_ms: 10000,
+            server_time: 1234,
+        },
+        json!({"type":"welcome","user":{"id":"u1","tenant":"acme","name":"Ann Smith","nickname":"Ann",
+            "profile":"standard","attendant":true,"teams":[{"id":"crm","as":"member"}]},
+            "tab":TAB,"idle_timeout_ms":60000,"activity_interval_ms":10000,"server_time":1234}),
+    );
+}
+
+#[test]
+fn snapshot_with_and_without_stats() {
+    let stats = Stats {
+        online: 1,
+        offline: 2,
+        active: 3,
+        inactive: 4,
+    };
+    check(
+        ServerMessage::Snapshot {
+            id: ReqId::Num(7),
+            roster: Roster::Directory,
+            users: vec![entry()],
+            stats: Some(stats),
+        },
+        json!({"type":"snapshot","id":7,"roster":"directory","users":[{"id":"u1","nickname":"Ann",
+            "name":"Ann Smith","status":"online","since":10,"last_seen":9,"v":3,"available":true,
+            "away_message":"","profile":"admin","teams":[{"id":"crm","as":"both"}],"state":"active"}],
+            "stats":{"online":1,"offline":2,"active":3,"inactive":4}}),
+    );
+    let public = Entry {
+        name: None,
+        profile: None,
+        teams: None,
+        state: None,
+        ..entry()
+    };
+    check(
+        ServerMessage::Snapshot {
+            id: ReqId::Num(8),
+            roster: Roster::Attendants,
+            users: vec![public],
+            stats: None,
+        },
+        json!({"type":"snapshot","id":8,"roster":"attendants","users":[{"id":"u1","nickname":"Ann",
+            "status":"online","since":10,"last_seen":9,"v":3,"available":true,"away_message":""}]}),
+    );
+}
+
+#[test]
+fn deltas() {
+    check(
+        ServerMessage::Presence {
+            roster: Roster::Team("t1".into()),
+            user: "u1".into(),
+            status: Status::Offline,
+            at: 99,
+            v: 4,
+        },
+        json!({"type":"presence","roster":"team:t1","user":"u1","status":"offline","at":99,"v":4}),
+    );
+    check(
+        ServerMessage::UserRemoved {
+            roster: Roster::Attendants,
+            user: "u1".into(),
+        },
+        json!({"type":"user_removed","roster":"attendants","user":"u1"}),
+    );
+    check(
+        ServerMessage::Stats {
+            roster: Roster::Directory,
+            stats: Stats {
+                online: 1,
+                offline: 0,
+                active: 1,
+                inactive: 0,
+            },
+        },
+        json!({"type":"stats","roster":"directory","online":1,"offline":0,"active":1,"inactive":0}),
+    );
+    let e = entry();
+    check(
+        ServerMessage::User {
+            roster: Roster::Directory,
+            user: e.clone(),
+        },
+        json!({"type":"user","roster":"directory","user":serde_json::to_value(&e).unwrap()}),
+    );
+}
+
+#[test]
+fn errors() {
+    check(
+        ServerMessage::Error {
+            id: Some(ReqId::Num(3)),
+            code: ErrorCode::Forbidden,
+            message: "no".into(),
+            roster: None,
+        },
+        json!({"type":"error","id":3,"code":"forbidden","message":"no"}),
+    );
+    check(
+        ServerMessage::Error {
+            id: None,
+            code: ErrorCode::RateLimited,
+            message: "slow down".into(),
+            roster: None,
+        },
+        json!({"type":"error","id":null,"code":"rate_limited","message":"slow down"}),
+    );
+    check(
+        ServerMessage::Error {
+            id: None,
+            code: ErrorCode::Revoked,
+            message: "gone".into(),
+            roster: Some(Roster::Attendants),
+        },
+        json!({"type":"error","id":null,"code":"revoked","message":"gone","roster":"attendants"}),
+    );
+}
+
+#[test]
+fn admin_bodies() {
+    check(TenantPut { user_limit: 10 }, json!({"user_limit":10}));
+    check(
+        UserPut {
+            name: Some("Ann".into()),
+            phone: Some("011999".into()),
+            profile: Some(Profile::Restricted),
+            ..Default::default()
+        },
+        json!({"name":"Ann","phone":"011999","profile":"restricted"}),
+    );
+    check(
+        TeamPut {
+            name: "Sales".into(),
+            crm: true,
+            active: true,
+        },
+        json!({"name":"Sales","crm":true,"active":true}),
+    );
+    check(
+        MemberPut {
+            role: MembershipRole::Supervisor,
+        },
+        json!({"as":"supervisor"}),
+    );
+    check(
+        IdsBody {
+            ids: vec!["a".into()],
+        },
+        json!({"ids":["a"]}),
+    );
+    check(
+        ImportReport {
+            dry_run: true,
+            rows: 2,
+            created: 0,
+            updated: 0,
+            errors: vec![RowError {
+                row: 3,
+                column: Some("profile".into()),
+                reason: "bad".into(),
+            }],
+        },
+        json!({"dry_run":true,"rows":2,"created":0,"updated":0,
+            "errors":[{"row":3,"column":"profile","reason":"bad"}]}),
+    );
+    check(
+        ApiError {
+            error: ApiErrorBody {
+                code: "not_found".into(),
+                message: "x".into(),
+                details: None,
+            },
+        },
+        json!({"error":{"code":"not_found","message":"x"}}),
+    );
+    assert!(serde_json::from_value::<TeamPut>(json!({"name":"x","bogus":1})).is_err());
+    assert!(serde_json::from_value::<MemberPut>(json!({"as":"owner"})).is_err());
+}
+
+#[test]
+fn team_defaults_to_active_non_crm() {
+    let t: TeamPut = serde_json::from_value(json!({"name":"x"})).unwrap();
+    assert_eq!(
+        t,
+        TeamPut {
+            name: "x".into(),
+            crm: false,
+            active: true
+        }
+    );
+}

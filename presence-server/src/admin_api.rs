@@ -1,0 +1,547 @@
+//! The admin HTTP API of SPEC §6, for the ERP backend and the
+//! administrators' screen.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use presence_protocol::admin::*;
+use presence_protocol::{Profile, Status, UserState};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+
+use crate::admin_ops;
+use crate::api_error::ApiError;
+use crate::csv_import;
+use crate::hub::Hub;
+use crate::tenant::Tenant;
+
+type Hs = State<Arc<Hub>>;
+type R<T> = Result<T, ApiError>;
+
+pub fn routes() -> Router<Arc<Hub>> {
+    Router::new()
+        .route("/v1/tenants/{tid}", put(put_tenant).get(get_tenant))
+        .route("/v1/tenants/{tid}/stats", get(stats))
+        .route("/v1/tenants/{tid}/users", get(list_users))
+        .route("/v1/tenants/{tid}/users/deactivate", post(deactivate))
+        .route("/v1/tenants/{tid}/users/reactivate", post(reactivate))
+        .route("/v1/tenants/{tid}/users/import", post(import))
+        .route(
+            "/v1/tenants/{tid}/users/{uid}",
+            put(put_user).get(get_user).delete(delete_user),
+        )
+        .route(
+            "/v1/tenants/{tid}/teams/{team}",
+            put(put_team).get(get_team).delete(delete_team),
+        )
+        .route(
+            "/v1/tenants/{tid}/teams/{team}/members/{uid}",
+            put(put_member).delete(delete_member),
+        )
+        .route("/v1/tenants/{tid}/teams/{team}/eligible", get(eligible))
+}
+
+/// Who is calling: the ERP backend with the admin key (any tenant), or an
+/// administrator of this tenant with their own token.
+enum Caller {
+    Backend,
+    TenantAdmin,
+}
+
+fn authorize(hub: &Hub, headers: &HeaderMap, tid: &str) -> R<Caller> {
+    let token = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or(ApiError::Unauthenticated)?;
+    if let Some(key) = hub.admin_key() {
+        if bool::from(key.as_bytes().ct_eq(token.as_bytes())) {
+            return Ok(Caller::Backend);
+        }
+    }
+    let claims = hub
+        .verifier
+        .verify(token)
+        .map_err(|_| ApiError::Unauthenticated)?;
+    if claims.tid != tid {
+        return Err(ApiError::Forbidden("token is for another tenant"));
+    }
+    let admin = hub
+        .read(tid, |t| {
+            t.dir
+                .users
+                .get(&claims.sub)
+                .is_some_and(|u| u.state == UserState::Active && u.profile == Profile::Admin)
+        })
+        .unwrap_or(false);
+    if admin {
+        Ok(Caller::TenantAdmin)
+    } else {
+        Err(ApiError::Forbidden(
+            "only administrators may use the admin API",
+        ))
+    }
+}
+
+fn body<T: DeserializeOwned>(bytes: &Bytes) -> R<T> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::BadBody(e.to_string()))
+}
+
+async fn put_tenant(
+    State(hub): Hs,
+    Path(tid): Path<String>,
+    h: HeaderMap,
+    b: Bytes,
+) -> R<impl IntoResponse> {
+    match authorize(&hub, &h, &tid) {
+        Ok(Caller::Backend) => {}
+        Ok(Caller::TenantAdmin) => {
+            return Err(ApiError::Forbidden(
+                "only the ERP backend may change a tenant",
+            ))
+        }
+        Err(e) => return Err(e),
+    }
+    let req: TenantPut = body(&b)?;
+    let created = hub.put_tenant(&tid, req.user_limit).await?;
+    let view = hub.read(&tid, tenant_view)?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(view),
+    ))
+}
+
+fn tenant_view(t: &Tenant) -> TenantView {
+    TenantView {
+        id: t.dir.tenant.id.clone(),
+        user_limit: t.dir.tenant.user_limit,
+        stats: t.stats(),
+    }
+}
+
+async fn get_tenant(State(hub): Hs, Path(tid): Path<String>, h: HeaderMap) -> R<Json<TenantView>> {
+    authorize(&hub, &h, &tid)?;
+    Ok(Json(hub.read(&tid, tenant_view)?))
+}
+
+async fn stats(
+    State(hub): Hs,
+    Path(tid): Path<String>,
+    h: HeaderMap,
+) -> R<Json<presence_protocol::Stats>> {
+    authorize(&hub, &h, &tid)?;
+    Ok(Json(hub.read(&tid, |t| t.stats())?))
+}
+
+fn user_view(t: &Tenant, uid: &str) -> Option<UserView> {
+    let u = t.dir.users.get(uid)?;
+    let p = t.engine.get(&uid.to_owned());
+    Some(UserView {
+        id: u.id.clone(),
+        name: u.name.clone(),
+        nickname: u.nickname.clone(),
+        email: u.email.clone(),
+        phone: u.phone.clone(),
+        profile: u.profile,
+        available: u.available,
+        away_message: u.away_message.clone(),
+        state: u.state,
+        status: p.status,
+        since: p.since,
+        last_seen: p.last_activity,
+        v: p.v,
+        teams: t.dir.memberships_of(uid),
+    })
+}
+
+async fn get_user(
+    State(hub): Hs,
+    Path((tid, uid)): Path<(String, String)>,
+    h: HeaderMap,
+) -> R<Json<UserView>> {
+    authorize(&hub, &h, &tid)?;
+    hub.read(&tid, |t| user_view(t, &uid))?
+        .map(Json)
+        .ok_or(ApiError::Directory(admin_ops::DirectoryError::UnknownUser(
+            uid,
+        )))
+}
+
+async fn put_user(
+    State(hub): Hs,
+    Path((tid, uid)): Path<(String, String)>,
+    h: HeaderMap,
+    b: Bytes,
+) -> R<impl IntoResponse> {
+    authorize(&hub, &h, &tid)?;
+    let req: UserPut = body(&b)?;
+    let created = hub
+        .write(&tid, |d| {
+            Ok((
+                admin_ops::put_user(d, &uid, &req)?,
+                !d.users.contains_key(&uid),
+            ))
+        })
+        .await?;
+    let view = hub.read(&tid, |t| user_view(t, &uid))?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(view),
+    ))
+}
+
+async fn delete_user(
+    State(hub): Hs,
+    Path((tid, uid)): Path<(String, String)>,
+    h: HeaderMap,
+) -> R<StatusCode> {
+    authorize(&hub, &h, &tid)?;
+    hub.write(&tid, |d| Ok((admin_ops::delete_user(d, &uid)?, ())))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn deactivate(
+    State(hub): Hs,
+    Path(tid): Path<String>,
+    h: HeaderMap,
+    b: Bytes,
+) -> R<Json<BulkResult>> {
+    authorize(&hub, &h, &tid)?;
+    let req: IdsBody = body(&b)?;
+    let changed = hub
+        .write(&tid, |d| admin_ops::deactivate(d, &req.ids))
+        .await?;
+    Ok(Json(bulk(&req.ids, changed)))
+}
+
+async fn reactivate(
+    State(hub): Hs,
+    Path(tid): Path<String>,
+    h: HeaderMap,
+    b: Bytes,
+) -> R<Json<BulkResult>> {
+    authorize(&hub, &h, &tid)?;
+    let req: IdsBody = body(&b)?;
+    let changed = hub
+        .write(&tid, |d| admin_ops::reactivate(d, &req.ids))
+        .await?;
+    Ok(Json(bulk(&req.ids, changed)))
+}
+
+fn bulk(ids: &[String], changed: Vec<String>) -> BulkResult {
+    let mut unchanged: Vec<String> = ids
+        .iter()
+        .filter(|i| !changed.contains(i))
+        .cloned()
+        .collect();
+    unchanged.dedup();
+    BulkResult { changed, unchanged }
+}
+
+#[derive(Deserialize)]
+struct ImportQuery {
+    dry_run: Option<String>,
+}
+
+async fn import(
+    State(hub): Hs,
+    Path(tid): Path<String>,
+    Query(q): Query<ImportQuery>,
+    h: HeaderMap,
+    b: Bytes,
+) -> R<Json<ImportReport>> {
+    authorize(&hub, &h, &tid)?;
+    let dry_run = match q.dry_run.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => {
+            return Err(ApiError::BadQuery {
+                param: "dry_run",
+                reason: "expected true or false".into(),
+            })
+        }
+    };
+    let rows = match csv_import::parse(&b) {
+        Ok(rows) => rows,
+        Err(errors) => {
+            let report = ImportReport {
+                dry_run,
+                rows: 0,
+                created: 0,
+                updated: 0,
+                errors,
+            };
+            return if dry_run {
+                Ok(Json(report))
+            } else {
+                Err(ApiError::Import(report))
+            };
+        }
+    };
+    let n = rows.len() as u64;
+    let report_of = |p: &csv_import::Plan| ImportReport {
+        dry_run,
+        rows: n,
+        created: p.created,
+        updated: p.updated,
+        errors: p.errors.clone(),
+    };
+    if dry_run {
+        return Ok(Json(
+            hub.read(&tid, |t| report_of(&csv_import::plan(&t.dir, &rows)))?,
+        ));
+    }
+    let result = hub
+        .write(&tid, |d| {
+            let p = csv_import::plan(d, &rows);
+            let report = report_of(&p);
+            if report.errors.is_empty() {
+                Ok((p.writes, Ok(report)))
+            } else {
+                Ok((Vec::new(), Err(report)))
+            }
+        })
+        .await?;
+    result.map(Json).map_err(ApiError::Import)
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    activity: Option<String>,
+    state: Option<String>,
+    q: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+async fn list_users(
+    State(hub): Hs,
+    Path(tid): Path<String>,
+    Query(q): Query<ListQuery>,
+    h: HeaderMap,
+) -> R<Json<UserPage>> {
+    authorize(&hub, &h, &tid)?;
+    let activity = match q.activity.as_deref() {
+        None | Some("all") => None,
+        Some("online") => Some(Status::Online),
+        Some("offline") => Some(Status::Offline),
+        Some(_) => {
+            return Err(ApiError::BadQuery {
+                param: "activity",
+                reason: "expected online, offline or all".into(),
+            })
+        }
+    };
+    let states: &[UserState] = match q.state.as_deref() {
+        None => &[UserState::Active, UserState::Inactive],
+        Some("active") => &[UserState::Active],
+        Some("inactive") => &[UserState::Inactive],
+        Some("deleted") => &[UserState::Deleted],
+        Some("all") => &[UserState::Active, UserState::Inactive, UserState::Deleted],
+        Some(_) => {
+            return Err(ApiError::BadQuery {
+                param: "state",
+                reason: "expected active, inactive, deleted or all".into(),
+            })
+        }
+    };
+    let limit = match q.limit.as_deref().map(str::parse::<usize>) {
+        None => 100,
+        Some(Ok(n)) if (1..=1000).contains(&n) => n,
+        Some(_) => {
+            return Err(ApiError::BadQuery {
+                param: "limit",
+                reason: "expected 1 to 1000".into(),
+            })
+        }
+    };
+    let needle =
+        q.q.as_deref()
+            .map(str::to_lowercase)
+            .filter(|s| !s.is_empty());
+    let page = hub.read(&tid, |t| {
+        let range = match &q.cursor {
+            Some(c) => t.dir.users.range::<String, _>((
+                std::ops::Bound::Excluded(c.clone()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => t.dir.users.range::<String, _>(..),
+        };
+        let mut users = Vec::new();
+        let mut more = false;
+        for (uid, u) in range {
+            if !states.contains(&u.state) {
+                continue;
+            }
+            if let Some(a) = activity {
+                if t.engine.get(uid).status != a {
+                    continue;
+                }
+            }
+            if let Some(n) = &needle {
+                let hit = [&u.id, &u.name, &u.nickname, &u.email, &u.phone]
+                    .iter()
+                    .any(|f| f.to_lowercase().contains(n.as_str()));
+                if !hit {
+                    continue;
+                }
+            }
+            if users.len() == limit {
+                more = true;
+                break;
+            }
+            users.extend(user_view(t, uid));
+        }
+        let next_cursor = more
+            .then(|| users.last().map(|u: &UserView| u.id.clone()))
+            .flatten();
+        UserPage { users, next_cursor }
+    })?;
+    Ok(Json(page))
+}
+
+async fn put_team(
+    State(hub): Hs,
+    Path((tid, team)): Path<(String, String)>,
+    h: HeaderMap,
+    b: Bytes,
+) -> R<impl IntoResponse> {
+    authorize(&hub, &h, &tid)?;
+    let req: TeamPut = body(&b)?;
+    let created = hub
+        .write(&tid, |d| {
+            Ok((
+                admin_ops::put_team(d, &team, &req)?,
+                !d.teams.contains_key(&team),
+            ))
+        })
+        .await?;
+    let view = hub.read(&tid, |t| team_view(t, &team))?;
+    Ok((
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        },
+        Json(view),
+    ))
+}
+
+fn team_view(t: &Tenant, team: &str) -> Option<TeamView> {
+    let rec = t.dir.teams.get(team)?;
+    Some(TeamView {
+        id: rec.id.clone(),
+        name: rec.name.clone(),
+        crm: rec.crm,
+        active: rec.active,
+        members: t
+            .dir
+            .members_of(team)
+            .map(|(u, role)| TeamMemberView {
+                user: u.clone(),
+                role,
+            })
+            .collect(),
+    })
+}
+
+async fn get_team(
+    State(hub): Hs,
+    Path((tid, team)): Path<(String, String)>,
+    h: HeaderMap,
+) -> R<Json<TeamView>> {
+    authorize(&hub, &h, &tid)?;
+    hub.read(&tid, |t| team_view(t, &team))?
+        .map(Json)
+        .ok_or(ApiError::Directory(admin_ops::DirectoryError::UnknownTeam(
+            team,
+        )))
+}
+
+async fn delete_team(
+    State(hub): Hs,
+    Path((tid, team)): Path<(String, String)>,
+    h: HeaderMap,
+) -> R<StatusCode> {
+    authorize(&hub, &h, &tid)?;
+    hub.write(&tid, |d| Ok((admin_ops::delete_team(d, &team)?, ())))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn put_member(
+    State(hub): Hs,
+    Path((tid, team, uid)): Path<(String, String, String)>,
+    h: HeaderMap,
+    b: Bytes,
+) -> R<Json<TeamView>> {
+    authorize(&hub, &h, &tid)?;
+    let req: MemberPut = body(&b)?;
+    hub.write(&tid, |d| {
+        Ok((admin_ops::put_member(d, &team, &uid, req.role)?, ()))
+    })
+    .await?;
+    hub.read(&tid, |t| team_view(t, &team))?
+        .map(Json)
+        .ok_or(ApiError::Directory(admin_ops::DirectoryError::UnknownTeam(
+            team,
+        )))
+}
+
+async fn delete_member(
+    State(hub): Hs,
+    Path((tid, team, uid)): Path<(String, String, String)>,
+    h: HeaderMap,
+) -> R<StatusCode> {
+    authorize(&hub, &h, &tid)?;
+    hub.write(&tid, |d| {
+        Ok((admin_ops::delete_member(d, &team, &uid)?, ()))
+    })
+    .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn eligible(
+    State(hub): Hs,
+    Path((tid, team)): Path<(String, String)>,
+    h: HeaderMap,
+) -> R<Json<EligibleList>> {
+    authorize(&hub, &h, &tid)?;
+    let users = hub.read(&tid, |t| {
+        if !t.dir.teams.contains_key(&team) {
+            return None;
+        }
+        Some(
+            t.dir
+                .members_of(&team)
+                .filter(|(_, role)| role.takes_work())
+                .filter(|(uid, _)| {
+                    t.dir
+                        .users
+                        .get(*uid)
+                        .is_some_and(|u| u.state == UserState::Active && u.available)
+                })
+                .filter(|(uid, _)| t.engine.get(uid).status == Status::Online)
+                .map(|(uid, _)| uid.clone())
+                .collect(),
+        )
+    })?;
+    let users = users
+        .ok_or_else(|| ApiError::Directory(admin_ops::DirectoryError::UnknownTeam(team.clone())))?;
+    Ok(Json(EligibleList { team, users }))
+}

@@ -1,0 +1,107 @@
+//! The HTTP surface of a hub: the WebSocket endpoint, the admin API, health,
+//! metrics and the OpenAPI document, plus `serve`, which runs it all on a
+//! listener the caller bound (tests bind 127.0.0.1:0).
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tokio::net::TcpListener;
+
+use crate::hub::Hub;
+
+const OPENAPI: &str = include_str!("openapi.json");
+
+/// The whole router of a hub.
+pub fn app(hub: Arc<Hub>) -> Router {
+    Router::new()
+        .route("/v1/ws", get(ws))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route(
+            "/v1/openapi.json",
+            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
+        )
+        .merge(crate::admin_api::routes())
+        .with_state(hub)
+}
+
+async fn ws(State(hub): State<Arc<Hub>>, headers: HeaderMap, up: WebSocketUpgrade) -> Response {
+    if hub.is_shutting_down() {
+        return (StatusCode::SERVICE_UNAVAILABLE, "node restarting").into_response();
+    }
+    let allowed = &hub.config.allowed_origins;
+    if !allowed.is_empty() {
+        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
+        if !origin.is_some_and(|o| allowed.iter().any(|a| a == o)) {
+            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+        }
+    }
+    // tungstenite's own limit only guards memory; the protocol's frame limit
+    // is checked by the session so that it can answer with close 4008.
+    let limit = (hub.config.max_frame_bytes * 4).max(64 * 1024);
+    up.max_message_size(limit)
+        .max_frame_size(limit)
+        .on_upgrade(move |socket| crate::session::run(hub, socket))
+}
+
+async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
+    if hub.is_shutting_down() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
+    } else {
+        "ready".into_response()
+    }
+}
+
+async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        hub.metrics.render(),
+    )
+}
+
+/// Serves `hub` on `listener` until `shutdown` resolves, then closes every
+/// tab with 1012, waits for them up to the grace period, and persists
+/// presence.
+///
+/// # Errors
+/// The listener failed.
+pub async fn serve(
+    hub: Arc<Hub>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let background = tokio::spawn(hub.clone().run_background());
+    let signal_hub = hub.clone();
+    let mut closed = hub.shutdown_signal();
+    let server = axum::serve(listener, app(hub.clone())).with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: closing tabs with 1012");
+        signal_hub.begin_shutdown();
+    });
+    // Graceful shutdown waits for every upgraded connection; a tab that does
+    // not answer its close frame must not hold the node beyond the grace.
+    let grace = hub.config.shutdown_grace;
+    let result = tokio::select! {
+        r = server => r,
+        _ = async {
+            crate::hub::until_true(&mut closed).await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("grace period over; dropping remaining connections");
+            Ok(())
+        }
+    };
+    hub.begin_shutdown();
+    let _ = background.await;
+    if let Err(e) = hub.flush_presence().await {
+        tracing::warn!(error = %e, "could not persist presence at shutdown");
+    }
+    result
+}

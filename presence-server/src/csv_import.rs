@@ -1,0 +1,237 @@
+//! The CSV import of SPEC §3: `;`-separated, UTF-8 with or without BOM, a
+//! header naming the columns in any order, every value kept as text.
+
+use std::collections::{HashMap, HashSet};
+
+use presence_protocol::admin::{RowError, UserPut};
+use presence_protocol::Profile;
+
+use crate::admin_ops::{self, DirectoryError};
+use crate::directory::{TenantDir, Write};
+use presence_protocol::UserState;
+
+const COLUMNS: [&str; 8] = [
+    "id",
+    "name",
+    "nickname",
+    "email",
+    "phone",
+    "profile",
+    "available",
+    "away_message",
+];
+
+/// One data row: its line in the file (the header is line 1), the user id and
+/// the fields it sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    pub line: u64,
+    pub id: String,
+    pub body: UserPut,
+}
+
+fn err(line: u64, column: Option<&str>, reason: impl Into<String>) -> RowError {
+    RowError {
+        row: line,
+        column: column.map(str::to_owned),
+        reason: reason.into(),
+    }
+}
+
+/// Parses the file; every problem is reported with its line and column.
+pub fn parse(data: &[u8]) -> Result<Vec<Row>, Vec<RowError>> {
+    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let mut rdr = csv::ReaderBuilder::new()
+        .delimiter(b';')
+        .has_headers(true)
+        .from_reader(data);
+    let header = match rdr.byte_headers() {
+        Ok(h) => h.clone(),
+        Err(e) => return Err(vec![err(1, None, format!("unreadable header: {e}"))]),
+    };
+    let mut errors = Vec::new();
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let names: Vec<String> = header
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_ascii_lowercase())
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        match COLUMNS.iter().find(|c| **c == name) {
+            None => errors.push(err(1, Some(name), "unknown column")),
+            Some(c) if index.insert(c, i).is_some() => {
+                errors.push(err(1, Some(name), "duplicate column"))
+            }
+            Some(_) => {}
+        }
+    }
+    for required in ["id", "name"] {
+        if !index.contains_key(required) {
+            errors.push(err(1, Some(required), "required column missing"));
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let mut rows = Vec::new();
+    let mut seen = HashSet::new();
+    for rec in rdr.byte_records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                errors.push(err(line, None, e.to_string()));
+                continue;
+            }
+        };
+        let line = rec.position().map_or(0, |p| p.line());
+        if rec.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        let mut text = HashMap::new();
+        let mut ok = true;
+        for (col, &i) in &index {
+            match std::str::from_utf8(rec.get(i).unwrap_or_default()) {
+                Ok(v) => {
+                    text.insert(*col, v.to_owned());
+                }
+                Err(_) => {
+                    errors.push(err(line, Some(col), "not valid UTF-8"));
+                    ok = false;
+                }
+            }
+        }
+        if !ok {
+            continue;
+        }
+        let id = text.remove("id").unwrap_or_default();
+        if !seen.insert(id.clone()) {
+            errors.push(err(
+                line,
+                Some("id"),
+                format!("id {id:?} appears twice in the file"),
+            ));
+            continue;
+        }
+        let profile = match text.remove("profile").as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(p) => match p.to_ascii_lowercase().as_str() {
+                "admin" => Some(Profile::Admin),
+                "standard" => Some(Profile::Standard),
+                "restricted" => Some(Profile::Restricted),
+                _ => {
+                    errors.push(err(
+                        line,
+                        Some("profile"),
+                        "expected admin, standard or restricted",
+                    ));
+                    continue;
+                }
+            },
+        };
+        let available = match text.remove("available").as_deref().map(str::trim) {
+            None | Some("") => None,
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "true" | "1" | "yes" | "sim" => Some(true),
+                "false" | "0" | "no" | "não" | "nao" => Some(false),
+                _ => {
+                    errors.push(err(line, Some("available"), "expected true or false"));
+                    continue;
+                }
+            },
+        };
+        let body = UserPut {
+            name: text.remove("name"),
+            nickname: text.remove("nickname"),
+            email: text.remove("email"),
+            phone: text.remove("phone"),
+            profile,
+            available,
+            away_message: text.remove("away_message"),
+        };
+        rows.push(Row { line, id, body });
+    }
+    if errors.is_empty() {
+        Ok(rows)
+    } else {
+        Err(errors)
+    }
+}
+
+/// What importing `rows` into `dir` would write, or every row that is wrong.
+pub struct Plan {
+    pub writes: Vec<Write>,
+    pub created: u64,
+    pub updated: u64,
+    pub errors: Vec<RowError>,
+}
+
+pub fn plan(dir: &TenantDir, rows: &[Row]) -> Plan {
+    let mut p = Plan {
+        writes: Vec::new(),
+        created: 0,
+        updated: 0,
+        errors: Vec::new(),
+    };
+    let mut active = dir.count_in_state(UserState::Active);
+    for row in rows {
+        match admin_ops::merged_user(dir, &row.id, &row.body) {
+            Ok(user) => {
+                if dir.users.contains_key(&row.id) {
+                    p.updated += 1;
+                } else {
+                    p.created += 1;
+                    active += 1;
+                    if active > dir.tenant.user_limit {
+                        p.errors.push(err(
+                            row.line,
+                            None,
+                            format!("the plan allows {} active users", dir.tenant.user_limit),
+                        ));
+                    }
+                }
+                p.writes.push(Write::User {
+                    tenant: dir.tenant.id.clone(),
+                    user,
+                });
+            }
+            Err(DirectoryError::Invalid { field, reason }) => {
+                p.errors.push(err(row.line, Some(&field), reason));
+            }
+            Err(other) => p.errors.push(err(row.line, None, other.to_string())),
+        }
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_text_quotes_bom_and_any_column_order() {
+        let csv = "\u{feff}name;id;phone;available\n\"Silva; Ana\";007;0119;false\nBia;8;;\n";
+        let rows = parse(csv.as_bytes()).unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].id, "007");
+        assert_eq!(rows[0].line, 2);
+        assert_eq!(rows[0].body.name.as_deref(), Some("Silva; Ana"));
+        assert_eq!(rows[0].body.phone.as_deref(), Some("0119"));
+        assert_eq!(rows[0].body.available, Some(false));
+        assert_eq!(rows[1].body.available, None);
+    }
+
+    #[test]
+    fn reports_rows_and_columns() {
+        let csv = "id;name;profile\n1;A;boss\n1;B;admin\n";
+        let errs = parse(csv.as_bytes()).unwrap_err();
+        assert_eq!(errs.len(), 2);
+        assert_eq!(
+            (errs[0].row, errs[0].column.as_deref()),
+            (2, Some("profile"))
+        );
+        assert_eq!((errs[1].row, errs[1].column.as_deref()), (3, Some("id")));
+        let errs = parse(b"name;colour\nA;red\n").unwrap_err();
+        assert!(errs.iter().any(|e| e.column.as_deref() == Some("colour")));
+        assert!(errs.iter().any(|e| e.column.as_deref() == Some("id")));
+    }
+}

@@ -1,0 +1,302 @@
+//! The directory of SPEC §3 held in memory: tenants, users, teams and
+//! memberships, changed only by applying [`Write`]s.
+//!
+//! The same `apply` replays the store at start-up and applies an admin write
+//! after the store accepted it, so memory and disk cannot disagree on what a
+//! write means.
+
+use std::collections::{BTreeMap, HashMap};
+
+use presence_protocol::{Membership, MembershipRole, Profile, UserState};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TenantRecord {
+    pub id: String,
+    pub user_limit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    pub name: String,
+    pub nickname: String,
+    pub email: String,
+    pub phone: String,
+    pub profile: Profile,
+    pub available: bool,
+    pub away_message: String,
+    pub state: UserState,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TeamRecord {
+    pub id: String,
+    pub name: String,
+    pub crm: bool,
+    pub active: bool,
+}
+
+/// What a user's presence was when last persisted, so `last_seen` and `v`
+/// survive a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct PresenceRecord {
+    pub last_seen: u64,
+    pub since: u64,
+    pub v: u64,
+}
+
+/// One durable change. A batch of writes is committed atomically by the store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Write {
+    Tenant(TenantRecord),
+    User {
+        tenant: String,
+        user: UserRecord,
+    },
+    Team {
+        tenant: String,
+        team: TeamRecord,
+    },
+    DeleteTeam {
+        tenant: String,
+        team: String,
+    },
+    Member {
+        tenant: String,
+        team: String,
+        user: String,
+        role: MembershipRole,
+    },
+    DeleteMember {
+        tenant: String,
+        team: String,
+        user: String,
+    },
+    Presence {
+        tenant: String,
+        user: String,
+        presence: PresenceRecord,
+    },
+}
+
+impl Write {
+    pub fn tenant(&self) -> &str {
+        match self {
+            Write::Tenant(t) => &t.id,
+            Write::User { tenant, .. }
+            | Write::Team { tenant, .. }
+            | Write::DeleteTeam { tenant, .. }
+            | Write::Member { tenant, .. }
+            | Write::DeleteMember { tenant, .. }
+            | Write::Presence { tenant, .. } => tenant,
+        }
+    }
+}
+
+/// One tenant's directory.
+#[derive(Debug, Clone)]
+pub struct TenantDir {
+    pub tenant: TenantRecord,
+    pub users: BTreeMap<String, UserRecord>,
+    pub teams: BTreeMap<String, TeamRecord>,
+    /// team → user → role.
+    members: BTreeMap<String, BTreeMap<String, MembershipRole>>,
+    /// user → team → role; the same facts indexed the other way.
+    user_teams: HashMap<String, BTreeMap<String, MembershipRole>>,
+    /// Presence as last persisted; read once at start-up.
+    pub presence: HashMap<String, PresenceRecord>,
+}
+
+impl TenantDir {
+    pub fn new(tenant: TenantRecord) -> Self {
+        TenantDir {
+            tenant,
+            users: BTreeMap::new(),
+            teams: BTreeMap::new(),
+            members: BTreeMap::new(),
+            user_teams: HashMap::new(),
+            presence: HashMap::new(),
+        }
+    }
+
+    /// Applies one write of this tenant. Writes were validated before they
+    /// were stored, so applying never fails; a membership whose user or team
+    /// is missing (impossible through the API) is kept out of the indexes.
+    pub fn apply(&mut self, w: &Write) {
+        match w {
+            Write::Tenant(t) => self.tenant = t.clone(),
+            Write::User { user, .. } => {
+                self.users.insert(user.id.clone(), user.clone());
+            }
+            Write::Team { team, .. } => {
+                self.teams.insert(team.id.clone(), team.clone());
+            }
+            Write::DeleteTeam { team, .. } => {
+                self.teams.remove(team);
+                if let Some(ms) = self.members.remove(team) {
+                    for uid in ms.keys() {
+                        if let Some(ts) = self.user_teams.get_mut(uid) {
+                            ts.remove(team);
+                        }
+                    }
+                }
+            }
+            Write::Member {
+                team, user, role, ..
+            } => {
+                self.members
+                    .entry(team.clone())
+                    .or_default()
+                    .insert(user.clone(), *role);
+                self.user_teams
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(team.clone(), *role);
+            }
+            Write::DeleteMember { team, user, .. } => {
+                if let Some(ms) = self.members.get_mut(team) {
+                    ms.remove(user);
+                }
+                if let Some(ts) = self.user_teams.get_mut(user) {
+                    ts.remove(team);
+                }
+            }
+            Write::Presence { user, presence, .. } => {
+                self.presence.insert(user.clone(), *presence);
+            }
+        }
+    }
+
+    /// A user who is not deleted.
+    pub fn visible_user(&self, id: &str) -> Option<&UserRecord> {
+        self.users.get(id).filter(|u| u.state != UserState::Deleted)
+    }
+
+    /// Teams of a user, with their role, ordered by team id.
+    pub fn teams_of<'a>(
+        &'a self,
+        user: &str,
+    ) -> impl Iterator<Item = (&'a String, MembershipRole)> + 'a {
+        self.user_teams
+            .get(user)
+            .into_iter()
+            .flat_map(|ts| ts.iter().map(|(t, r)| (t, *r)))
+    }
+
+    pub fn memberships_of(&self, user: &str) -> Vec<Membership> {
+        self.teams_of(user)
+            .map(|(id, role)| Membership {
+                id: id.clone(),
+                role,
+            })
+            .collect()
+    }
+
+    pub fn role_in(&self, user: &str, team: &str) -> Option<MembershipRole> {
+        self.members.get(team).and_then(|ms| ms.get(user)).copied()
+    }
+
+    /// Members of a team with their role, ordered by user id.
+    pub fn members_of<'a>(
+        &'a self,
+        team: &str,
+    ) -> impl Iterator<Item = (&'a String, MembershipRole)> + 'a {
+        self.members
+            .get(team)
+            .into_iter()
+            .flat_map(|ms| ms.iter().map(|(u, r)| (u, *r)))
+    }
+
+    /// An attendant is an active user in at least one active CRM team.
+    pub fn is_attendant(&self, user: &str) -> bool {
+        self.users
+            .get(user)
+            .is_some_and(|u| u.state == UserState::Active)
+            && self
+                .teams_of(user)
+                .any(|(t, _)| self.teams.get(t).is_some_and(|t| t.crm && t.active))
+    }
+
+    pub fn count_in_state(&self, state: UserState) -> u64 {
+        self.users.values().filter(|u| u.state == state).count() as u64
+    }
+}
+
+/// Ids from the ERP: non-empty, at most 128 bytes, no control characters and
+/// no `/` (they appear in URL paths and store keys).
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 128 && !id.chars().any(|c| c.is_control() || c == '/')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user(id: &str) -> UserRecord {
+        UserRecord {
+            id: id.into(),
+            name: id.into(),
+            nickname: String::new(),
+            email: format!("{id}@x"),
+            phone: String::new(),
+            profile: Profile::Standard,
+            available: true,
+            away_message: String::new(),
+            state: UserState::Active,
+        }
+    }
+
+    #[test]
+    fn attendant_needs_an_active_crm_team() {
+        let t = "t".to_string();
+        let mut d = TenantDir::new(TenantRecord {
+            id: t.clone(),
+            user_limit: 10,
+        });
+        d.apply(&Write::User {
+            tenant: t.clone(),
+            user: user("a"),
+        });
+        let team = TeamRecord {
+            id: "crm".into(),
+            name: "CRM".into(),
+            crm: true,
+            active: true,
+        };
+        d.apply(&Write::Team {
+            tenant: t.clone(),
+            team: team.clone(),
+        });
+        assert!(!d.is_attendant("a"));
+        d.apply(&Write::Member {
+            tenant: t.clone(),
+            team: "crm".into(),
+            user: "a".into(),
+            role: MembershipRole::Supervisor,
+        });
+        assert!(d.is_attendant("a"));
+        d.apply(&Write::Team {
+            tenant: t.clone(),
+            team: TeamRecord {
+                active: false,
+                ..team
+            },
+        });
+        assert!(!d.is_attendant("a"));
+        d.apply(&Write::DeleteTeam {
+            tenant: t.clone(),
+            team: "crm".into(),
+        });
+        assert_eq!(d.memberships_of("a"), vec![]);
+    }
+
+    #[test]
+    fn ids_are_checked() {
+        assert!(valid_id("123.abc@x"));
+        assert!(!valid_id(""));
+        assert!(!valid_id("a/b"));
+        assert!(!valid_id("a\nb"));
+        assert!(!valid_id(&"x".repeat(129)));
+    }
+}

@@ -1,0 +1,259 @@
+//! The hub: every tenant of this node, the token verifier, the store, and
+//! the two background duties (expiring idle users, persisting presence).
+//!
+//! Invariant: the store is written before memory. An admin write is applied
+//! to a tenant only after the store acknowledged it, and admin writes are
+//! serialised by one async lock, so what was validated is what gets applied.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use presence_protocol::WelcomeUser;
+use tokio::sync::watch;
+
+use crate::admin_ops::DirectoryError;
+use crate::auth::Verifier;
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::directory::{TenantDir, TenantRecord, Write};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError};
+use crate::tenant::Tenant;
+
+pub type TenantRef = Arc<Mutex<Tenant>>;
+
+/// Why an admin write did not happen. Nothing changed in either case.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error(transparent)]
+    Directory(#[from] DirectoryError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Hub {
+    pub config: Config,
+    pub verifier: Verifier,
+    admin_key: Option<String>,
+    store: Arc<dyn Store>,
+    tenants: RwLock<HashMap<String, TenantRef>>,
+    write_lock: tokio::sync::Mutex<()>,
+    pub metrics: Metrics,
+    pub clock: Clock,
+    next_conn: AtomicU64,
+    /// Flips to true when the node starts shutting down.
+    shutdown: watch::Sender<bool>,
+}
+
+impl Hub {
+    /// Builds the hub from what the store holds.
+    ///
+    /// # Errors
+    /// The store cannot be read.
+    pub fn new(
+        config: Config,
+        verifier: Verifier,
+        admin_key: Option<String>,
+        store: Arc<dyn Store>,
+    ) -> Result<Arc<Hub>, StoreError> {
+        let mut dirs: HashMap<String, TenantDir> = HashMap::new();
+        for w in store.load()? {
+            match &w {
+                Write::Tenant(t) => dirs
+                    .entry(t.id.clone())
+                    .or_insert_with(|| TenantDir::new(t.clone()))
+                    .apply(&w),
+                other => {
+                    if let Some(d) = dirs.get_mut(other.tenant()) {
+                        d.apply(other);
+                    }
+                }
+            }
+        }
+        let idle_ms = config.idle_timeout.as_millis() as u64;
+        let tenants = dirs
+            .into_iter()
+            .map(|(id, d)| (id, Arc::new(Mutex::new(Tenant::new(d, idle_ms)))))
+            .collect();
+        Ok(Arc::new(Hub {
+            config,
+            verifier,
+            admin_key,
+            store,
+            tenants: RwLock::new(tenants),
+            write_lock: tokio::sync::Mutex::new(()),
+            metrics: Metrics::new(),
+            clock: Clock::new(),
+            next_conn: AtomicU64::new(1),
+            shutdown: watch::channel(false).0,
+        }))
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    pub fn next_conn_id(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+
+    pub fn admin_key(&self) -> Option<&str> {
+        self.admin_key.as_deref()
+    }
+
+    pub fn tenant(&self, tid: &str) -> Option<TenantRef> {
+        self.tenants.read().get(tid).cloned()
+    }
+
+    fn all_tenants(&self) -> Vec<TenantRef> {
+        self.tenants.read().values().cloned().collect()
+    }
+
+    /// Reads a tenant under its lock.
+    pub fn read<R>(&self, tid: &str, f: impl FnOnce(&Tenant) -> R) -> Result<R, DirectoryError> {
+        let t = self
+            .tenant(tid)
+            .ok_or_else(|| DirectoryError::UnknownTenant(tid.to_owned()))?;
+        let guard = t.lock();
+        Ok(f(&guard))
+    }
+
+    /// Validates an admin request against the tenant, stores the writes it
+    /// yields, then applies them with their effects.
+    ///
+    /// # Errors
+    /// [`WriteError::Directory`] when the request is refused,
+    /// [`WriteError::Store`] when the store failed; nothing changed.
+    pub async fn write<R>(
+        &self,
+        tid: &str,
+        op: impl FnOnce(&TenantDir) -> Result<(Vec<Write>, R), DirectoryError>,
+    ) -> Result<R, WriteError> {
+        let _serial = self.write_lock.lock().await;
+        let t = self
+            .tenant(tid)
+            .ok_or_else(|| DirectoryError::UnknownTenant(tid.to_owned()))?;
+        let (writes, result) = op(&t.lock().dir)?;
+        self.commit(writes.clone()).await?;
+        t.lock().apply(&writes, self.now_ms(), &self.metrics);
+        Ok(result)
+    }
+
+    /// Creates or updates a tenant.
+    pub async fn put_tenant(&self, tid: &str, user_limit: u64) -> Result<bool, WriteError> {
+        let _serial = self.write_lock.lock().await;
+        let writes = crate::admin_ops::put_tenant(tid, user_limit)?;
+        self.commit(writes.clone()).await?;
+        let rec = TenantRecord {
+            id: tid.to_owned(),
+            user_limit,
+        };
+        let mut map = self.tenants.write();
+        match map.get(tid) {
+            Some(t) => {
+                t.lock().apply(&writes, self.now_ms(), &self.metrics);
+                Ok(false)
+            }
+            None => {
+                let idle_ms = self.config.idle_timeout.as_millis() as u64;
+                map.insert(
+                    tid.to_owned(),
+                    Arc::new(Mutex::new(Tenant::new(TenantDir::new(rec), idle_ms))),
+                );
+                Ok(true)
+            }
+        }
+    }
+
+    async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
+        if writes.is_empty() {
+            return Ok(());
+        }
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.commit(&writes))
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+
+    /// The `welcome` description of a user.
+    pub fn welcome_user(t: &Tenant, uid: &str) -> Option<WelcomeUser> {
+        let u = t.dir.users.get(uid)?;
+        Some(WelcomeUser {
+            id: u.id.clone(),
+            tenant: t.dir.tenant.id.clone(),
+            name: u.name.clone(),
+            nickname: u.nickname.clone(),
+            profile: u.profile,
+            attendant: t.dir.is_attendant(uid),
+            teams: t.dir.memberships_of(uid),
+        })
+    }
+
+    /// Emits the offline transitions that are due, in every tenant.
+    pub fn expire_due(&self) {
+        let now = self.now_ms();
+        for t in self.all_tenants() {
+            let mut t = t.lock();
+            if t.engine.next_deadline().is_some_and(|d| d <= now) {
+                t.expire(now, &self.metrics);
+            }
+        }
+    }
+
+    /// Persists the presence of users who changed (so `last_seen` and `v`
+    /// survive a restart).
+    pub async fn flush_presence(&self) -> Result<(), StoreError> {
+        let mut writes = Vec::new();
+        for t in self.all_tenants() {
+            writes.extend(t.lock().take_dirty());
+        }
+        self.commit(writes).await
+    }
+
+    /// Runs the expiry and flush duties until shutdown.
+    pub async fn run_background(self: Arc<Self>) {
+        let mut rx = self.shutdown.subscribe();
+        // The expiry tick bounds lateness: offline arrives at most one tick
+        // after the deadline (SPEC: within 1 s). The heap makes an idle tick
+        // cost one peek per tenant, not a scan of users.
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut flush = tokio::time::interval(self.config.presence_flush);
+        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => self.expire_due(),
+                _ = flush.tick() => {
+                    if let Err(e) = self.flush_presence().await {
+                        tracing::warn!(error = %e, "could not persist presence");
+                    }
+                }
+                _ = until_true(&mut rx) => break,
+            }
+        }
+    }
+
+    /// A receiver that turns true when shutdown starts.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown.subscribe()
+    }
+
+    pub fn begin_shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    pub fn is_shutting_down(&self) -> bool {
+        *self.shutdown.borrow()
+    }
+}
+
+/// Resolves once the flag is true (or its sender is gone).
+pub async fn until_true(rx: &mut watch::Receiver<bool>) {
+    while !*rx.borrow_and_update() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! The presence hub as a library: `main.rs` and the integration tests start
+//! it the same way, through [`app::serve`].
+
+pub mod admin_api;
+pub mod admin_ops;
+pub mod api_error;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod csv_import;
+pub mod dev;
+pub mod directory;
+pub mod embedded_store;
+pub mod engine;
+pub mod hub;
+pub mod metrics;
+pub mod outbox;
+pub mod rate;
+pub mod session;
+pub mod store;
+pub mod tenant;
+pub mod visibility;

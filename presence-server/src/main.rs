@@ -1,0 +1,129 @@
+//! `presence-server`: runs the hub, or mints a token (`token`).
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::Parser;
+use presence_server::auth::mint_hs256;
+use presence_server::cli::{Cli, Command, ServeArgs};
+use presence_server::embedded_store::EmbeddedStore;
+use presence_server::hub::Hub;
+use presence_server::{app, dev};
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Token {
+            tenant,
+            user,
+            ttl_secs,
+            jwt_secret,
+        }) => {
+            println!(
+                "{}",
+                mint_hs256(jwt_secret.as_bytes(), &tenant, &user, now_secs(), ttl_secs)
+            );
+            Ok(())
+        }
+        None => {
+            init_tracing(&cli.serve.log_format);
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?
+                .block_on(run(cli.serve))
+        }
+    }
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PRESENCE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
+    let dev_secrets = if args.dev {
+        let s = dev::secrets(&args.data_dir).context("create the --dev secrets")?;
+        args.jwt_secret.get_or_insert_with(|| s.jwt_secret.clone());
+        args.admin_key.get_or_insert_with(|| s.admin_key.clone());
+        Some(s)
+    } else {
+        None
+    };
+    let config = args.config()?;
+    let verifier = args.verifier()?;
+    let admin_key = args.admin_key()?;
+    let store = EmbeddedStore::open(&args.data_dir)
+        .with_context(|| format!("open the store in {}", args.data_dir.display()))?;
+    let hub = Hub::new(config, verifier, Some(admin_key.clone()), Arc::new(store))
+        .context("load the directory")?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listen on {}", args.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, node = %hub.config.node_id, "presence hub listening");
+    if dev_secrets.is_some() {
+        dev::seed(&hub).await.context("seed the demo tenant")?;
+        print_dev_banner(&args, &admin_key, addr);
+    }
+    app::serve(hub, listener, shutdown_signal())
+        .await
+        .context("serve")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_dev_banner(args: &ServeArgs, admin_key: &str, addr: std::net::SocketAddr) {
+    // Only reached in --dev, where the secret was just filled in.
+    let secret = args.jwt_secret.as_deref().unwrap_or_default().as_bytes();
+    let admin = mint_hs256(secret, dev::DEMO_TENANT, "ana", now_secs(), 12 * 3600);
+    let attendant = mint_hs256(secret, dev::DEMO_TENANT, "bruno", now_secs(), 12 * 3600);
+    println!(
+        "\npresence hub (dev mode) on http://{addr}\n\
+         tenant:          {tenant}\n\
+         admin key:       {admin_key}\n\
+         admin token:     {admin}   (ana, profile admin)\n\
+         attendant token: {attendant}   (bruno, Support team)\n\n\
+         connect a tab:   websocket ws://{addr}/v1/ws, first frame\n\
+         \x20                {{\"type\":\"hello\",\"token\":\"<token>\",\"tab\":\"<uuid>\",\"idle_ms\":0}}\n\
+         watch the roster: {{\"type\":\"subscribe\",\"id\":1,\"roster\":\"directory\"}}   (admin token)\n\
+         admin API:       curl -H 'Authorization: Bearer {admin_key}' http://{addr}/v1/tenants/{tenant}/stats\n\
+         more tokens:     PRESENCE_JWT_SECRET=<see {dir}/dev-secrets.json> presence-server token --tenant {tenant} --user carla\n",
+        tenant = dev::DEMO_TENANT,
+        dir = args.data_dir.display(),
+    );
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

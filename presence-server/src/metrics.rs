@@ -1,0 +1,82 @@
+//! Prometheus metrics of one hub, in a registry of its own so several hubs
+//! can run in one test process.
+
+use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+
+pub struct Metrics {
+    registry: Registry,
+    pub open_tabs: IntGauge,
+    pub online_users: IntGauge,
+    pub transitions: IntCounterVec,
+    pub frames_in: IntCounter,
+    pub frames_out: IntCounter,
+    pub slow_consumers: IntCounter,
+    pub rejected_frames: IntCounterVec,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("valid metric name");
+            registry
+                .register(Box::new(g.clone()))
+                .expect("registered once");
+            g
+        };
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric name");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let counter_vec = |name: &str, help: &str, label: &str| {
+            let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric name");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        Metrics {
+            open_tabs: gauge(
+                "presence_open_tabs",
+                "Authenticated WebSocket tabs open now.",
+            ),
+            online_users: gauge("presence_online_users", "Users online now, all tenants."),
+            transitions: counter_vec(
+                "presence_transitions_total",
+                "Online/offline transitions.",
+                "status",
+            ),
+            frames_in: counter("presence_frames_in_total", "Frames received from tabs."),
+            frames_out: counter("presence_frames_out_total", "Frames sent to tabs."),
+            slow_consumers: counter(
+                "presence_slow_consumers_total",
+                "Tabs closed because their outbound queue was full.",
+            ),
+            rejected_frames: counter_vec(
+                "presence_rejected_frames_total",
+                "Client frames refused, by reason.",
+                "reason",
+            ),
+            registry,
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        // Encoding gathered families into a Vec cannot fail.
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("encode metrics");
+        String::from_utf8(buf).expect("prometheus text is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,420 @@
+//! One tenant's live state: its directory, its presence engine, its open tabs
+//! and who watches which roster. Everything that must change together (a
+//! transition and the deltas it causes, a snapshot and the subscription that
+//! follows it) changes under the one lock around a `Tenant`, which is what
+//! keeps every watcher's view ordered.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use presence_protocol::{close, ErrorCode, ReqId, Roster, ServerMessage, Stats, Status, UserState};
+use uuid::Uuid;
+
+use crate::directory::{PresenceRecord, TenantDir, Write};
+use crate::engine::{Engine, Transition};
+use crate::metrics::Metrics;
+use crate::outbox::{Control, Outbox};
+use crate::visibility::{self, Denied};
+
+struct TabHandle {
+    tab: Uuid,
+    out: Outbox,
+}
+
+struct Watcher {
+    user: String,
+    /// Admins see every field of an entry.
+    full: bool,
+    out: Outbox,
+}
+
+/// Why a tab may not join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinError {
+    /// Unknown, inactive or deleted user: close 4003.
+    Forbidden,
+    /// The user has too many tabs: close 4029.
+    TooManyTabs,
+}
+
+pub struct Tenant {
+    pub dir: TenantDir,
+    pub engine: Engine<String>,
+    /// Active users who are online; kept so counters cost nothing per transition.
+    online_active: u64,
+    tabs: HashMap<String, Vec<TabHandle>>,
+    watchers: HashMap<Roster, HashMap<u64, Watcher>>,
+    /// Users whose presence changed since it was last persisted.
+    dirty: BTreeSet<String>,
+}
+
+fn frame(msg: &ServerMessage) -> Arc<str> {
+    Arc::from(msg.to_json())
+}
+
+impl Tenant {
+    pub fn new(dir: TenantDir, idle_timeout_ms: u64) -> Self {
+        let mut engine = Engine::new(idle_timeout_ms);
+        for (uid, p) in &dir.presence {
+            engine.restore(uid.clone(), p.last_seen, p.since, p.v);
+        }
+        Tenant {
+            dir,
+            engine,
+            online_active: 0,
+            tabs: HashMap::new(),
+            watchers: HashMap::new(),
+            dirty: BTreeSet::new(),
+        }
+    }
+
+    pub fn stats(&self) -> Stats {
+        visibility::stats(&self.dir, self.online_active)
+    }
+
+    pub fn tab_count(&self, user: &str) -> usize {
+        self.tabs.get(user).map_or(0, Vec::len)
+    }
+
+    /// Registers a tab. A tab id that is already open (a reload that raced
+    /// its own close) replaces the old connection.
+    pub fn join(
+        &mut self,
+        user: &str,
+        tab: Uuid,
+        out: Outbox,
+        max_tabs: usize,
+    ) -> Result<(), JoinError> {
+        if self
+            .dir
+            .users
+            .get(user)
+            .is_none_or(|u| u.state != UserState::Active)
+        {
+            return Err(JoinError::Forbidden);
+        }
+        let tabs = self.tabs.entry(user.to_owned()).or_default();
+        if let Some(i) = tabs.iter().position(|t| t.tab == tab) {
+            let old = tabs.swap_remove(i);
+            old.out
+                .control(Control::Close(close::REPLACED, "tab reconnected"));
+        }
+        if tabs.len() >= max_tabs {
+            return Err(JoinError::TooManyTabs);
+        }
+        tabs.push(TabHandle { tab, out });
+        Ok(())
+    }
+
+    /// Forgets a closed connection and its subscriptions. Presence does not
+    /// change: an open tab was never proof of interaction.
+    pub fn leave(&mut self, user: &str, conn: u64, rosters: &[Roster]) {
+        if let Some(tabs) = self.tabs.get_mut(user) {
+            tabs.retain(|t| t.out.conn != conn);
+            if tabs.is_empty() {
+                self.tabs.remove(user);
+            }
+        }
+        for r in rosters {
+            self.unwatch(r, conn);
+        }
+    }
+
+    pub fn activity(&mut self, user: &str, now: u64, idle_ms: u64, m: &Metrics) {
+        if let Some(t) = self.engine.activity(&user.to_owned(), now, idle_ms) {
+            self.publish(&t, m);
+        }
+    }
+
+    /// Logout: offline at once and every tab of the user closed with 4004.
+    pub fn logout(&mut self, user: &str, now: u64, m: &Metrics) {
+        if let Some(t) = self.engine.force_offline(&user.to_owned(), now) {
+            self.publish(&t, m);
+        }
+        self.close_tabs(user, close::LOGGED_OUT, "logged out");
+    }
+
+    pub fn expire(&mut self, now: u64, m: &Metrics) {
+        for t in self.engine.expire(now) {
+            self.publish(&t, m);
+        }
+    }
+
+    fn close_tabs(&self, user: &str, code: u16, reason: &'static str) {
+        for t in self.tabs.get(user).into_iter().flatten() {
+            t.out.control(Control::Close(code, reason));
+        }
+    }
+
+    /// Sends a transition to every roster the user is on, then the counters.
+    fn publish(&mut self, t: &Transition<String>, m: &Metrics) {
+        let label = match t.status {
+            Status::Online => "online",
+            Status::Offline => "offline",
+        };
+        m.transitions.with_label_values(&[label]).inc();
+        self.dirty.insert(t.user.clone());
+        match t.status {
+            Status::Online => m.online_users.inc(),
+            Status::Offline => m.online_users.dec(),
+        }
+        let active = self
+            .dir
+            .users
+            .get(&t.user)
+            .is_some_and(|u| u.state == UserState::Active);
+        if active {
+            match t.status {
+                Status::Online => self.online_active += 1,
+                Status::Offline => self.online_active = self.online_active.saturating_sub(1),
+            }
+        }
+        for roster in visibility::rosters_of(&self.dir, &t.user) {
+            let Some(ws) = self.watchers.get(&roster).filter(|w| !w.is_empty()) else {
+                continue;
+            };
+            let f = frame(&ServerMessage::Presence {
+                roster: roster.clone(),
+                user: t.user.clone(),
+                status: t.status,
+                at: t.at,
+                v: t.v,
+            });
+            send_all(ws.values(), &f, m);
+        }
+        if active {
+            self.publish_stats(m);
+        }
+    }
+
+    fn publish_stats(&self, m: &Metrics) {
+        if let Some(ws) = self
+            .watchers
+            .get(&Roster::Directory)
+            .filter(|w| !w.is_empty())
+        {
+            let f = frame(&ServerMessage::Stats {
+                roster: Roster::Directory,
+                stats: self.stats(),
+            });
+            send_all(ws.values(), &f, m);
+        }
+    }
+
+    /// Subscribes a tab: checks the rights, queues the snapshot, and from then
+    /// on the deltas, all under this tenant's lock so none falls in between.
+    pub fn watch(
+        &mut self,
+        user: &str,
+        out: &Outbox,
+        id: ReqId,
+        roster: Roster,
+    ) -> Result<(), (ErrorCode, String)> {
+        match visibility::may_watch(&self.dir, user, &roster) {
+            Ok(()) => {}
+            Err(Denied::Forbidden) => {
+                return Err((ErrorCode::Forbidden, format!("you may not watch {roster}")))
+            }
+            Err(Denied::NotFound) => {
+                return Err((ErrorCode::NotFound, format!("no such roster: {roster}")))
+            }
+        }
+        let full = visibility::sees_everything(&self.dir, user);
+        let users = self
+            .dir
+            .users
+            .keys()
+            .filter_map(|uid| {
+                visibility::entry(&self.dir, &self.engine.get(uid), uid, &roster, full)
+            })
+            .collect();
+        let stats = (roster == Roster::Directory).then(|| self.stats());
+        out.send(&frame(&ServerMessage::Snapshot {
+            id,
+            roster: roster.clone(),
+            users,
+            stats,
+        }));
+        self.watchers.entry(roster).or_default().insert(
+            out.conn,
+            Watcher {
+                user: user.to_owned(),
+                full,
+                out: out.clone(),
+            },
+        );
+        Ok(())
+    }
+
+    pub fn unwatch(&mut self, roster: &Roster, conn: u64) -> bool {
+        let Some(ws) = self.watchers.get_mut(roster) else {
+            return false;
+        };
+        let had = ws.remove(&conn).is_some();
+        if ws.is_empty() {
+            self.watchers.remove(roster);
+        }
+        had
+    }
+
+    /// Applies directory writes that the store accepted and carries out
+    /// their effects: forced offline and closed tabs for users who left the
+    /// active state, `user`/`user_removed` deltas, counters, and the end of
+    /// subscriptions that are no longer allowed.
+    pub fn apply(&mut self, writes: &[Write], now: u64, m: &Metrics) {
+        let mut teams = BTreeSet::new();
+        let mut users = BTreeSet::new();
+        for w in writes {
+            match w {
+                Write::User { user, .. } => {
+                    users.insert(user.id.clone());
+                }
+                Write::Team { team, .. } => {
+                    teams.insert(team.id.clone());
+                }
+                Write::DeleteTeam { team, .. } => {
+                    teams.insert(team.clone());
+                }
+                Write::Member { team, user, .. } | Write::DeleteMember { team, user, .. } => {
+                    teams.insert(team.clone());
+                    users.insert(user.clone());
+                }
+                Write::Tenant(_) | Write::Presence { .. } => {}
+            }
+        }
+        for t in &teams {
+            users.extend(self.dir.members_of(t).map(|(u, _)| u.clone()));
+        }
+        let stats_before = self.stats();
+        let before = self.views(&users, &teams);
+        for w in writes {
+            self.dir.apply(w);
+        }
+        self.online_active = self
+            .dir
+            .users
+            .values()
+            .filter(|u| u.state == UserState::Active)
+            .filter(|u| self.engine.get(&u.id).status == Status::Online)
+            .count() as u64;
+        for uid in &users {
+            let state = self.dir.users.get(uid).map(|u| u.state);
+            if state.is_some_and(|s| s != UserState::Active) {
+                if let Some(t) = self.engine.force_offline(uid, now) {
+                    self.publish(&t, m);
+                }
+                self.close_tabs(uid, close::FORBIDDEN, "user deactivated");
+            }
+        }
+        let after = self.views(&users, &teams);
+        self.send_diffs(&before, &after, m);
+        if self.stats() != stats_before {
+            self.publish_stats(m);
+        }
+        self.recheck_watchers();
+    }
+
+    /// Every entry of the given users on every roster they may appear on
+    /// (directory, attendants, the touched teams and their own teams), in
+    /// both the full and the public variant.
+    fn views(&self, users: &BTreeSet<String>, teams: &BTreeSet<String>) -> Views {
+        let mut out = HashMap::new();
+        for uid in users {
+            let mut rosters = vec![Roster::Directory, Roster::Attendants];
+            rosters.extend(teams.iter().map(|t| Roster::Team(t.clone())));
+            rosters.extend(self.dir.teams_of(uid).map(|(t, _)| Roster::Team(t.clone())));
+            let p = self.engine.get(uid);
+            for r in rosters {
+                let full = visibility::entry(&self.dir, &p, uid, &r, true);
+                let public = visibility::entry(&self.dir, &p, uid, &r, false);
+                out.insert((uid.clone(), r), [full, public]);
+            }
+        }
+        out
+    }
+
+    fn send_diffs(&self, before: &Views, after: &Views, m: &Metrics) {
+        let keys: BTreeSet<&(String, Roster)> = before.keys().chain(after.keys()).collect();
+        for key @ (uid, roster) in keys {
+            let Some(ws) = self.watchers.get(roster).filter(|w| !w.is_empty()) else {
+                continue;
+            };
+            let none = [None, None];
+            let b = before.get(key).unwrap_or(&none);
+            let a = after.get(key).unwrap_or(&none);
+            for (variant, full) in [(0, true), (1, false)] {
+                let msg = match (&b[variant], &a[variant]) {
+                    (Some(_), None) => ServerMessage::UserRemoved {
+                        roster: roster.clone(),
+                        user: uid.clone(),
+                    },
+                    (old, Some(new)) if old.as_ref() != Some(new) => ServerMessage::User {
+                        roster: roster.clone(),
+                        user: new.clone(),
+                    },
+                    _ => continue,
+                };
+                let f = frame(&msg);
+                send_all(ws.values().filter(|w| w.full == full), &f, m);
+            }
+        }
+    }
+
+    /// Ends every subscription its watcher may no longer have.
+    fn recheck_watchers(&mut self) {
+        let dir = &self.dir;
+        for (roster, ws) in self.watchers.iter_mut() {
+            ws.retain(|_, w| match visibility::may_watch(dir, &w.user, roster) {
+                Ok(()) => {
+                    w.full = visibility::sees_everything(dir, &w.user);
+                    true
+                }
+                Err(denied) => {
+                    let (code, message) = match denied {
+                        Denied::Forbidden => (
+                            ErrorCode::Revoked,
+                            format!("you may no longer watch {roster}"),
+                        ),
+                        Denied::NotFound => (ErrorCode::NotFound, format!("{roster} was deleted")),
+                    };
+                    w.out.control(Control::Ended {
+                        roster: roster.clone(),
+                        code,
+                        message,
+                    });
+                    false
+                }
+            });
+        }
+        self.watchers.retain(|_, ws| !ws.is_empty());
+    }
+
+    /// The presence of users who changed since the last call, as writes.
+    pub fn take_dirty(&mut self) -> Vec<Write> {
+        std::mem::take(&mut self.dirty)
+            .into_iter()
+            .map(|user| {
+                let p = self.engine.get(&user);
+                Write::Presence {
+                    tenant: self.dir.tenant.id.clone(),
+                    user,
+                    presence: PresenceRecord {
+                        last_seen: p.last_activity,
+                        since: p.since,
+                        v: p.v,
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+type Views = HashMap<(String, Roster), [Option<presence_protocol::Entry>; 2]>;
+
+fn send_all<'a>(ws: impl Iterator<Item = &'a Watcher>, f: &Arc<str>, m: &Metrics) {
+    for w in ws {
+        if !w.out.send(f) {
+            m.slow_consumers.inc();
+        }
+    }
+}

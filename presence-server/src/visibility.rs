@@ -1,0 +1,134 @@
+//! Who sees what (SPEC §4): which rosters a user may watch, which users a
+//! roster holds, and which fields of an entry a watcher may see.
+//!
+//! Pure functions of the directory and presence, so every cell of the table
+//! is decided here and nowhere else.
+
+use presence_protocol::{Entry, Profile, Roster, Stats, UserState};
+
+use crate::directory::TenantDir;
+use crate::engine::UserPresence;
+
+/// Why a subscription is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// The watcher may not see this roster.
+    Forbidden,
+    /// The team does not exist.
+    NotFound,
+}
+
+/// Whether `watcher` (an active user of this tenant) may watch `roster`.
+pub fn may_watch(dir: &TenantDir, watcher: &str, roster: &Roster) -> Result<(), Denied> {
+    let Some(user) = dir
+        .users
+        .get(watcher)
+        .filter(|u| u.state == UserState::Active)
+    else {
+        return Err(Denied::Forbidden);
+    };
+    let admin = user.profile == Profile::Admin;
+    match roster {
+        Roster::Directory if admin => Ok(()),
+        Roster::Directory => Err(Denied::Forbidden),
+        Roster::Attendants if admin => Ok(()),
+        Roster::Attendants if user.profile == Profile::Standard && dir.is_attendant(watcher) => {
+            Ok(())
+        }
+        Roster::Attendants => Err(Denied::Forbidden),
+        Roster::Team(t) if !dir.teams.contains_key(t) => Err(Denied::NotFound),
+        Roster::Team(_) if admin => Ok(()),
+        Roster::Team(t) if dir.role_in(watcher, t).is_some() => Ok(()),
+        Roster::Team(_) => Err(Denied::Forbidden),
+    }
+}
+
+/// Whether a watcher sees every field (admins) or the public ones.
+pub fn sees_everything(dir: &TenantDir, watcher: &str) -> bool {
+    dir.users
+        .get(watcher)
+        .is_some_and(|u| u.profile == Profile::Admin)
+}
+
+/// Whether `user` belongs on `roster`.
+pub fn on_roster(dir: &TenantDir, user: &str, roster: &Roster) -> bool {
+    let Some(u) = dir.users.get(user) else {
+        return false;
+    };
+    match roster {
+        Roster::Directory => u.state != UserState::Deleted,
+        Roster::Attendants => dir.is_attendant(user),
+        Roster::Team(t) => u.state == UserState::Active && dir.role_in(user, t).is_some(),
+    }
+}
+
+/// The rosters `user` appears on, directory first.
+pub fn rosters_of(dir: &TenantDir, user: &str) -> Vec<Roster> {
+    let mut out = Vec::new();
+    if on_roster(dir, user, &Roster::Directory) {
+        out.push(Roster::Directory);
+    }
+    if dir.is_attendant(user) {
+        out.push(Roster::Attendants);
+    }
+    if dir
+        .users
+        .get(user)
+        .is_some_and(|u| u.state == UserState::Active)
+    {
+        out.extend(dir.teams_of(user).map(|(t, _)| Roster::Team(t.clone())));
+    }
+    out
+}
+
+/// The entry of `user` on `roster` as a watcher sees it, or `None` if the
+/// user is not on that roster.
+pub fn entry(
+    dir: &TenantDir,
+    p: &UserPresence,
+    user: &str,
+    roster: &Roster,
+    full: bool,
+) -> Option<Entry> {
+    if !on_roster(dir, user, roster) {
+        return None;
+    }
+    let u = dir.users.get(user)?;
+    let teams = match (full, roster) {
+        (true, _) => Some(dir.memberships_of(user)),
+        // Non-admins see the role in the team they watch: supervisors are
+        // shown with their role.
+        (false, Roster::Team(t)) => dir.role_in(user, t).map(|role| {
+            vec![presence_protocol::Membership {
+                id: t.clone(),
+                role,
+            }]
+        }),
+        (false, _) => None,
+    };
+    Some(Entry {
+        id: u.id.clone(),
+        nickname: u.nickname.clone(),
+        name: full.then(|| u.name.clone()),
+        status: p.status,
+        since: p.since,
+        last_seen: p.last_activity,
+        v: p.v,
+        available: u.available,
+        away_message: u.away_message.clone(),
+        profile: full.then_some(u.profile),
+        teams,
+        state: full.then_some(u.state),
+    })
+}
+
+/// Counters of SPEC §3, given how many active users are online.
+pub fn stats(dir: &TenantDir, online_active: u64) -> Stats {
+    let active = dir.count_in_state(UserState::Active);
+    Stats {
+        online: online_active,
+        offline: active.saturating_sub(online_active),
+        active,
+        inactive: dir.count_in_state(UserState::Inactive),
+    }
+}

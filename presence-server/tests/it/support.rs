@@ -1,0 +1,391 @@
+//! Starts real hubs on 127.0.0.1:0 and talks to them as clients do: a
+//! WebSocket tab client and an admin API client.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use presence_protocol::{ClientMessage, Roster, ServerMessage};
+use presence_server::auth::{mint_hs256, Verifier};
+use presence_server::config::Config;
+use presence_server::embedded_store::EmbeddedStore;
+use presence_server::hub::Hub;
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use uuid::Uuid;
+
+pub const SECRET: &str = "test-secret-0123456789";
+pub const ADMIN_KEY: &str = "test-admin-key-0123456789";
+/// How long a test waits for something the hub must do before failing.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+pub fn token(tenant: &str, user: &str) -> String {
+    mint_hs256(SECRET.as_bytes(), tenant, user, now_secs(), 3600)
+}
+
+/// A config for tests: a short idle timeout so expiry is observable quickly.
+pub fn test_config() -> Config {
+    Config {
+        idle_timeout: Duration::from_millis(1_500),
+        ..Config::default()
+    }
+}
+
+pub struct TestHub {
+    pub addr: SocketAddr,
+    pub hub: Arc<Hub>,
+    pub dir: tempfile::TempDir,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestHub {
+    pub async fn start() -> TestHub {
+        Self::with_config(test_config()).await
+    }
+
+    pub async fn with_config(config: Config) -> TestHub {
+        let dir = tempfile::tempdir().unwrap();
+        Self::on_dir(config, dir).await
+    }
+
+    pub async fn on_dir(config: Config, dir: tempfile::TempDir) -> TestHub {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        let hub = Hub::new(
+            config,
+            Verifier::hs256(SECRET.as_bytes()),
+            Some(ADMIN_KEY.into()),
+            Arc::new(store),
+        )
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(presence_server::app::serve(
+            hub.clone(),
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        TestHub {
+            addr,
+            hub,
+            dir,
+            stop: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the hub gracefully and waits for it.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+        }
+    }
+
+    pub fn admin(&self) -> Admin {
+        Admin::new(self.addr, ADMIN_KEY)
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/ws", self.addr)
+    }
+
+    /// Connects a tab with a fresh tab id, sends hello and waits for welcome.
+    pub async fn tab(&self, tenant: &str, user: &str) -> Tab {
+        Tab::open(self.addr, &token(tenant, user), Uuid::new_v4(), 0).await
+    }
+
+    /// Creates tenant `t` with the given users (all standard, active).
+    pub async fn seed(&self, tenant: &str, users: &[&str]) {
+        let a = self.admin();
+        a.ok(
+            "PUT",
+            &format!("/v1/tenants/{tenant}"),
+            json!({"user_limit": 1000}),
+        )
+        .await;
+        for u in users {
+            a.ok(
+                "PUT",
+                &format!("/v1/tenants/{tenant}/users/{u}"),
+                json!({"name": format!("{u} name"), "nickname": u, "email": format!("{u}@x.test")}),
+            )
+            .await;
+        }
+    }
+}
+
+impl Drop for TestHub {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+pub struct Admin {
+    base: String,
+    key: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    pub fn new(addr: SocketAddr, key: &str) -> Admin {
+        Admin {
+            base: format!("http://{addr}"),
+            key: key.into(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn with_key(&self, key: &str) -> Admin {
+        Admin {
+            base: self.base.clone(),
+            key: key.into(),
+            http: self.http.clone(),
+        }
+    }
+
+    /// Sends a request; returns the status and the JSON body (Null if empty).
+    pub async fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = self
+            .http
+            .request(m, format!("{}{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, v)
+    }
+
+    pub async fn raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (u16, Value) {
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let resp = self
+            .http
+            .request(m, format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        (status, v)
+    }
+
+    /// A call that must succeed (2xx).
+    pub async fn ok(&self, method: &str, path: &str, body: Value) -> Value {
+        let body = if body.is_null() { None } else { Some(body) };
+        let (s, v) = self.call(method, path, body).await;
+        assert!((200..300).contains(&s), "{method} {path} -> {s} {v}");
+        v
+    }
+}
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// One browser tab, as the hub sees it.
+pub struct Tab {
+    pub ws: Ws,
+    pub welcome: Option<ServerMessage>,
+    pub tab: Uuid,
+}
+
+/// What a tab observed when its connection ended.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Closed {
+    pub code: u16,
+    pub reason: String,
+}
+
+pub async fn raw_connect(addr: SocketAddr) -> Ws {
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/ws"))
+        .await
+        .unwrap();
+    ws
+}
+
+impl Tab {
+    pub async fn open(addr: SocketAddr, token: &str, tab: Uuid, idle_ms: u64) -> Tab {
+        match Self::try_open(addr, token, tab, idle_ms).await {
+            Ok(t) => t,
+            Err(c) => panic!("connection refused: {c:?}"),
+        }
+    }
+
+    /// Connects and says hello; the close the hub answered with, if it refused.
+    pub async fn try_open(
+        addr: SocketAddr,
+        token: &str,
+        tab: Uuid,
+        idle_ms: u64,
+    ) -> Result<Tab, Closed> {
+        let mut ws = raw_connect(addr).await;
+        let hello = ClientMessage::Hello {
+            token: token.into(),
+            tab,
+            idle_ms,
+            client: Some("it/1".into()),
+        };
+        ws.send(Message::Text(serde_json::to_string(&hello).unwrap().into()))
+            .await
+            .unwrap();
+        let mut t = Tab {
+            ws,
+            welcome: None,
+            tab,
+        };
+        match t.next().await {
+            Ok(m @ ServerMessage::Welcome { .. }) => {
+                t.welcome = Some(m);
+                Ok(t)
+            }
+            Ok(other) => panic!("expected welcome, got {other:?}"),
+            Err(c) => Err(c),
+        }
+    }
+
+    pub async fn send(&mut self, m: &ClientMessage) {
+        self.send_text(&serde_json::to_string(m).unwrap()).await;
+    }
+
+    pub async fn send_text(&mut self, s: &str) {
+        self.ws
+            .send(Message::Text(s.to_owned().into()))
+            .await
+            .unwrap();
+    }
+
+    pub async fn activity(&mut self, idle_ms: u64) {
+        self.send(&ClientMessage::Activity { idle_ms }).await;
+    }
+
+    /// The next server message, or the close that ended the connection.
+    pub async fn next(&mut self) -> Result<ServerMessage, Closed> {
+        loop {
+            let m = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .expect("hub said nothing in time");
+            match m {
+                Some(Ok(Message::Text(t))) => {
+                    return Ok(
+                        serde_json::from_str(&t).unwrap_or_else(|e| panic!("bad frame {t}: {e}"))
+                    )
+                }
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return Err(Closed {
+                        code: u16::from(f.code),
+                        reason: f.reason.to_string(),
+                    })
+                }
+                Some(Ok(Message::Close(None))) | None => {
+                    return Err(Closed {
+                        code: u16::from(CloseCode::Status),
+                        reason: String::new(),
+                    })
+                }
+                Some(Ok(_)) => continue,
+                Some(Err(e)) => {
+                    return Err(Closed {
+                        code: 0,
+                        reason: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// The next message, which must not be a close.
+    pub async fn recv(&mut self) -> ServerMessage {
+        self.next()
+            .await
+            .unwrap_or_else(|c| panic!("closed: {c:?}"))
+    }
+
+    /// Skips messages until one matches.
+    pub async fn recv_until(&mut self, mut f: impl FnMut(&ServerMessage) -> bool) -> ServerMessage {
+        loop {
+            let m = self.recv().await;
+            if f(&m) {
+                return m;
+            }
+        }
+    }
+
+    /// Waits for the connection to be closed and returns its code, skipping
+    /// any message before it.
+    pub async fn closed(&mut self) -> Closed {
+        loop {
+            if let Err(c) = self.next().await {
+                return c;
+            }
+        }
+    }
+
+    /// Asserts nothing arrives within `d`.
+    pub async fn silent_for(&mut self, d: Duration) {
+        if let Ok(m) = tokio::time::timeout(d, self.ws.next()).await {
+            panic!("expected silence, got {m:?}");
+        }
+    }
+
+    pub async fn subscribe(&mut self, id: u64, roster: &str) -> ServerMessage {
+        let roster: Roster = roster.parse().unwrap();
+        self.send(&ClientMessage::Subscribe {
+            id: presence_protocol::ReqId::Num(id),
+            roster,
+        })
+        .await;
+        self.recv().await
+    }
+}
