@@ -16,11 +16,15 @@ use tokio::net::TcpListener;
 use crate::hub::Hub;
 
 const OPENAPI: &str = include_str!("openapi.json");
+/// A minimal page to try the hub by hand (the `--dev` tour); the real SDK and
+/// dashboards are separate clients.
+const DEMO_PAGE: &str = include_str!("../../clients/demo/index.html");
 
 /// The whole router of a hub.
 pub fn app(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/v1/ws", get(ws))
+        .route("/demo", get(|| async { axum::response::Html(DEMO_PAGE) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -46,7 +50,14 @@ async fn ws(State(hub): State<Arc<Hub>>, headers: HeaderMap, up: WebSocketUpgrad
     // tungstenite's own limit only guards memory; the protocol's frame limit
     // is checked by the session so that it can answer with close 4008.
     let limit = (hub.config.max_frame_bytes * 4).max(64 * 1024);
-    up.max_message_size(limit)
+    // Most tabs are idle: a 4 KiB read buffer instead of tungstenite's
+    // 128 KiB default is what keeps an idle tab a few KiB (frames are small;
+    // the buffer grows for a large one). Writes go out at once: the outbox,
+    // not the socket buffer, is where frames wait.
+    up.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_write_buffer_size(256 * 1024)
+        .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| crate::session::run(hub, socket))
 }

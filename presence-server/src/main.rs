@@ -93,18 +93,20 @@ fn print_dev_banner(args: &ServeArgs, admin_key: &str, addr: std::net::SocketAdd
     // Only reached in --dev, where the secret was just filled in.
     let secret = args.jwt_secret.as_deref().unwrap_or_default().as_bytes();
     let admin = mint_hs256(secret, dev::DEMO_TENANT, "ana", now_secs(), 12 * 3600);
-    let attendant = mint_hs256(secret, dev::DEMO_TENANT, "bruno", now_secs(), 12 * 3600);
+    let attendant = mint_hs256(secret, dev::DEMO_TENANT, "diego", now_secs(), 12 * 3600);
     println!(
         "\npresence hub (dev mode) on http://{addr}\n\
          tenant:          {tenant}\n\
          admin key:       {admin_key}\n\
          admin token:     {admin}   (ana, profile admin)\n\
-         attendant token: {attendant}   (bruno, Support team)\n\n\
+         \x20                demo page: http://{addr}/demo#token={admin}\n\
+         attendant token: {attendant}   (diego, member of the Support CRM team)\n\
+         \x20                demo page: http://{addr}/demo#token={attendant}\n\n\
          connect a tab:   websocket ws://{addr}/v1/ws, first frame\n\
          \x20                {{\"type\":\"hello\",\"token\":\"<token>\",\"tab\":\"<uuid>\",\"idle_ms\":0}}\n\
          watch the roster: {{\"type\":\"subscribe\",\"id\":1,\"roster\":\"directory\"}}   (admin token)\n\
          admin API:       curl -H 'Authorization: Bearer {admin_key}' http://{addr}/v1/tenants/{tenant}/stats\n\
-         more tokens:     PRESENCE_JWT_SECRET=<see {dir}/dev-secrets.json> presence-server token --tenant {tenant} --user carla\n",
+         more tokens:     PRESENCE_JWT_SECRET=<see {dir}/dev-secrets.json> presence-server token --tenant {tenant} --user elisa\n",
         tenant = dev::DEMO_TENANT,
         dir = args.data_dir.display(),
     );
