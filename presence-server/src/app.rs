@@ -96,19 +96,20 @@ pub async fn serve(
         tracing::info!("shutting down: closing tabs with 1012");
         signal_hub.begin_shutdown();
     });
-    // Graceful shutdown waits for every upgraded connection; a tab that does
-    // not answer its close frame must not hold the node beyond the grace.
+    // axum's graceful shutdown does not track upgraded connections: wait for
+    // the sessions themselves (each sends its 1012), bounded by the grace
+    // period so a tab that never answers cannot hold the node.
     let grace = hub.config.shutdown_grace;
     let result = tokio::select! {
         r = server => r,
         _ = async {
             crate::hub::until_true(&mut closed).await;
             tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("grace period over; dropping remaining connections");
-            Ok(())
-        }
+        } => Ok(()),
     };
+    if tokio::time::timeout(grace, hub.sessions_drained()).await.is_err() {
+        tracing::warn!("grace period over; dropping remaining connections");
+    }
     hub.begin_shutdown();
     let _ = background.await;
     if let Err(e) = hub.flush_presence().await {

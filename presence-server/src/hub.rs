@@ -45,6 +45,18 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// Flips to true when the node starts shutting down.
     shutdown: watch::Sender<bool>,
+    /// Sessions whose task is still running (handshake included); shutdown
+    /// waits for it to reach zero so every tab gets its 1012.
+    live_sessions: watch::Sender<usize>,
+}
+
+/// Counts a running session for as long as it lives.
+pub struct SessionGuard(watch::Sender<usize>);
+
+impl Drop for SessionGuard {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n -= 1);
+    }
 }
 
 impl Hub {
@@ -88,6 +100,7 @@ impl Hub {
             clock: Clock::new(),
             next_conn: AtomicU64::new(1),
             shutdown: watch::channel(false).0,
+            live_sessions: watch::channel(0).0,
         }))
     }
 
@@ -233,6 +246,18 @@ impl Hub {
                 _ = until_true(&mut rx) => break,
             }
         }
+    }
+
+    pub fn session_started(&self) -> SessionGuard {
+        self.live_sessions.send_modify(|n| *n += 1);
+        SessionGuard(self.live_sessions.clone())
+    }
+
+    /// Resolves when no session task is left.
+    pub async fn sessions_drained(&self) {
+        let mut rx = self.live_sessions.subscribe();
+        // The sender lives in `self`, so the channel cannot close here.
+        let _ = rx.wait_for(|n| *n == 0).await;
     }
 
     /// A receiver that turns true when shutdown starts.

@@ -70,6 +70,7 @@ async fn send_close(socket: &mut WebSocket, c: Closing) {
 
 /// Serves one upgraded connection to the end.
 pub async fn run(hub: Arc<Hub>, mut socket: WebSocket) {
+    let _alive = hub.session_started();
     let c = match handshake(&hub, &mut socket).await {
         Ok(s) => s,
         Err(c) => return send_close(&mut socket, c).await,
