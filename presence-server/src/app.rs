@@ -107,7 +107,10 @@ pub async fn serve(
             tokio::time::sleep(grace).await;
         } => Ok(()),
     };
-    if tokio::time::timeout(grace, hub.sessions_drained()).await.is_err() {
+    if tokio::time::timeout(grace, hub.sessions_drained())
+        .await
+        .is_err()
+    {
         tracing::warn!("grace period over; dropping remaining connections");
     }
     hub.begin_shutdown();

@@ -278,6 +278,20 @@ mod tests {
         assert_eq!(e.deadlines.len(), 1);
     }
 
+    #[test]
+    fn many_users_expire_in_deadline_order_each_once() {
+        let mut e = Engine::new(T);
+        for u in 0..1_000u64 {
+            e.activity(&u, 1_000 + u, 0).unwrap();
+        }
+        let first = e.expire(1_000 + T + 499);
+        assert_eq!(first.len(), 500);
+        assert!(first.windows(2).all(|w| w[0].at <= w[1].at));
+        assert_eq!(e.expire(1_000 + T + 999).len(), 500);
+        assert!(e.expire(10 * T).is_empty());
+        assert_eq!(e.online_count(), 0);
+    }
+
     #[derive(Debug, Clone)]
     enum Ev {
         Activity(u8, u64),
@@ -298,6 +312,8 @@ mod tests {
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
         /// Random interleavings never yield two consecutive transitions of the
         /// same kind for a user, `v` grows by one per transition, and after
         /// every step the status equals the rule evaluated from scratch.
