@@ -297,6 +297,12 @@ impl Tenant {
             .filter(|u| u.state == UserState::Active)
             .filter(|u| self.engine.get(&u.id).status == Status::Online)
             .count() as u64;
+        // Rights are settled before any effect of these writes is sent: a
+        // watcher who lost a roster must get its end and no data computed
+        // from the new directory (an import that demotes an admin and edits
+        // others must not hand them the full entries), and one who keeps it
+        // must get the variant (full or public) of their new profile.
+        self.recheck_watchers();
         for uid in &users {
             let state = self.dir.users.get(uid).map(|u| u.state);
             if state.is_some_and(|s| s != UserState::Active) {
@@ -311,7 +317,6 @@ impl Tenant {
         if self.stats() != stats_before {
             self.publish_stats(m);
         }
-        self.recheck_watchers();
     }
 
     /// Every entry of the given users on every roster they may appear on
