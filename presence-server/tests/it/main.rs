@@ -2,4 +2,7 @@
 
 mod support;
 
+mod directory_api;
+mod openapi;
 mod presence;
+mod process;
