@@ -158,7 +158,7 @@ fn user_view(t: &Tenant, uid: &str) -> Option<UserView> {
         state: u.state,
         status: p.status,
         since: p.since,
-        last_seen: p.last_activity,
+        last_seen: p.last_seen,
         v: p.v,
         teams: t.dir.memberships_of(uid),
     })

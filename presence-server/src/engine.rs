@@ -33,8 +33,13 @@ pub struct UserPresence {
     pub status: Status,
     /// When the current status began; 0 if the user was never seen.
     pub since: u64,
-    /// Last proven interaction; 0 if never.
+    /// Last proven interaction as far as the deadline is concerned; a
+    /// forced offline lowers it so that old proof cannot count again.
     pub last_activity: u64,
+    /// Last proven interaction as people are shown it (`last_seen`); never
+    /// lowered, so a logout or deactivation does not rewrite history.
+    /// 0 if never.
+    pub last_seen: u64,
     pub v: u64,
     /// Deadline currently in the queue for this user, if any. At most one
     /// queue entry exists per user, so the queue stays as small as the number
@@ -81,6 +86,7 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
         if last > p.last_activity {
             p.last_activity = last;
         }
+        p.last_seen = p.last_seen.max(last);
         // A queued entry later than the true deadline (possible after a
         // forced offline lowered `last_activity`) would expire the user late.
         if p.queued
@@ -180,6 +186,7 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
     pub fn restore(&mut self, user: K, last_activity: u64, since: u64, v: u64) {
         let p = self.users.entry(user).or_default();
         p.last_activity = p.last_activity.max(last_activity);
+        p.last_seen = p.last_seen.max(last_activity);
         p.since = p.since.max(since);
         p.v = p.v.max(v);
     }
@@ -267,6 +274,18 @@ mod tests {
         assert_eq!(e.force_offline(&"a", 6_000), None);
         let t = e.activity(&"a", 7_000, 0).unwrap();
         assert_eq!((t.status, t.v), (Status::Online, 3));
+    }
+
+    #[test]
+    fn force_offline_keeps_last_seen() {
+        let mut e = Engine::new(T);
+        e.activity(&"a", 10_000, 500).unwrap();
+        e.force_offline(&"a", 12_000).unwrap();
+        let p = e.get(&"a");
+        assert_eq!(
+            (p.status, p.last_seen, p.since),
+            (Status::Offline, 9_500, 12_000)
+        );
     }
 
     #[test]

@@ -404,7 +404,7 @@ impl Tenant {
                     tenant: self.dir.tenant.id.clone(),
                     user,
                     presence: PresenceRecord {
-                        last_seen: p.last_activity,
+                        last_seen: p.last_seen,
                         since: p.since,
                         v: p.v,
                     },

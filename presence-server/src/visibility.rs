@@ -112,7 +112,7 @@ pub fn entry(
         name: full.then(|| u.name.clone()),
         status: p.status,
         since: p.since,
-        last_seen: p.last_activity,
+        last_seen: p.last_seen,
         v: p.v,
         available: u.available,
         away_message: u.away_message.clone(),

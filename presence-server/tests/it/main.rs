@@ -2,5 +2,8 @@
 
 mod support;
 
+mod directory_api;
+mod openapi;
 mod presence;
+mod process;
 mod visibility;
