@@ -2,4 +2,6 @@
 
 mod support;
 
+mod bad_input;
 mod presence;
+mod session_protocol;
