@@ -24,6 +24,10 @@ use crate::tenant::JoinError;
 /// per second, so only a persistent abuser is closed.
 const MALFORMED_COST: f64 = 8.0;
 
+/// How long the close frame may take to leave: a peer that stopped reading
+/// must not hold the connection's task forever.
+const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Why a session ends, as a close frame.
 struct Closing(u16, String);
 
@@ -64,8 +68,9 @@ async fn send_close(socket: &mut WebSocket, c: Closing) {
         code: c.0,
         reason: c.1.into(),
     };
-    // The peer may already be gone; a failed close changes nothing.
-    let _ = socket.send(Message::Close(Some(frame))).await;
+    // The peer may already be gone or have stopped reading; a failed or
+    // timed-out close changes nothing.
+    let _ = timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
 }
 
 /// Serves one upgraded connection to the end.
@@ -212,8 +217,17 @@ impl Session {
                 },
                 frame = inbox.frames.recv() => {
                     let Some(frame) = frame else { return closing(close::GOING_AWAY, "hub gone") };
-                    if socket.send(Message::Text(frame.as_ref().into())).await.is_err() {
-                        return closing(close::GOING_AWAY, "write failed");
+                    // A peer that stopped reading blocks this write; the
+                    // queue then fills, and that must still end the session.
+                    tokio::select! {
+                        sent = socket.send(Message::Text(frame.as_ref().into())) => {
+                            if sent.is_err() {
+                                return closing(close::GOING_AWAY, "write failed");
+                            }
+                        }
+                        _ = self.out.overflowed() => {
+                            return closing(close::SLOW_CONSUMER, "too slow to keep up");
+                        }
                     }
                     self.hub.metrics.frames_out.inc();
                 }

@@ -2,8 +2,10 @@
 
 mod support;
 
+mod bad_input;
 mod directory_api;
 mod openapi;
 mod presence;
 mod process;
+mod session_protocol;
 mod visibility;

@@ -70,14 +70,17 @@ impl TestHub {
     }
 
     pub async fn on_dir(config: Config, dir: tempfile::TempDir) -> TestHub {
+        Self::with_verifier(config, dir, Verifier::hs256(SECRET.as_bytes())).await
+    }
+
+    /// A hub that checks tokens with `verifier` (e.g. an RS256/ES256 key).
+    pub async fn with_verifier(
+        config: Config,
+        dir: tempfile::TempDir,
+        verifier: Verifier,
+    ) -> TestHub {
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let hub = Hub::new(
-            config,
-            Verifier::hs256(SECRET.as_bytes()),
-            Some(ADMIN_KEY.into()),
-            Arc::new(store),
-        )
-        .unwrap();
+        let hub = Hub::new(config, verifier, Some(ADMIN_KEY.into()), Arc::new(store)).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
