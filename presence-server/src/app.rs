@@ -56,7 +56,6 @@ async fn ws(State(hub): State<Arc<Hub>>, headers: HeaderMap, up: WebSocketUpgrad
     // not the socket buffer, is where frames wait.
     up.read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .max_write_buffer_size(256 * 1024)
         .max_message_size(limit)
         .max_frame_size(limit)
         .on_upgrade(move |socket| crate::session::run(hub, socket))
