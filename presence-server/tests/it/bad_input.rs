@@ -67,10 +67,6 @@ async fn scene() -> Scene {
     scene_with(quiet_config()).await
 }
 
-fn is_presence_of(m: &ServerMessage, who: &str, status: Status) -> bool {
-    matches!(m, ServerMessage::Presence { user, status: s, .. } if user == who && *s == status)
-}
-
 async fn user(h: &TestHub, uid: &str) -> Value {
     let (status, v) = h
         .admin()

@@ -510,13 +510,6 @@ async fn dev_mode_prints_an_admin_key_and_tokens_that_work() {
     drop(hub);
 }
 
-fn metric(text: &str, name: &str) -> Option<f64> {
-    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
-        let (k, v) = l.rsplit_once(' ')?;
-        (k == name).then(|| v.parse().ok()).flatten()
-    })
-}
-
 #[tokio::test]
 async fn health_readiness_and_metrics_answer() {
     let h = TestHub::start().await;
@@ -537,8 +530,8 @@ async fn health_readiness_and_metrics_answer() {
             .unwrap()
             .starts_with("text/plain"));
         let text = r.text().await.unwrap();
-        if metric(&text, "presence_open_tabs") == Some(1.0)
-            && metric(&text, "presence_frames_in_total").is_some_and(|n| n >= 2.0)
+        if metric_in(&text, "presence_open_tabs") == Some(1.0)
+            && metric_in(&text, "presence_frames_in_total").is_some_and(|n| n >= 2.0)
         {
             break text;
         }
@@ -548,14 +541,18 @@ async fn health_readiness_and_metrics_answer() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(metric(&text, "presence_online_users"), Some(1.0), "{text}");
     assert_eq!(
-        metric(&text, "presence_transitions_total{status=\"online\"}"),
+        metric_in(&text, "presence_online_users"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        metric_in(&text, "presence_transitions_total{status=\"online\"}"),
         Some(1.0),
         "{text}"
     );
     assert!(
-        metric(&text, "presence_frames_out_total").is_some_and(|n| n >= 1.0),
+        metric_in(&text, "presence_frames_out_total").is_some_and(|n| n >= 1.0),
         "{text}"
     );
     assert!(

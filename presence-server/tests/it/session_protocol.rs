@@ -87,20 +87,8 @@ async fn put_team(h: &TestHub, tenant: &str, team: &str, members: &[&str]) {
     }
 }
 
-fn is_presence_of(m: &ServerMessage, who: &str, status: Status) -> bool {
-    matches!(m, ServerMessage::Presence { user, status: s, .. } if user == who && *s == status)
-}
-
 async fn metric(h: &TestHub, name: &str) -> u64 {
-    let text = reqwest::get(format!("http://{}/metrics", h.addr))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .map_or(0, |v| v.trim().parse().unwrap())
+    h.metric(name).await.map_or(0, |v| v as u64)
 }
 
 #[tokio::test]

@@ -114,6 +114,17 @@ impl TestHub {
         }
     }
 
+    /// The value of an unlabelled metric from `/metrics`.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.addr))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        metric_in(&text, name)
+    }
+
     pub fn admin(&self) -> Admin {
         Admin::new(self.addr, ADMIN_KEY)
     }
@@ -233,6 +244,19 @@ impl Admin {
         assert!((200..300).contains(&s), "{method} {path} -> {s} {v}");
         v
     }
+}
+
+/// Reads an unlabelled metric from Prometheus text.
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (k, v) = l.rsplit_once(' ')?;
+        (k == name).then(|| v.parse().ok()).flatten()
+    })
+}
+
+/// Whether a frame is `user`'s presence delta with this status.
+pub fn is_presence_of(m: &ServerMessage, who: &str, status: presence_protocol::Status) -> bool {
+    matches!(m, ServerMessage::Presence { user, status: s, .. } if user == who && *s == status)
 }
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
