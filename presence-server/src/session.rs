@@ -154,8 +154,11 @@ async fn handshake(hub: &Arc<Hub>, socket: &mut WebSocket) -> Result<(Session, I
         .tenant(&claims.tid)
         .ok_or_else(|| closing(close::FORBIDDEN, "unknown tenant"))?;
     let (out, inbox) = Outbox::new(hub.next_conn_id(), hub.config.outbound_queue);
-    let welcome = {
+    {
         let mut t = tenant.lock();
+        // Described before joining, so a refusal leaves no tab registered.
+        let user = Hub::welcome_user(&t, &claims.sub)
+            .ok_or_else(|| closing(close::FORBIDDEN, "unknown user"))?;
         t.join(&claims.sub, tab, out.clone(), hub.config.max_tabs_per_user)
             .map_err(|e| match e {
                 JoinError::Forbidden => closing(close::FORBIDDEN, "user is not active"),
@@ -163,8 +166,6 @@ async fn handshake(hub: &Arc<Hub>, socket: &mut WebSocket) -> Result<(Session, I
                     closing(close::TOO_MANY_TABS, "too many tabs for this user")
                 }
             })?;
-        let user = Hub::welcome_user(&t, &claims.sub)
-            .ok_or_else(|| closing(close::FORBIDDEN, "unknown user"))?;
         let now = hub.now_ms();
         // Queue welcome before the activity so nothing this tab watches can
         // precede it; the transition itself reaches only watchers.
@@ -179,9 +180,7 @@ async fn handshake(hub: &Arc<Hub>, socket: &mut WebSocket) -> Result<(Session, I
             .to_json(),
         ));
         t.activity(&claims.sub, now, idle_ms, &hub.metrics);
-        now
-    };
-    let _ = welcome;
+    }
     let session = Session {
         hub: hub.clone(),
         tenant,
