@@ -18,7 +18,19 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn main() -> anyhow::Result<()> {
+/// Prints a failure as one clear line (with its causes), never a backtrace:
+/// a start-up error is read by an operator, not a developer.
+fn main() -> std::process::ExitCode {
+    match try_main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("presence-server: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn try_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Token {
