@@ -334,3 +334,89 @@ fn team_defaults_to_active_non_crm() {
         }
     );
 }
+
+#[test]
+fn admin_views() {
+    let stats = Stats {
+        online: 1,
+        offline: 1,
+        active: 2,
+        inactive: 0,
+    };
+    check(
+        TenantView {
+            id: "acme".into(),
+            user_limit: 5,
+            stats,
+        },
+        json!({"id":"acme","user_limit":5,"stats":{"online":1,"offline":1,"active":2,"inactive":0}}),
+    );
+    let user = UserView {
+        id: "u1".into(),
+        name: "Ann".into(),
+        nickname: "ann".into(),
+        email: "a@x".into(),
+        phone: "0119".into(),
+        profile: Profile::Standard,
+        available: false,
+        away_message: "on leave".into(),
+        state: UserState::Inactive,
+        status: Status::Offline,
+        since: 5,
+        last_seen: 4,
+        v: 2,
+        teams: vec![],
+    };
+    let user_json = json!({"id":"u1","name":"Ann","nickname":"ann","email":"a@x","phone":"0119",
+        "profile":"standard","available":false,"away_message":"on leave","state":"inactive",
+        "status":"offline","since":5,"last_seen":4,"v":2,"teams":[]});
+    check(user.clone(), user_json.clone());
+    check(
+        UserPage {
+            users: vec![user.clone()],
+            next_cursor: Some("u1".into()),
+        },
+        json!({"users":[user_json.clone()],"next_cursor":"u1"}),
+    );
+    check(
+        UserPage {
+            users: vec![],
+            next_cursor: None,
+        },
+        json!({"users":[]}),
+    );
+    check(
+        BulkResult {
+            changed: vec!["a".into()],
+            unchanged: vec!["b".into()],
+        },
+        json!({"changed":["a"],"unchanged":["b"]}),
+    );
+    check(
+        TeamView {
+            id: "t".into(),
+            name: "T".into(),
+            crm: true,
+            active: false,
+            members: vec![TeamMemberView {
+                user: "u1".into(),
+                role: MembershipRole::Both,
+            }],
+        },
+        json!({"id":"t","name":"T","crm":true,"active":false,"members":[{"user":"u1","as":"both"}]}),
+    );
+    check(
+        EligibleList {
+            team: "t".into(),
+            users: vec!["u1".into()],
+        },
+        json!({"team":"t","users":["u1"]}),
+    );
+    check(
+        ServerMessage::Unsubscribed {
+            id: ReqId::Str("x".into()),
+            roster: Roster::Directory,
+        },
+        json!({"type":"unsubscribed","id":"x","roster":"directory"}),
+    );
+}
