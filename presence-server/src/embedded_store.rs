@@ -11,14 +11,14 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::directory::{PresenceRecord, TeamRecord, UserRecord, Write};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, StoreFuture};
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 /// Separates key parts; ids cannot contain control characters.
 const SEP: char = '\u{1f}';
 
 pub struct EmbeddedStore {
-    db: Database,
+    db: std::sync::Arc<Database>,
 }
 
 impl EmbeddedStore {
@@ -32,7 +32,9 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
-        Ok(EmbeddedStore { db })
+        Ok(EmbeddedStore {
+            db: std::sync::Arc::new(db),
+        })
     }
 }
 
@@ -113,51 +115,70 @@ fn decode(k: &str, v: &[u8]) -> Result<Write, StoreError> {
 }
 
 impl Store for EmbeddedStore {
-    fn load(&self) -> Result<Vec<Write>, StoreError> {
-        let txn = self.db.begin_read().map_err(unavailable)?;
-        let table = txn.open_table(RECORDS).map_err(unavailable)?;
-        let mut out = Vec::new();
-        for row in table.iter().map_err(unavailable)? {
-            let (k, v) = row.map_err(unavailable)?;
-            out.push(decode(k.value(), v.value())?);
-        }
-        Ok(out)
+    fn load(&self) -> StoreFuture<'_, Vec<Write>> {
+        let db = self.db.clone();
+        Box::pin(blocking(move || load(&db)))
     }
 
-    fn commit(&self, writes: &[Write]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write().map_err(unavailable)?;
-        {
-            let mut table = txn.open_table(RECORDS).map_err(unavailable)?;
-            for w in writes {
-                let (k, v) = encode(w);
-                match v {
-                    Some(v) => {
-                        table
-                            .insert(k.as_str(), v.as_slice())
-                            .map_err(unavailable)?;
-                    }
-                    None => {
-                        table.remove(k.as_str()).map_err(unavailable)?;
-                    }
+    fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()> {
+        let db = self.db.clone();
+        Box::pin(blocking(move || commit(&db, &writes)))
+    }
+}
+
+/// redb calls block on disk (fsync); they run on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+}
+
+fn load(db: &Database) -> Result<Vec<Write>, StoreError> {
+    let txn = db.begin_read().map_err(unavailable)?;
+    let table = txn.open_table(RECORDS).map_err(unavailable)?;
+    let mut out = Vec::new();
+    for row in table.iter().map_err(unavailable)? {
+        let (k, v) = row.map_err(unavailable)?;
+        out.push(decode(k.value(), v.value())?);
+    }
+    Ok(out)
+}
+
+fn commit(db: &Database, writes: &[Write]) -> Result<(), StoreError> {
+    let txn = db.begin_write().map_err(unavailable)?;
+    {
+        let mut table = txn.open_table(RECORDS).map_err(unavailable)?;
+        for w in writes {
+            let (k, v) = encode(w);
+            match v {
+                Some(v) => {
+                    table
+                        .insert(k.as_str(), v.as_slice())
+                        .map_err(unavailable)?;
                 }
-                if let Write::DeleteTeam { tenant, team } = w {
-                    // Memberships of a deleted team go with it.
-                    let prefix = key(&["3", tenant, team, ""]);
-                    let doomed: Vec<String> = table
-                        .range(prefix.as_str()..)
-                        .map_err(unavailable)?
-                        .map_while(|r| r.ok())
-                        .map(|(k, _)| k.value().to_owned())
-                        .take_while(|k| k.starts_with(&prefix))
-                        .collect();
-                    for k in doomed {
-                        table.remove(k.as_str()).map_err(unavailable)?;
-                    }
+                None => {
+                    table.remove(k.as_str()).map_err(unavailable)?;
+                }
+            }
+            if let Write::DeleteTeam { tenant, team } = w {
+                // Memberships of a deleted team go with it.
+                let prefix = key(&["3", tenant, team, ""]);
+                let doomed: Vec<String> = table
+                    .range(prefix.as_str()..)
+                    .map_err(unavailable)?
+                    .map_while(|r| r.ok())
+                    .map(|(k, _)| k.value().to_owned())
+                    .take_while(|k| k.starts_with(&prefix))
+                    .collect();
+                for k in doomed {
+                    table.remove(k.as_str()).map_err(unavailable)?;
                 }
             }
         }
-        txn.commit().map_err(unavailable)
     }
+    txn.commit().map_err(unavailable)
 }
 
 #[cfg(test)]
@@ -166,8 +187,8 @@ mod tests {
     use crate::directory::TenantRecord;
     use presence_protocol::{MembershipRole, Profile, UserState};
 
-    #[test]
-    fn writes_survive_reopen_in_replay_order() {
+    #[tokio::test]
+    async fn writes_survive_reopen_in_replay_order() {
         let dir = tempfile::tempdir().unwrap();
         let t = || "acme".to_string();
         let user = UserRecord {
@@ -195,7 +216,7 @@ mod tests {
         };
         {
             let s = EmbeddedStore::open(dir.path()).unwrap();
-            s.commit(&[
+            s.commit(vec![
                 member.clone(),
                 Write::User {
                     tenant: t(),
@@ -210,10 +231,11 @@ mod tests {
                     user_limit: 5,
                 }),
             ])
+            .await
             .unwrap();
         }
         let s = EmbeddedStore::open(dir.path()).unwrap();
-        let got = s.load().unwrap();
+        let got = s.load().await.unwrap();
         assert_eq!(
             got,
             vec![
@@ -226,13 +248,14 @@ mod tests {
                 member,
             ]
         );
-        s.commit(&[Write::DeleteTeam {
+        s.commit(vec![Write::DeleteTeam {
             tenant: t(),
             team: "t1".into(),
         }])
+        .await
         .unwrap();
         assert_eq!(
-            s.load().unwrap().len(),
+            s.load().await.unwrap().len(),
             2,
             "team and its memberships are gone"
         );

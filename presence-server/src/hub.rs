@@ -64,14 +64,14 @@ impl Hub {
     ///
     /// # Errors
     /// The store cannot be read.
-    pub fn new(
+    pub async fn new(
         config: Config,
         verifier: Verifier,
         admin_key: Option<String>,
         store: Arc<dyn Store>,
     ) -> Result<Arc<Hub>, StoreError> {
         let mut dirs: HashMap<String, TenantDir> = HashMap::new();
-        for w in store.load()? {
+        for w in store.load().await? {
             match &w {
                 Write::Tenant(t) => dirs
                     .entry(t.id.clone())
@@ -184,10 +184,7 @@ impl Hub {
         if writes.is_empty() {
             return Ok(());
         }
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.commit(&writes))
-            .await
-            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        self.store.commit(writes).await
     }
 
     /// The `welcome` description of a user.

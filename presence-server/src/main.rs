@@ -84,6 +84,7 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     let store = EmbeddedStore::open(&args.data_dir)
         .with_context(|| format!("open the store in {}", args.data_dir.display()))?;
     let hub = Hub::new(config, verifier, Some(admin_key.clone()), Arc::new(store))
+        .await
         .context("load the directory")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await

@@ -4,7 +4,14 @@
 //! batch atomically) so the embedded store and the Redis store of cluster
 //! mode can share one conformance suite.
 
+use std::future::Future;
+use std::pin::Pin;
+
 use crate::directory::Write;
+
+/// What a store call returns: a boxed future, so `Store` stays usable as a
+/// trait object (`Arc<dyn Store>`) with async implementations.
+pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
 /// The store could not do what was asked. Never shown to clients verbatim.
 #[derive(Debug, thiserror::Error)]
@@ -19,9 +26,9 @@ pub enum StoreError {
 pub trait Store: Send + Sync + 'static {
     /// Every stored record, as writes that rebuild the directory when applied
     /// in order (tenants before what belongs to them).
-    fn load(&self) -> Result<Vec<Write>, StoreError>;
+    fn load(&self) -> StoreFuture<'_, Vec<Write>>;
 
-    /// Commits a batch atomically and durably: when this returns `Ok`, every
-    /// write survives a crash; when it returns `Err`, none was applied.
-    fn commit(&self, writes: &[Write]) -> Result<(), StoreError>;
+    /// Commits a batch atomically and durably: when this resolves `Ok`, every
+    /// write survives a crash; when it resolves `Err`, none was applied.
+    fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()>;
 }

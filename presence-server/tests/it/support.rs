@@ -80,7 +80,9 @@ impl TestHub {
         verifier: Verifier,
     ) -> TestHub {
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let hub = Hub::new(config, verifier, Some(ADMIN_KEY.into()), Arc::new(store)).unwrap();
+        let hub = Hub::new(config, verifier, Some(ADMIN_KEY.into()), Arc::new(store))
+            .await
+            .unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
