@@ -145,7 +145,7 @@ async fn stats(
 
 fn user_view(t: &Tenant, uid: &str) -> Option<UserView> {
     let u = t.dir.users.get(uid)?;
-    let p = t.engine.get(&uid.to_owned());
+    let p = t.presence(uid);
     Some(UserView {
         id: u.id.clone(),
         name: u.name.clone(),
@@ -389,7 +389,7 @@ async fn list_users(
                 continue;
             }
             if let Some(a) = activity {
-                if t.engine.get(uid).status != a {
+                if t.presence(uid).status != a {
                     continue;
                 }
             }
@@ -536,7 +536,7 @@ async fn eligible(
                         .get(*uid)
                         .is_some_and(|u| u.state == UserState::Active && u.available)
                 })
-                .filter(|(uid, _)| t.engine.get(uid).status == Status::Online)
+                .filter(|(uid, _)| t.presence(uid).status == Status::Online)
                 .map(|(uid, _)| uid.clone())
                 .collect(),
         )

@@ -177,7 +177,11 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
     }
 
     /// The user's presence; an unseen user is offline with `v` 0.
-    pub fn get(&self, user: &K) -> UserPresence {
+    pub fn get<Q>(&self, user: &Q) -> UserPresence
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.users.get(user).copied().unwrap_or_default()
     }
 

@@ -206,7 +206,7 @@ impl Hub {
         let now = self.now_ms();
         for t in self.all_tenants() {
             let mut t = t.lock();
-            if t.engine.next_deadline().is_some_and(|d| d <= now) {
+            if t.next_deadline().is_some_and(|d| d <= now) {
                 t.expire(now, &self.metrics);
             }
         }

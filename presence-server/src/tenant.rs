@@ -11,7 +11,7 @@ use presence_protocol::{close, ErrorCode, ReqId, Roster, ServerMessage, Stats, S
 use uuid::Uuid;
 
 use crate::directory::{PresenceRecord, TenantDir, Write};
-use crate::engine::{Engine, Transition};
+use crate::engine::{Engine, Transition, UserPresence};
 use crate::metrics::Metrics;
 use crate::outbox::{Control, Outbox};
 use crate::visibility::{self, Denied};
@@ -39,7 +39,7 @@ pub enum JoinError {
 
 pub struct Tenant {
     pub dir: TenantDir,
-    pub engine: Engine<String>,
+    engine: Engine<String>,
     /// Active users who are online; kept so counters cost nothing per transition.
     online_active: u64,
     tabs: HashMap<String, Vec<TabHandle>>,
@@ -66,6 +66,16 @@ impl Tenant {
             watchers: HashMap::new(),
             dirty: BTreeSet::new(),
         }
+    }
+
+    /// A user's presence as rosters and the API show it.
+    pub fn presence(&self, user: &str) -> UserPresence {
+        self.engine.get(user)
+    }
+
+    /// When the next local expiry may be due.
+    pub fn next_deadline(&self) -> Option<u64> {
+        self.engine.next_deadline()
     }
 
     pub fn stats(&self) -> Stats {
@@ -224,9 +234,7 @@ impl Tenant {
             .dir
             .users
             .keys()
-            .filter_map(|uid| {
-                visibility::entry(&self.dir, &self.engine.get(uid), uid, &roster, full)
-            })
+            .filter_map(|uid| visibility::entry(&self.dir, &self.presence(uid), uid, &roster, full))
             .collect();
         let stats = (roster == Roster::Directory).then(|| self.stats());
         out.send(&frame(&ServerMessage::Snapshot {
@@ -295,7 +303,7 @@ impl Tenant {
             .users
             .values()
             .filter(|u| u.state == UserState::Active)
-            .filter(|u| self.engine.get(&u.id).status == Status::Online)
+            .filter(|u| self.presence(&u.id).status == Status::Online)
             .count() as u64;
         // Rights are settled before any effect of these writes is sent: a
         // watcher who lost a roster must get its end and no data computed
@@ -328,7 +336,7 @@ impl Tenant {
             let mut rosters = vec![Roster::Directory, Roster::Attendants];
             rosters.extend(teams.iter().map(|t| Roster::Team(t.clone())));
             rosters.extend(self.dir.teams_of(uid).map(|(t, _)| Roster::Team(t.clone())));
-            let p = self.engine.get(uid);
+            let p = self.presence(uid);
             for r in rosters {
                 let full = visibility::entry(&self.dir, &p, uid, &r, true);
                 let public = visibility::entry(&self.dir, &p, uid, &r, false);
@@ -399,7 +407,7 @@ impl Tenant {
         std::mem::take(&mut self.dirty)
             .into_iter()
             .map(|user| {
-                let p = self.engine.get(&user);
+                let p = self.presence(&user);
                 Write::Presence {
                     tenant: self.dir.tenant.id.clone(),
                     user,
