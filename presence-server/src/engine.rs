@@ -195,6 +195,13 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
         p.v = p.v.max(v);
     }
 
+    /// Users online by this engine's proofs.
+    pub fn online(&self) -> impl Iterator<Item = (&K, &UserPresence)> {
+        self.users
+            .iter()
+            .filter(|(_, p)| p.status == Status::Online)
+    }
+
     /// Number of users currently online.
     pub fn online_count(&self) -> usize {
         self.users

@@ -87,7 +87,7 @@ impl Hub {
         let idle_ms = config.idle_timeout.as_millis() as u64;
         let tenants = dirs
             .into_iter()
-            .map(|(id, d)| (id, Arc::new(Mutex::new(Tenant::new(d, idle_ms)))))
+            .map(|(id, d)| (id, Arc::new(Mutex::new(Tenant::new(d, idle_ms, None)))))
             .collect();
         Ok(Arc::new(Hub {
             config,
@@ -173,7 +173,7 @@ impl Hub {
                 let idle_ms = self.config.idle_timeout.as_millis() as u64;
                 map.insert(
                     tid.to_owned(),
-                    Arc::new(Mutex::new(Tenant::new(TenantDir::new(rec), idle_ms))),
+                    Arc::new(Mutex::new(Tenant::new(TenantDir::new(rec), idle_ms, None))),
                 );
                 Ok(true)
             }

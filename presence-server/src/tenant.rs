@@ -10,6 +10,7 @@ use std::sync::Arc;
 use presence_protocol::{close, ErrorCode, ReqId, Roster, ServerMessage, Stats, Status, UserState};
 use uuid::Uuid;
 
+use crate::cluster_link::{ClusterHandle, ClusterLink, PresenceEvent};
 use crate::directory::{PresenceRecord, TenantDir, Write};
 use crate::engine::{Engine, Transition, UserPresence};
 use crate::metrics::Metrics;
@@ -46,6 +47,10 @@ pub struct Tenant {
     watchers: HashMap<Roster, HashMap<u64, Watcher>>,
     /// Users whose presence changed since it was last persisted.
     dirty: BTreeSet<String>,
+    /// Cluster mode: the local engine's transitions become claims in Redis
+    /// and the global view comes back as events. `None` on a single node,
+    /// where the local engine is the truth.
+    cluster: Option<ClusterLink>,
 }
 
 fn frame(msg: &ServerMessage) -> Arc<str> {
@@ -53,11 +58,12 @@ fn frame(msg: &ServerMessage) -> Arc<str> {
 }
 
 impl Tenant {
-    pub fn new(dir: TenantDir, idle_timeout_ms: u64) -> Self {
+    pub fn new(dir: TenantDir, idle_timeout_ms: u64, cluster: Option<&ClusterHandle>) -> Self {
         let mut engine = Engine::new(idle_timeout_ms);
         for (uid, p) in &dir.presence {
             engine.restore(uid.clone(), p.last_seen, p.since, p.v);
         }
+        let cluster = cluster.map(|h| ClusterLink::new(dir.tenant.id.clone(), h.clone()));
         Tenant {
             dir,
             engine,
@@ -65,12 +71,17 @@ impl Tenant {
             tabs: HashMap::new(),
             watchers: HashMap::new(),
             dirty: BTreeSet::new(),
+            cluster,
         }
     }
 
-    /// A user's presence as rosters and the API show it.
+    /// A user's presence as rosters and the API show it: the local engine on
+    /// a single node, the global view in cluster mode.
     pub fn presence(&self, user: &str) -> UserPresence {
-        self.engine.get(user)
+        match &self.cluster {
+            None => self.engine.get(user),
+            Some(link) => link.presence(user),
+        }
     }
 
     /// When the next local expiry may be due.
@@ -131,23 +142,90 @@ impl Tenant {
     }
 
     pub fn activity(&mut self, user: &str, now: u64, idle_ms: u64, m: &Metrics) {
-        if let Some(t) = self.engine.activity(&user.to_owned(), now, idle_ms) {
-            self.publish(&t, m);
+        let t = self.engine.activity(&user.to_owned(), now, idle_ms);
+        match &mut self.cluster {
+            None => {
+                if let Some(t) = t {
+                    self.publish(&t, Status::Offline, m);
+                }
+            }
+            Some(link) => {
+                let p = self.engine.get(user);
+                let deadline = p.last_activity + self.engine.idle_timeout_ms();
+                link.after_activity(user, &p, deadline, now);
+            }
+        }
+    }
+
+    /// Offline at once wherever the user is (logout, deactivation): the
+    /// local proof is dropped and, in cluster mode, every node is told.
+    fn force_offline(&mut self, user: &str, now: u64, close: u16, m: &Metrics) {
+        let t = self.engine.force_offline(&user.to_owned(), now);
+        match &mut self.cluster {
+            None => {
+                if let Some(t) = t {
+                    self.publish(&t, Status::Online, m);
+                }
+            }
+            Some(link) => link.force_offline(user, now, close),
         }
     }
 
     /// Logout: offline at once and every tab of the user closed with 4004.
     pub fn logout(&mut self, user: &str, now: u64, m: &Metrics) {
-        if let Some(t) = self.engine.force_offline(&user.to_owned(), now) {
-            self.publish(&t, m);
-        }
+        self.force_offline(user, now, close::LOGGED_OUT, m);
         self.close_tabs(user, close::LOGGED_OUT, "logged out");
     }
 
     pub fn expire(&mut self, now: u64, m: &Metrics) {
         for t in self.engine.expire(now) {
-            self.publish(&t, m);
+            match &mut self.cluster {
+                None => self.publish(&t, Status::Online, m),
+                Some(link) => {
+                    let seen = self.engine.get(&t.user).last_seen;
+                    link.local_offline(&t, seen);
+                }
+            }
         }
+    }
+
+    /// Cluster mode: a transition (or forced offline) decided in Redis.
+    pub fn apply_event(&mut self, ev: &PresenceEvent, now: u64, m: &Metrics) {
+        if self.cluster.is_none() {
+            return;
+        }
+        if ev.close != 0 {
+            self.close_tabs(&ev.u, ev.close, "closed by another node");
+        }
+        if ev.force {
+            // Drop this node's proof so only new interaction brings the user
+            // back; the claim is already gone in Redis.
+            self.engine.force_offline(&ev.u, now);
+        }
+        let Some(link) = &mut self.cluster else {
+            return;
+        };
+        if ev.force {
+            link.forget_claim(&ev.u);
+        }
+        let prev = link.presence(&ev.u).status;
+        if let Some(t) = link.apply(ev) {
+            self.publish(&t, prev, m);
+        }
+    }
+
+    /// Cluster mode: re-sends this node's claims (after Redis came back).
+    pub fn reclaim(&mut self, now: u64) {
+        let Some(link) = &mut self.cluster else {
+            return;
+        };
+        let t = self.engine.idle_timeout_ms();
+        link.reclaim(
+            self.engine
+                .online()
+                .map(|(u, p)| (u.clone(), *p, p.last_activity + t)),
+            now,
+        );
     }
 
     fn close_tabs(&self, user: &str, code: u16, reason: &'static str) {
@@ -157,23 +235,30 @@ impl Tenant {
     }
 
     /// Sends a transition to every roster the user is on, then the counters.
-    fn publish(&mut self, t: &Transition<String>, m: &Metrics) {
-        let label = match t.status {
-            Status::Online => "online",
-            Status::Offline => "offline",
-        };
-        m.transitions.with_label_values(&[label]).inc();
-        self.dirty.insert(t.user.clone());
-        match t.status {
-            Status::Online => m.online_users.inc(),
-            Status::Offline => m.online_users.dec(),
+    /// `prev` is the status before it: a delta that only catches up on `v`
+    /// (missed events) changes no counter.
+    fn publish(&mut self, t: &Transition<String>, prev: Status, m: &Metrics) {
+        let changed = prev != t.status;
+        if self.cluster.is_none() {
+            self.dirty.insert(t.user.clone());
+        }
+        if changed {
+            let label = match t.status {
+                Status::Online => "online",
+                Status::Offline => "offline",
+            };
+            m.transitions.with_label_values(&[label]).inc();
+            match t.status {
+                Status::Online => m.online_users.inc(),
+                Status::Offline => m.online_users.dec(),
+            }
         }
         let active = self
             .dir
             .users
             .get(&t.user)
             .is_some_and(|u| u.state == UserState::Active);
-        if active {
+        if active && changed {
             match t.status {
                 Status::Online => self.online_active += 1,
                 Status::Offline => self.online_active = self.online_active.saturating_sub(1),
@@ -192,7 +277,7 @@ impl Tenant {
             });
             send_all(ws.values(), &f, m);
         }
-        if active {
+        if active && changed {
             self.publish_stats(m);
         }
     }
@@ -314,9 +399,7 @@ impl Tenant {
         for uid in &users {
             let state = self.dir.users.get(uid).map(|u| u.state);
             if state.is_some_and(|s| s != UserState::Active) {
-                if let Some(t) = self.engine.force_offline(uid, now) {
-                    self.publish(&t, m);
-                }
+                self.force_offline(uid, now, 0, m);
                 self.close_tabs(uid, close::FORBIDDEN, "user deactivated");
             }
         }

@@ -1,0 +1,196 @@
+//! A tenant's side of cluster presence: what its local engine's transitions
+//! become (claims, renewals and releases sent to Redis), and how the global
+//! view is updated from the events Redis publishes back.
+//!
+//! The local engine stays the pure rule of SPEC §2 applied to this node's
+//! tabs; "online somewhere" is the OR over nodes, kept by
+//! `redis/presence.lua`. No Redis call happens here: operations go into an
+//! unbounded queue drained by the cluster task, so the tenant lock is never
+//! held across I/O.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use presence_protocol::Status;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::engine::{Transition, UserPresence};
+
+/// One operation of `redis/presence.lua`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum PresenceOp {
+    Claim {
+        u: String,
+        n: Arc<str>,
+        until: u64,
+        seen: u64,
+        now: u64,
+    },
+    Release {
+        u: String,
+        n: Arc<str>,
+        at: u64,
+        seen: u64,
+    },
+    Force {
+        u: String,
+        at: u64,
+        close: u16,
+    },
+    Sweep {
+        now: u64,
+        dead: HashMap<String, u64>,
+    },
+}
+
+/// An operation for a tenant, queued for the cluster task.
+#[derive(Debug, Clone)]
+pub struct QueuedOp {
+    pub tenant: String,
+    pub op: PresenceOp,
+}
+
+/// A global transition (or forced offline) published by the script.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PresenceEvent {
+    pub t: String,
+    pub u: String,
+    /// 1 online, 0 offline.
+    pub s: u8,
+    pub since: u64,
+    pub v: u64,
+    pub seen: u64,
+    #[serde(default)]
+    pub force: bool,
+    #[serde(default)]
+    pub close: u16,
+}
+
+/// The shared part of every tenant's link: who we are and where ops go.
+#[derive(Debug, Clone)]
+pub struct ClusterHandle {
+    pub node: Arc<str>,
+    pub ops: mpsc::UnboundedSender<QueuedOp>,
+    /// How far beyond the local deadline a claim's lease reaches; a claim is
+    /// renewed when the deadline has moved past `lease - renew_ms`, so an
+    /// active user costs one Redis operation per `renew_ms`.
+    pub renew_ms: u64,
+}
+
+pub struct ClusterLink {
+    tenant: String,
+    handle: ClusterHandle,
+    /// The global presence of users, as the events told it.
+    view: HashMap<String, UserPresence>,
+    /// Lease end of each claim this node holds.
+    leases: HashMap<String, u64>,
+}
+
+impl ClusterLink {
+    pub fn new(tenant: String, handle: ClusterHandle) -> Self {
+        ClusterLink {
+            tenant,
+            handle,
+            view: HashMap::new(),
+            leases: HashMap::new(),
+        }
+    }
+
+    fn send(&self, op: PresenceOp) {
+        // The receiver lives as long as the hub; a send after shutdown has
+        // nowhere to go and nothing to do.
+        let _ = self.handle.ops.send(QueuedOp {
+            tenant: self.tenant.clone(),
+            op,
+        });
+    }
+
+    pub fn presence(&self, user: &str) -> UserPresence {
+        self.view.get(user).copied().unwrap_or_default()
+    }
+
+    /// After a local proof: claim on a local online, renew when the local
+    /// deadline has moved far enough into the lease.
+    pub fn after_activity(&mut self, user: &str, local: &UserPresence, deadline: u64, now: u64) {
+        if local.status != Status::Online {
+            return;
+        }
+        let renew = self.handle.renew_ms;
+        let due = self
+            .leases
+            .get(user)
+            .is_none_or(|lease| deadline + renew > *lease);
+        if due {
+            let until = deadline + 2 * renew;
+            self.leases.insert(user.to_owned(), until);
+            self.send(PresenceOp::Claim {
+                u: user.to_owned(),
+                n: self.handle.node.clone(),
+                until,
+                seen: local.last_seen,
+                now,
+            });
+        }
+    }
+
+    /// The local engine expired the user on this node.
+    pub fn local_offline(&mut self, t: &Transition<String>, seen: u64) {
+        self.leases.remove(&t.user);
+        self.send(PresenceOp::Release {
+            u: t.user.clone(),
+            n: self.handle.node.clone(),
+            at: t.at,
+            seen,
+        });
+    }
+
+    /// Offline everywhere at once; `close` (0 = none) closes the user's tabs
+    /// on every node.
+    pub fn force_offline(&mut self, user: &str, at: u64, close: u16) {
+        self.leases.remove(user);
+        self.send(PresenceOp::Force {
+            u: user.to_owned(),
+            at,
+            close,
+        });
+    }
+
+    /// The claim was removed in Redis (forced offline).
+    pub fn forget_claim(&mut self, user: &str) {
+        self.leases.remove(user);
+    }
+
+    /// Re-sends every claim this node holds (after Redis came back), with
+    /// each user's current deadline.
+    pub fn reclaim(&mut self, local: impl Iterator<Item = (String, UserPresence, u64)>, now: u64) {
+        self.leases.clear();
+        for (user, p, deadline) in local {
+            self.after_activity(&user, &p, deadline, now);
+        }
+    }
+
+    /// Applies a published event; returns the transition to show watchers
+    /// when it is newer than what this node knew.
+    pub fn apply(&mut self, ev: &PresenceEvent) -> Option<Transition<String>> {
+        let p = self.view.entry(ev.u.clone()).or_default();
+        p.last_seen = p.last_seen.max(ev.seen);
+        if ev.v <= p.v {
+            return None;
+        }
+        p.status = if ev.s == 1 {
+            Status::Online
+        } else {
+            Status::Offline
+        };
+        p.since = ev.since;
+        p.v = ev.v;
+        Some(Transition {
+            user: ev.u.clone(),
+            status: p.status,
+            at: ev.since,
+            v: ev.v,
+        })
+    }
+}
