@@ -62,10 +62,10 @@ async fn ws(State(hub): State<Arc<Hub>>, headers: HeaderMap, up: WebSocketUpgrad
 }
 
 async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
-    if hub.is_shutting_down() {
-        (StatusCode::SERVICE_UNAVAILABLE, "shutting down").into_response()
-    } else {
+    if hub.is_ready() {
         "ready".into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
     }
 }
 

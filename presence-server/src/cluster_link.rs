@@ -45,11 +45,13 @@ pub enum PresenceOp {
     },
 }
 
-/// An operation for a tenant, queued for the cluster task.
-#[derive(Debug, Clone)]
-pub struct QueuedOp {
-    pub tenant: String,
-    pub op: PresenceOp,
+/// What tenants (and shutdown) ask of the cluster task.
+#[derive(Debug)]
+pub enum ClusterMsg {
+    /// Run this operation of `presence.lua` for the tenant.
+    Op { tenant: String, op: PresenceOp },
+    /// Answer once every operation queued before this one reached Redis.
+    Flush(tokio::sync::oneshot::Sender<()>),
 }
 
 /// A global transition (or forced offline) published by the script.
@@ -72,7 +74,7 @@ pub struct PresenceEvent {
 #[derive(Debug, Clone)]
 pub struct ClusterHandle {
     pub node: Arc<str>,
-    pub ops: mpsc::UnboundedSender<QueuedOp>,
+    pub ops: mpsc::UnboundedSender<ClusterMsg>,
     /// How far beyond the local deadline a claim's lease reaches; a claim is
     /// renewed when the deadline has moved past `lease - renew_ms`, so an
     /// active user costs one Redis operation per `renew_ms`.
@@ -101,7 +103,7 @@ impl ClusterLink {
     fn send(&self, op: PresenceOp) {
         // The receiver lives as long as the hub; a send after shutdown has
         // nowhere to go and nothing to do.
-        let _ = self.handle.ops.send(QueuedOp {
+        let _ = self.handle.ops.send(ClusterMsg::Op {
             tenant: self.tenant.clone(),
             op,
         });
@@ -168,6 +170,23 @@ impl ClusterLink {
         self.leases.clear();
         for (user, p, deadline) in local {
             self.after_activity(&user, &p, deadline, now);
+        }
+    }
+
+    /// Graceful shutdown: every claim's lease is cut to the user's exact local
+    /// deadline, so a user whose tab reconnects to another node and keeps
+    /// interacting sees no transition, and one who does not goes offline on
+    /// time.
+    pub fn hand_off(&mut self, local: impl Iterator<Item = (String, UserPresence, u64)>, now: u64) {
+        for (user, p, deadline) in local {
+            self.send(PresenceOp::Claim {
+                u: user.clone(),
+                n: self.handle.node.clone(),
+                until: deadline,
+                seen: p.last_seen,
+                now,
+            });
+            self.leases.insert(user, deadline);
         }
     }
 

@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use crate::admin_ops::DirectoryError;
 use crate::auth::Verifier;
 use crate::clock::Clock;
+use crate::cluster_link::ClusterHandle;
 use crate::config::Config;
 use crate::directory::{TenantDir, TenantRecord, Write};
 use crate::metrics::Metrics;
@@ -45,6 +46,10 @@ pub struct Hub {
     next_conn: AtomicU64,
     /// Flips to true when the node starts shutting down.
     shutdown: watch::Sender<bool>,
+    /// Cluster mode: where tenants send their presence operations.
+    cluster: Option<ClusterHandle>,
+    /// Cluster mode: joined (subscribed and caught up); `/readyz` waits for it.
+    cluster_ready: std::sync::atomic::AtomicBool,
     /// Sessions whose task is still running (handshake included); shutdown
     /// waits for it to reach zero so every tab gets its 1012.
     live_sessions: watch::Sender<usize>,
@@ -69,6 +74,7 @@ impl Hub {
         verifier: Verifier,
         admin_key: Option<String>,
         store: Arc<dyn Store>,
+        cluster: Option<ClusterHandle>,
     ) -> Result<Arc<Hub>, StoreError> {
         let mut dirs: HashMap<String, TenantDir> = HashMap::new();
         for w in store.load().await? {
@@ -87,7 +93,12 @@ impl Hub {
         let idle_ms = config.idle_timeout.as_millis() as u64;
         let tenants = dirs
             .into_iter()
-            .map(|(id, d)| (id, Arc::new(Mutex::new(Tenant::new(d, idle_ms, None)))))
+            .map(|(id, d)| {
+                (
+                    id,
+                    Arc::new(Mutex::new(Tenant::new(d, idle_ms, cluster.as_ref()))),
+                )
+            })
             .collect();
         Ok(Arc::new(Hub {
             config,
@@ -101,6 +112,8 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             shutdown: watch::channel(false).0,
             live_sessions: watch::channel(0).0,
+            cluster,
+            cluster_ready: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 
@@ -122,6 +135,34 @@ impl Hub {
 
     fn all_tenants(&self) -> Vec<TenantRef> {
         self.tenants.read().values().cloned().collect()
+    }
+
+    /// Every tenant with its id, taken at once (no lock held afterwards).
+    pub fn tenants_snapshot(&self) -> Vec<(String, TenantRef)> {
+        self.tenants
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    pub fn tenant_ids(&self) -> Vec<String> {
+        self.tenants.read().keys().cloned().collect()
+    }
+
+    pub fn cluster_handle(&self) -> Option<&ClusterHandle> {
+        self.cluster.as_ref()
+    }
+
+    pub fn set_cluster_ready(&self, ready: bool) {
+        self.cluster_ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Ready to serve: always on a single node; in cluster mode once
+    /// subscribed to the other nodes' events and caught up.
+    pub fn is_ready(&self) -> bool {
+        !self.is_shutting_down()
+            && (self.cluster.is_none() || self.cluster_ready.load(Ordering::Relaxed))
     }
 
     /// Reads a tenant under its lock.
@@ -173,7 +214,11 @@ impl Hub {
                 let idle_ms = self.config.idle_timeout.as_millis() as u64;
                 map.insert(
                     tid.to_owned(),
-                    Arc::new(Mutex::new(Tenant::new(TenantDir::new(rec), idle_ms, None))),
+                    Arc::new(Mutex::new(Tenant::new(
+                        TenantDir::new(rec),
+                        idle_ms,
+                        self.cluster.as_ref(),
+                    ))),
                 );
                 Ok(true)
             }

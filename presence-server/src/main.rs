@@ -83,9 +83,15 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     let admin_key = args.admin_key()?;
     let store = EmbeddedStore::open(&args.data_dir)
         .with_context(|| format!("open the store in {}", args.data_dir.display()))?;
-    let hub = Hub::new(config, verifier, Some(admin_key.clone()), Arc::new(store))
-        .await
-        .context("load the directory")?;
+    let hub = Hub::new(
+        config,
+        verifier,
+        Some(admin_key.clone()),
+        Arc::new(store),
+        None,
+    )
+    .await
+    .context("load the directory")?;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;

@@ -214,18 +214,28 @@ impl Tenant {
         }
     }
 
+    /// Users online by this node's own proofs, with their local deadline.
+    fn local_online(
+        engine: &Engine<String>,
+    ) -> impl Iterator<Item = (String, UserPresence, u64)> + '_ {
+        let t = engine.idle_timeout_ms();
+        engine
+            .online()
+            .map(move |(u, p)| (u.clone(), *p, p.last_activity + t))
+    }
+
     /// Cluster mode: re-sends this node's claims (after Redis came back).
     pub fn reclaim(&mut self, now: u64) {
-        let Some(link) = &mut self.cluster else {
-            return;
-        };
-        let t = self.engine.idle_timeout_ms();
-        link.reclaim(
-            self.engine
-                .online()
-                .map(|(u, p)| (u.clone(), *p, p.last_activity + t)),
-            now,
-        );
+        if let Some(link) = &mut self.cluster {
+            link.reclaim(Self::local_online(&self.engine), now);
+        }
+    }
+
+    /// Cluster mode, graceful shutdown: leases cut to exact deadlines.
+    pub fn hand_off(&mut self, now: u64) {
+        if let Some(link) = &mut self.cluster {
+            link.hand_off(Self::local_online(&self.engine), now);
+        }
     }
 
     fn close_tabs(&self, user: &str, code: u16, reason: &'static str) {

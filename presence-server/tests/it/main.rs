@@ -3,6 +3,7 @@
 mod support;
 
 mod bad_input;
+mod cluster_presence;
 mod directory_api;
 mod openapi;
 mod presence;

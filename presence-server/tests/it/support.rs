@@ -79,10 +79,63 @@ impl TestHub {
         dir: tempfile::TempDir,
         verifier: Verifier,
     ) -> TestHub {
+        Self::build(config, dir, verifier, None).await
+    }
+
+    /// A node of a cluster: presence shared through the Redis at `redis_url`.
+    /// Returns once the node is ready (`/readyz`).
+    pub async fn clustered(config: Config, redis_url: &str, node: &str) -> TestHub {
+        let dir = tempfile::tempdir().unwrap();
+        let client = redis::Client::open(redis_url).unwrap();
+        let h = Self::build(
+            config,
+            dir,
+            Verifier::hs256(SECRET.as_bytes()),
+            Some((node, client)),
+        )
+        .await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let r = reqwest::get(format!("http://{}/readyz", h.addr))
+                .await
+                .unwrap();
+            if r.status() == 200 {
+                return h;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {node} never ready"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn build(
+        config: Config,
+        dir: tempfile::TempDir,
+        verifier: Verifier,
+        cluster: Option<(&str, redis::Client)>,
+    ) -> TestHub {
         let store = EmbeddedStore::open(dir.path()).unwrap();
-        let hub = Hub::new(config, verifier, Some(ADMIN_KEY.into()), Arc::new(store))
-            .await
-            .unwrap();
+        let (handle, ops) = match &cluster {
+            Some((node, _)) => {
+                let (h, rx) = presence_server::cluster::channel(node, config.idle_timeout);
+                (Some(h), Some(rx))
+            }
+            None => (None, None),
+        };
+        let hub = Hub::new(
+            config,
+            verifier,
+            Some(ADMIN_KEY.into()),
+            Arc::new(store),
+            handle,
+        )
+        .await
+        .unwrap();
+        if let (Some((_, client)), Some(ops)) = (cluster, ops) {
+            tokio::spawn(presence_server::cluster::run(hub.clone(), client, ops));
+        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
