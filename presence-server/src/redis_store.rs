@@ -62,8 +62,10 @@ pub const TENANTS_KEY: &str = "presence:tenants";
 pub const LOG_MAXLEN: u64 = 10_000;
 /// `read_log` returns at most this many entries per call.
 pub const LOG_READ_BATCH: usize = 1_000;
-/// No store call waits longer than this on Redis, reconnects included: the
-/// hub answers 503 instead of hanging an admin request.
+/// No Redis call waits longer than this, reconnects included, so the hub
+/// answers 503 instead of hanging an admin request. A commit or load stops
+/// at its first failed call, so against a dead Redis the whole operation
+/// fails within this bound too.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(1_500);
 /// Separates team and user in a members field; ids cannot hold control
 /// characters (`directory::valid_id`).
