@@ -20,6 +20,8 @@ pub mod hub;
 pub mod metrics;
 pub mod outbox;
 pub mod rate;
+pub mod redis_conn;
+pub mod redis_store;
 pub mod session;
 pub mod store;
 pub mod tenant;

@@ -30,5 +30,10 @@ pub trait Store: Send + Sync + 'static {
 
     /// Commits a batch atomically and durably: when this resolves `Ok`, every
     /// write survives a crash; when it resolves `Err`, none was applied.
+    ///
+    /// A networked store can only promise part of the `Err` side: the Redis
+    /// store is atomic per tenant (a batch spanning tenants may be committed
+    /// in part), and a call that timed out may still land, whole. See
+    /// `redis_store`.
     fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()>;
 }

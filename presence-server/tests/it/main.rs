@@ -1,5 +1,6 @@
 //! Integration tests: real hubs on loopback, driven as clients drive them.
 
+mod redis_support;
 mod support;
 
 mod bad_input;
@@ -8,5 +9,7 @@ mod directory_api;
 mod openapi;
 mod presence;
 mod process;
+mod redis_store;
 mod session_protocol;
+mod store_conformance;
 mod visibility;

@@ -1,0 +1,60 @@
+-- Commits one tenant's batch of directory writes atomically (a script runs
+-- alone on its node, and every key lives in the tenant's hash slot).
+--
+-- KEYS: 1 tenant (string), 2 users, 3 teams, 4 members, 5 presence (hashes),
+--       6 version (integer), 7 log (stream)
+-- ARGV: 1 node id, 2 the batch as JSON (logged verbatim), 3 log MAXLEN,
+--       then one group of 3 per write: op, field, value
+--   op "tenant"  SET KEYS[1] value
+--   op "user" / "team" / "member" / "presence"  HSET into that hash
+--   op "unmember"  HDEL members field
+--   op "unteam"    HDEL teams field, and every members field "<field>\31..."
+-- Returns {new version, log entry id}.
+
+-- Redis does not roll back a script that fails half-way, so everything that
+-- could fail is checked before the first write: the shape of ARGV and the
+-- type of every key (a key of another type would fail with WRONGTYPE).
+local expected = {'string', 'hash', 'hash', 'hash', 'hash', 'string', 'stream'}
+for i, want in ipairs(expected) do
+  local got = redis.call('TYPE', KEYS[i])['ok']
+  if got ~= 'none' and got ~= want then
+    return redis.error_reply('WRONGTYPE ' .. KEYS[i] .. ' is a ' .. got)
+  end
+end
+if (#ARGV - 3) % 3 ~= 0 then
+  return redis.error_reply('ERR presence commit: malformed arguments')
+end
+
+local hashes = {user = KEYS[2], team = KEYS[3], member = KEYS[4], presence = KEYS[5]}
+for i = 4, #ARGV, 3 do
+  local op = ARGV[i]
+  if op ~= 'tenant' and op ~= 'unmember' and op ~= 'unteam' and hashes[op] == nil then
+    return redis.error_reply('ERR presence commit: unknown op ' .. op)
+  end
+end
+
+for i = 4, #ARGV, 3 do
+  local op, field, value = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  if op == 'tenant' then
+    redis.call('SET', KEYS[1], value)
+  elseif op == 'unmember' then
+    redis.call('HDEL', KEYS[4], field)
+  elseif op == 'unteam' then
+    redis.call('HDEL', KEYS[3], field)
+    -- A plain prefix compare, not HSCAN MATCH: team ids may hold glob
+    -- characters. The cost is one pass over the tenant's memberships.
+    local prefix = field .. '\31'
+    for _, f in ipairs(redis.call('HKEYS', KEYS[4])) do
+      if string.sub(f, 1, #prefix) == prefix then
+        redis.call('HDEL', KEYS[4], f)
+      end
+    end
+  else
+    redis.call('HSET', hashes[op], field, value)
+  end
+end
+
+local v = redis.call('INCR', KEYS[6])
+local id = redis.call('XADD', KEYS[7], 'MAXLEN', '~', ARGV[3], '*',
+  'v', v, 'writes', ARGV[2], 'node', ARGV[1])
+return {v, id}

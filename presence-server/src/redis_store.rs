@@ -1,0 +1,420 @@
+//! The cluster-mode store: the directory in Redis (single server or Redis
+//! Cluster), one atomic Lua script per tenant batch, and a per-tenant log
+//! stream that other nodes tail to apply each other's writes.
+//!
+//! # Key schema
+//!
+//! Every key of a tenant carries the hash tag `{<tid>}`, so a tenant lives in
+//! one hash slot and its batch can be one script call on one Redis Cluster
+//! node. `<tid>` is the tenant id with `%`, `{` and `}` percent-encoded
+//! (`%25`, `%7B`, `%7D`): an id such as `}x` would otherwise end the tag
+//! early (an empty tag hashes the whole key and scatters the tenant).
+//!
+//! | key | type | holds |
+//! |---|---|---|
+//! | `presence:tenants` | set | every tenant id (raw, not encoded); the only untagged key |
+//! | `presence:{<tid>}:tenant` | string | JSON `TenantRecord` |
+//! | `presence:{<tid>}:users` | hash | user id → JSON `UserRecord` |
+//! | `presence:{<tid>}:teams` | hash | team id → JSON `TeamRecord` |
+//! | `presence:{<tid>}:members` | hash | `<team>\u{1f}<user>` → JSON `MembershipRole` |
+//! | `presence:{<tid>}:presence` | hash | user id → JSON `PresenceRecord` |
+//! | `presence:{<tid>}:version` | integer | +1 per committed batch of this tenant |
+//! | `presence:{<tid>}:log` | stream | one entry per committed batch: `v` (the new version), `writes` (JSON array of `Write`), `node` (the committing node's id); `MAXLEN ~ 10000` |
+//!
+//! # Commit
+//!
+//! A batch is split per tenant (in order of first appearance; writes keep
+//! their order within a tenant). Each part is one call of `redis/commit.lua`,
+//! which checks key types before writing anything (Redis does not roll back a
+//! script that fails half-way), applies the writes, drops the memberships of
+//! deleted teams, `INCR`s the version and `XADD`s the log entry. So a tenant's
+//! part is all-or-nothing and its log has exactly the batches that happened.
+//!
+//! `SADD presence:tenants` runs *before* the script of a part that writes the
+//! tenant record: if the script then fails, the set names a tenant with no
+//! records, which `load` skips; the other order could leave committed records
+//! that `load` never finds.
+//!
+//! Limits, by construction of Redis rather than of this code:
+//! - A batch spanning tenants (only presence flushes do) is atomic per
+//!   tenant, not as a whole: an error after the first part leaves the earlier
+//!   parts committed.
+//! - A command that times out may still have run on the server. The caller
+//!   sees `Unavailable` for a batch that is in Redis and in the log; nodes
+//!   that tail the log converge on it all the same.
+//! - Durability is the server's: acknowledged writes survive a Redis crash
+//!   only with `appendonly yes` and `appendfsync always` (or replicas and
+//!   `WAIT`, which this store does not issue).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use redis::streams::StreamReadReply;
+use redis::{RedisError, Script, Value};
+
+use crate::directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
+use crate::redis_conn::RedisConn;
+use crate::store::{Store, StoreError, StoreFuture};
+
+/// Set of every tenant id; not tagged, so it may live on any cluster node.
+pub const TENANTS_KEY: &str = "presence:tenants";
+/// The log keeps about this many batches per tenant (`MAXLEN ~`).
+pub const LOG_MAXLEN: u64 = 10_000;
+/// `read_log` returns at most this many entries per call.
+pub const LOG_READ_BATCH: usize = 1_000;
+/// No Redis call waits longer than this, reconnects included, so the hub
+/// answers 503 instead of hanging an admin request. A commit or load stops
+/// at its first failed call, so against a dead Redis the whole operation
+/// fails within this bound too.
+pub const CALL_TIMEOUT: Duration = Duration::from_millis(1_500);
+/// Separates team and user in a members field; ids cannot hold control
+/// characters (`directory::valid_id`).
+const SEP: char = '\u{1f}';
+
+/// One entry of a tenant's log: stream id, version after the batch, the
+/// node that committed it, and the batch.
+pub type LogEntry = (String, u64, String, Vec<Write>);
+
+pub struct RedisStore {
+    conn: RedisConn,
+    node: String,
+    commit_script: Script,
+}
+
+/// The keys of one tenant, in the order `commit.lua` expects them.
+struct TenantKeys {
+    tenant: String,
+    users: String,
+    teams: String,
+    members: String,
+    presence: String,
+    version: String,
+    log: String,
+}
+
+impl TenantKeys {
+    fn new(tid: &str) -> Self {
+        let tag = tid
+            .replace('%', "%25")
+            .replace('{', "%7B")
+            .replace('}', "%7D");
+        let k = |s: &str| format!("presence:{{{tag}}}:{s}");
+        TenantKeys {
+            tenant: k("tenant"),
+            users: k("users"),
+            teams: k("teams"),
+            members: k("members"),
+            presence: k("presence"),
+            version: k("version"),
+            log: k("log"),
+        }
+    }
+
+    fn in_script_order(&self) -> [&str; 7] {
+        [
+            &self.tenant,
+            &self.users,
+            &self.teams,
+            &self.members,
+            &self.presence,
+            &self.version,
+            &self.log,
+        ]
+    }
+}
+
+impl RedisStore {
+    /// A store over `conn`; `node` names this node in the log entries it
+    /// writes.
+    pub fn new(conn: RedisConn, node: impl Into<String>) -> Self {
+        RedisStore {
+            conn,
+            node: node.into(),
+            commit_script: Script::new(include_str!("redis/commit.lua")),
+        }
+    }
+
+    /// The tenant's version: how many batches were committed for it.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis does not answer in time.
+    pub async fn version(&self, tenant: &str) -> Result<u64, StoreError> {
+        let keys = TenantKeys::new(tenant);
+        let mut conn = self.conn.clone();
+        let v: Option<u64> = bounded(redis::cmd("GET").arg(&keys.version).query_async(&mut conn))
+            .await?
+            .map_err(from_redis)?;
+        Ok(v.unwrap_or(0))
+    }
+
+    /// Log entries of a tenant after stream id `after_id` (`"0"` for the
+    /// oldest kept), oldest first, at most [`LOG_READ_BATCH`]; call again
+    /// with the last id returned to read on. Entries older than the log's
+    /// `MAXLEN` are gone: a reader that falls that far behind reloads.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis does not answer in time,
+    /// [`StoreError::Corrupt`] for an entry this code did not write.
+    pub async fn read_log(
+        &self,
+        tenant: &str,
+        after_id: &str,
+    ) -> Result<Vec<LogEntry>, StoreError> {
+        let keys = TenantKeys::new(tenant);
+        let mut conn = self.conn.clone();
+        // XREAD (not XRANGE) because its start is exclusive on every Redis
+        // version; without BLOCK it returns at once.
+        let reply: Option<StreamReadReply> = bounded(
+            redis::cmd("XREAD")
+                .arg("COUNT")
+                .arg(LOG_READ_BATCH)
+                .arg("STREAMS")
+                .arg(&keys.log)
+                .arg(after_id)
+                .query_async(&mut conn),
+        )
+        .await?
+        .map_err(from_redis)?;
+        let mut out = Vec::new();
+        for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+            let field = |name: &str| -> Result<String, StoreError> {
+                match entry.map.get(name) {
+                    Some(v) => redis::from_redis_value_ref::<String>(v).map_err(|e| {
+                        StoreError::Corrupt(format!("log {}: field {name}: {e}", entry.id))
+                    }),
+                    None => Err(StoreError::Corrupt(format!(
+                        "log {}: no field {name}",
+                        entry.id
+                    ))),
+                }
+            };
+            let v: u64 = field("v")?
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("log {}: v: {e}", entry.id)))?;
+            let node = field("node")?;
+            let writes: Vec<Write> = serde_json::from_str(&field("writes")?)
+                .map_err(|e| StoreError::Corrupt(format!("log {}: writes: {e}", entry.id)))?;
+            out.push((entry.id.clone(), v, node, writes));
+        }
+        Ok(out)
+    }
+
+    async fn commit_tenant(&self, tid: &str, writes: &[&Write]) -> Result<(), StoreError> {
+        let keys = TenantKeys::new(tid);
+        let mut conn = self.conn.clone();
+        if writes.iter().any(|w| matches!(w, Write::Tenant(_))) {
+            let _: i64 = bounded(
+                redis::cmd("SADD")
+                    .arg(TENANTS_KEY)
+                    .arg(tid)
+                    .query_async(&mut conn),
+            )
+            .await?
+            .map_err(from_redis)?;
+        }
+        let mut call = self.commit_script.prepare_invoke();
+        for k in keys.in_script_order() {
+            call.key(k);
+        }
+        call.arg(&self.node).arg(json(&writes)).arg(LOG_MAXLEN);
+        for w in writes {
+            let (op, field, value) = encode(w);
+            call.arg(op).arg(field).arg(value);
+        }
+        let _: Value = bounded(call.invoke_async(&mut conn))
+            .await?
+            .map_err(from_redis)?;
+        Ok(())
+    }
+
+    async fn load_all(&self) -> Result<Vec<Write>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut tids: Vec<String> = bounded(
+            redis::cmd("SMEMBERS")
+                .arg(TENANTS_KEY)
+                .query_async(&mut conn),
+        )
+        .await?
+        .map_err(from_redis)?;
+        tids.sort();
+        let mut out = Vec::new();
+        for tid in tids {
+            out.extend(self.snapshot(&tid).await?.0);
+        }
+        Ok(out)
+    }
+
+    /// One tenant's records in replay order (the tenant, teams, users,
+    /// memberships, presence; by id within each kind) and the version they
+    /// are the state of: a log reader that starts from this snapshot skips
+    /// log entries with `v` at or below it.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis does not answer in time,
+    /// [`StoreError::Corrupt`] for a record this code did not write.
+    pub async fn snapshot(&self, tid: &str) -> Result<(Vec<Write>, u64), StoreError> {
+        let keys = TenantKeys::new(tid);
+        let mut conn = self.conn.clone();
+        // MULTI/EXEC, so no commit script runs between these reads: the
+        // records and the version are one state. All keys share a slot, so
+        // this is one node even on a cluster.
+        type Hash = BTreeMap<String, String>;
+        type Reply = (Option<String>, Hash, Hash, Hash, Hash, Option<u64>);
+        let (tenant, teams, users, members, presence, version): Reply = bounded(
+            redis::pipe()
+                .atomic()
+                .get(&keys.tenant)
+                .hgetall(&keys.teams)
+                .hgetall(&keys.users)
+                .hgetall(&keys.members)
+                .hgetall(&keys.presence)
+                .get(&keys.version)
+                .query_async(&mut conn),
+        )
+        .await?
+        .map_err(from_redis)?;
+        let version = version.unwrap_or(0);
+        let Some(tenant) = tenant else {
+            // Named in the set by a commit whose script then failed.
+            return Ok((Vec::new(), version));
+        };
+        let mut out = vec![Write::Tenant(parse::<TenantRecord>(&keys.tenant, &tenant)?)];
+        for v in teams.values() {
+            out.push(Write::Team {
+                tenant: tid.to_owned(),
+                team: parse::<TeamRecord>(&keys.teams, v)?,
+            });
+        }
+        for v in users.values() {
+            out.push(Write::User {
+                tenant: tid.to_owned(),
+                user: parse::<UserRecord>(&keys.users, v)?,
+            });
+        }
+        for (field, v) in &members {
+            let Some((team, user)) = field.split_once(SEP) else {
+                return Err(StoreError::Corrupt(format!(
+                    "{}: field {field:?} is not <team>\\x1f<user>",
+                    keys.members
+                )));
+            };
+            out.push(Write::Member {
+                tenant: tid.to_owned(),
+                team: team.to_owned(),
+                user: user.to_owned(),
+                role: parse(&keys.members, v)?,
+            });
+        }
+        for (user, v) in &presence {
+            out.push(Write::Presence {
+                tenant: tid.to_owned(),
+                user: user.clone(),
+                presence: parse::<PresenceRecord>(&keys.presence, v)?,
+            });
+        }
+        Ok((out, version))
+    }
+}
+
+impl Store for RedisStore {
+    fn load(&self) -> StoreFuture<'_, Vec<Write>> {
+        Box::pin(self.load_all())
+    }
+
+    fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            // Tenants in order of first appearance, writes in batch order.
+            let mut parts: Vec<(&str, Vec<&Write>)> = Vec::new();
+            for w in &writes {
+                match parts.iter_mut().find(|(t, _)| *t == w.tenant()) {
+                    Some((_, ws)) => ws.push(w),
+                    None => parts.push((w.tenant(), vec![w])),
+                }
+            }
+            for (tid, ws) in &parts {
+                self.commit_tenant(tid, ws).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+/// The script op, hash field and value of a write (see `commit.lua`).
+fn encode(w: &Write) -> (&'static str, String, String) {
+    match w {
+        Write::Tenant(t) => ("tenant", String::new(), json(t)),
+        Write::User { user, .. } => ("user", user.id.clone(), json(user)),
+        Write::Team { team, .. } => ("team", team.id.clone(), json(team)),
+        Write::DeleteTeam { team, .. } => ("unteam", team.clone(), String::new()),
+        Write::Member {
+            team, user, role, ..
+        } => ("member", member_field(team, user), json(role)),
+        Write::DeleteMember { team, user, .. } => {
+            ("unmember", member_field(team, user), String::new())
+        }
+        Write::Presence { user, presence, .. } => ("presence", user.clone(), json(presence)),
+    }
+}
+
+fn member_field(team: &str, user: &str) -> String {
+    format!("{team}{SEP}{user}")
+}
+
+fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    // Directory records are plain structs of strings, numbers and enums with
+    // string tags: serialising them cannot fail.
+    serde_json::to_string(v).expect("directory records always serialise")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(key: &str, v: &str) -> Result<T, StoreError> {
+    serde_json::from_str(v).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
+}
+
+/// Bounds a Redis call by [`CALL_TIMEOUT`]: the connection's own timeouts
+/// apply per attempt, not to waiting on a reconnect in progress.
+async fn bounded<T>(
+    f: impl std::future::Future<Output = Result<T, RedisError>>,
+) -> Result<Result<T, RedisError>, StoreError> {
+    tokio::time::timeout(CALL_TIMEOUT, f).await.map_err(|_| {
+        StoreError::Unavailable(format!("Redis gave no answer within {CALL_TIMEOUT:?}"))
+    })
+}
+
+/// A key of the wrong type is bad data, not an outage; everything else
+/// (refused connection, timeout, cluster down, OOM) is an outage.
+fn from_redis(e: RedisError) -> StoreError {
+    if e.code() == Some("WRONGTYPE") {
+        StoreError::Corrupt(e.to_string())
+    } else {
+        StoreError::Unavailable(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_of_a_tenant_carries_the_same_non_empty_tag() {
+        for tid in ["acme", "}x", "{a}", "a%7Db", "%"] {
+            let keys = TenantKeys::new(tid);
+            let tags: Vec<&str> = keys
+                .in_script_order()
+                .iter()
+                .map(|k| {
+                    // Redis's rule: from the first `{` to the next `}`.
+                    let open = k.find('{').unwrap() + 1;
+                    let len = k[open..].find('}').unwrap();
+                    &k[open..open + len]
+                })
+                .collect();
+            assert!(!tags[0].is_empty(), "{tid}");
+            assert!(tags.iter().all(|t| *t == tags[0]), "{tid}: {tags:?}");
+        }
+        assert_ne!(
+            TenantKeys::new("}x").tenant,
+            TenantKeys::new("%7Dx").tenant,
+            "encoding is injective"
+        );
+    }
+}

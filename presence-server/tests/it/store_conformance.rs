@@ -1,0 +1,458 @@
+//! One conformance suite for every `Store`: the embedded redb store, a single
+//! Redis and a Redis Cluster must agree on what a batch of writes means.
+//!
+//! Each check uses tenant ids of its own and looks only at them in `load`,
+//! so all checks can run against one shared store (the cluster runs them in
+//! turn on one cluster; the other backends get a fresh store per check).
+
+use std::collections::HashSet;
+
+use presence_protocol::{MembershipRole, Profile, UserState};
+use presence_server::directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
+use presence_server::embedded_store::EmbeddedStore;
+use presence_server::redis_conn::RedisConn;
+use presence_server::redis_store::RedisStore;
+use presence_server::store::Store;
+
+use crate::redis_support::{RedisCluster, RedisServer};
+
+pub fn tenant(id: &str) -> Write {
+    Write::Tenant(TenantRecord {
+        id: id.into(),
+        user_limit: 10,
+    })
+}
+
+pub fn user_rec(id: &str, name: &str) -> UserRecord {
+    UserRecord {
+        id: id.into(),
+        name: name.into(),
+        nickname: String::new(),
+        email: format!("{id}@example.com"),
+        // Leading zeros must survive: ids and phones are text.
+        phone: "0055".into(),
+        profile: Profile::Standard,
+        available: true,
+        away_message: String::new(),
+        state: UserState::Active,
+    }
+}
+
+pub fn user(t: &str, id: &str) -> Write {
+    Write::User {
+        tenant: t.into(),
+        user: user_rec(id, id),
+    }
+}
+
+pub fn team(t: &str, id: &str) -> Write {
+    Write::Team {
+        tenant: t.into(),
+        team: TeamRecord {
+            id: id.into(),
+            name: id.into(),
+            crm: true,
+            active: true,
+        },
+    }
+}
+
+pub fn member(t: &str, team: &str, user: &str, role: MembershipRole) -> Write {
+    Write::Member {
+        tenant: t.into(),
+        team: team.into(),
+        user: user.into(),
+        role,
+    }
+}
+
+pub fn presence(t: &str, user: &str, v: u64) -> Write {
+    Write::Presence {
+        tenant: t.into(),
+        user: user.into(),
+        presence: PresenceRecord {
+            // Epoch milliseconds: beyond what a float keeps exactly in some
+            // JSON encoders.
+            last_seen: 1_767_225_600_123 + v,
+            since: 1_767_225_000_001,
+            v,
+        },
+    }
+}
+
+/// What `load` returns for these tenants, in the order returned.
+async fn load_of(store: &dyn Store, tenants: &[&str]) -> Vec<Write> {
+    store
+        .load()
+        .await
+        .expect("load")
+        .into_iter()
+        .filter(|w| tenants.contains(&w.tenant()))
+        .collect()
+}
+
+fn as_set(ws: &[Write]) -> HashSet<String> {
+    ws.iter().map(|w| format!("{w:?}")).collect()
+}
+
+fn rank(w: &Write) -> u8 {
+    match w {
+        Write::Tenant(_) => 0,
+        Write::Team { .. } | Write::DeleteTeam { .. } => 1,
+        Write::User { .. } => 2,
+        Write::Member { .. } | Write::DeleteMember { .. } => 3,
+        Write::Presence { .. } => 4,
+    }
+}
+
+/// `load` lists each tenant's record before anything of that tenant, then
+/// teams, users, memberships, presence: the order that rebuilds it.
+fn assert_replay_order(ws: &[Write]) {
+    let mut last_rank: std::collections::HashMap<&str, u8> = Default::default();
+    for w in ws {
+        match last_rank.get(w.tenant()) {
+            None => assert!(
+                matches!(w, Write::Tenant(_)),
+                "first record of {} is not its tenant: {w:?}",
+                w.tenant()
+            ),
+            Some(r) => assert!(*r <= rank(w), "{w:?} comes after a later kind"),
+        }
+        last_rank.insert(w.tenant(), rank(w));
+    }
+}
+
+pub async fn replay_order_puts_tenant_first(store: &dyn Store) {
+    let t = "c-order";
+    // Committed in the reverse of replay order, in one batch.
+    let batch = vec![
+        presence(t, "u1", 3),
+        member(t, "t1", "u1", MembershipRole::Both),
+        user(t, "u2"),
+        user(t, "u1"),
+        team(t, "t1"),
+        tenant(t),
+    ];
+    store.commit(batch.clone()).await.expect("commit");
+    let got = load_of(store, &[t]).await;
+    assert_replay_order(&got);
+    assert_eq!(got.len(), batch.len(), "{got:?}");
+    assert_eq!(as_set(&got), as_set(&batch));
+}
+
+pub async fn later_writes_replace_earlier_ones(store: &dyn Store) {
+    let t = "c-overwrite";
+    store
+        .commit(vec![tenant(t), user(t, "u1"), presence(t, "u1", 1)])
+        .await
+        .expect("commit");
+    let renamed = Write::User {
+        tenant: t.into(),
+        user: UserRecord {
+            state: UserState::Inactive,
+            ..user_rec("u1", "Ann Renamed")
+        },
+    };
+    // Two writes of one record in one batch: the later one wins.
+    store
+        .commit(vec![
+            presence(t, "u1", 2),
+            renamed.clone(),
+            presence(t, "u1", 5),
+            Write::Tenant(TenantRecord {
+                id: t.into(),
+                user_limit: 99,
+            }),
+        ])
+        .await
+        .expect("commit");
+    let got = load_of(store, &[t]).await;
+    assert_eq!(
+        got,
+        vec![
+            Write::Tenant(TenantRecord {
+                id: t.into(),
+                user_limit: 99
+            }),
+            renamed,
+            presence(t, "u1", 5),
+        ]
+    );
+}
+
+pub async fn delete_member_removes_only_that_membership(store: &dyn Store) {
+    let t = "c-unmember";
+    store
+        .commit(vec![
+            tenant(t),
+            team(t, "t1"),
+            user(t, "u1"),
+            user(t, "u2"),
+            member(t, "t1", "u1", MembershipRole::Member),
+            member(t, "t1", "u2", MembershipRole::Supervisor),
+        ])
+        .await
+        .expect("commit");
+    store
+        .commit(vec![
+            Write::DeleteMember {
+                tenant: t.into(),
+                team: "t1".into(),
+                user: "u1".into(),
+            },
+            // Deleting what does not exist is not an error and changes nothing.
+            Write::DeleteMember {
+                tenant: t.into(),
+                team: "nope".into(),
+                user: "u2".into(),
+            },
+            Write::DeleteTeam {
+                tenant: t.into(),
+                team: "nope".into(),
+            },
+        ])
+        .await
+        .expect("commit");
+    let got = load_of(store, &[t]).await;
+    assert_eq!(
+        got,
+        vec![
+            tenant(t),
+            team(t, "t1"),
+            user(t, "u1"),
+            user(t, "u2"),
+            member(t, "t1", "u2", MembershipRole::Supervisor),
+        ]
+    );
+}
+
+pub async fn delete_team_removes_its_memberships(store: &dyn Store) {
+    let t = "c-unteam";
+    store
+        .commit(vec![
+            tenant(t),
+            team(t, "t1"),
+            // Shares the prefix "t1" but is another team.
+            team(t, "t10"),
+            user(t, "u1"),
+            user(t, "u2"),
+            member(t, "t1", "u1", MembershipRole::Both),
+            member(t, "t1", "u2", MembershipRole::Member),
+            member(t, "t10", "u1", MembershipRole::Supervisor),
+        ])
+        .await
+        .expect("commit");
+    store
+        .commit(vec![Write::DeleteTeam {
+            tenant: t.into(),
+            team: "t1".into(),
+        }])
+        .await
+        .expect("commit");
+    let got = load_of(store, &[t]).await;
+    assert_eq!(
+        got,
+        vec![
+            tenant(t),
+            team(t, "t10"),
+            user(t, "u1"),
+            user(t, "u2"),
+            member(t, "t10", "u1", MembershipRole::Supervisor),
+        ]
+    );
+}
+
+pub async fn writes_apply_in_batch_order(store: &dyn Store) {
+    let t = "c-batch-order";
+    store
+        .commit(vec![
+            tenant(t),
+            team(t, "t1"),
+            user(t, "u1"),
+            member(t, "t1", "u1", MembershipRole::Member),
+        ])
+        .await
+        .expect("commit");
+    // Delete and re-create in one batch: the memberships added after the
+    // delete stay, those from before are gone.
+    store
+        .commit(vec![
+            Write::DeleteTeam {
+                tenant: t.into(),
+                team: "t1".into(),
+            },
+            team(t, "t1"),
+            user(t, "u2"),
+            member(t, "t1", "u2", MembershipRole::Both),
+        ])
+        .await
+        .expect("commit");
+    let got = load_of(store, &[t]).await;
+    assert_eq!(
+        got,
+        vec![
+            tenant(t),
+            team(t, "t1"),
+            user(t, "u1"),
+            user(t, "u2"),
+            member(t, "t1", "u2", MembershipRole::Both),
+        ]
+    );
+}
+
+pub async fn batch_spanning_tenants_commits_each(store: &dyn Store) {
+    let (a, b) = ("c-span-a", "c-span-b");
+    store
+        .commit(vec![tenant(a), user(a, "u1"), tenant(b), user(b, "u1")])
+        .await
+        .expect("commit");
+    // A presence flush: one batch, records of several tenants interleaved.
+    store
+        .commit(vec![
+            presence(a, "u1", 7),
+            presence(b, "u1", 8),
+            presence(a, "u1", 9),
+        ])
+        .await
+        .expect("commit");
+    let got = load_of(store, &[a, b]).await;
+    assert_replay_order(&got);
+    assert_eq!(
+        as_set(&got),
+        as_set(&[
+            tenant(a),
+            user(a, "u1"),
+            presence(a, "u1", 9),
+            tenant(b),
+            user(b, "u1"),
+            presence(b, "u1", 8),
+        ])
+    );
+}
+
+pub async fn tenant_ids_with_braces_stay_apart(store: &dyn Store) {
+    // Ids the ERP may send (no control characters, no `/`) that could break
+    // a Redis hash tag or collide once escaped.
+    let ids = ["c-}x", "c-{x}", "c-%7Bx%7D", "c-x"];
+    let mut batch = Vec::new();
+    for id in ids {
+        batch.push(tenant(id));
+        batch.push(user(id, &format!("only-in-{id}")));
+    }
+    store.commit(batch.clone()).await.expect("commit");
+    let got = load_of(store, &ids).await;
+    assert_replay_order(&got);
+    assert_eq!(as_set(&got), as_set(&batch));
+}
+
+pub async fn concurrent_loads_see_whole_batches(store: &dyn Store) {
+    let t = "c-atomic";
+    store.commit(vec![tenant(t)]).await.expect("commit");
+    const BATCHES: usize = 20;
+    const PER_BATCH: usize = 25;
+    let writer = async {
+        for b in 0..BATCHES {
+            let batch = (0..PER_BATCH)
+                .map(|i| user(t, &format!("b{b:02}-u{i:02}")))
+                .collect();
+            store.commit(batch).await.expect("commit");
+        }
+    };
+    let reader = async {
+        let mut seen = Vec::new();
+        for _ in 0..BATCHES {
+            let users = load_of(store, &[t])
+                .await
+                .iter()
+                .filter(|w| matches!(w, Write::User { .. }))
+                .count();
+            seen.push(users);
+            tokio::task::yield_now().await;
+        }
+        seen
+    };
+    let ((), seen) = tokio::join!(writer, reader);
+    for n in seen {
+        assert_eq!(n % PER_BATCH, 0, "a load saw part of a batch: {n} users");
+    }
+    let users = load_of(store, &[t]).await.len() - 1;
+    assert_eq!(users, BATCHES * PER_BATCH);
+}
+
+/// Every check, in turn, on one store.
+pub async fn run_all(store: &dyn Store) {
+    replay_order_puts_tenant_first(store).await;
+    later_writes_replace_earlier_ones(store).await;
+    delete_member_removes_only_that_membership(store).await;
+    delete_team_removes_its_memberships(store).await;
+    writes_apply_in_batch_order(store).await;
+    batch_spanning_tenants_commits_each(store).await;
+    tenant_ids_with_braces_stay_apart(store).await;
+    concurrent_loads_see_whole_batches(store).await;
+}
+
+/// A store and what must outlive it (its directory or its server).
+pub struct Backend {
+    pub store: Box<dyn Store>,
+    /// Dropped after the store (fields drop in order).
+    _keep: Box<dyn std::any::Any>,
+}
+
+pub async fn embedded() -> Backend {
+    let dir = tempfile::tempdir().unwrap();
+    Backend {
+        store: Box::new(EmbeddedStore::open(dir.path()).unwrap()),
+        _keep: Box::new(dir),
+    }
+}
+
+pub async fn single_redis() -> Backend {
+    let server = RedisServer::start().await;
+    let conn = RedisConn::connect(&server.url()).await.unwrap();
+    assert!(!conn.is_cluster(), "a standalone server is not a cluster");
+    Backend {
+        store: Box::new(RedisStore::new(conn, "node-a")),
+        _keep: Box::new(server),
+    }
+}
+
+/// Declares one test per check for a backend made by `$make`, each on a
+/// fresh store.
+macro_rules! conformance {
+    ($backend:ident, $make:ident) => {
+        conformance!(@ $backend, $make, [
+            replay_order_puts_tenant_first,
+            later_writes_replace_earlier_ones,
+            delete_member_removes_only_that_membership,
+            delete_team_removes_its_memberships,
+            writes_apply_in_batch_order,
+            batch_spanning_tenants_commits_each,
+            tenant_ids_with_braces_stay_apart,
+            concurrent_loads_see_whole_batches
+        ]);
+    };
+    (@ $backend:ident, $make:ident, [$($check:ident),*]) => {
+        mod $backend {
+            $(
+                #[tokio::test]
+                async fn $check() {
+                    let backend = super::$make().await;
+                    super::$check(&*backend.store).await;
+                }
+            )*
+        }
+    };
+}
+
+conformance!(embedded_store, embedded);
+conformance!(redis_store, single_redis);
+
+/// A cluster takes seconds to form, so the whole suite runs on one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_store_passes_every_check() {
+    let cluster = RedisCluster::start(3).await;
+    let conn = RedisConn::connect(&cluster.url()).await.unwrap();
+    assert!(conn.is_cluster(), "cluster_enabled:1 is detected");
+    let store = RedisStore::new(conn, "node-a");
+    run_all(&store).await;
+}
