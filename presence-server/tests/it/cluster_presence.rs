@@ -1,77 +1,20 @@
 //! Cluster presence (SPEC §8): several nodes sharing one Redis decide one
 //! status per user, and every watcher on every node sees each transition once.
 
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use presence_protocol::{ServerMessage, Status};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::redis_support::RedisServer;
 use crate::support::*;
-
-/// A throwaway `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    child: Child,
-    url: String,
-}
-
-impl Redis {
-    async fn start() -> Redis {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (.ci/run installs it)");
-        let url = format!("redis://127.0.0.1:{port}/");
-        let client = redis::Client::open(url.as_str()).unwrap();
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                if redis::cmd("PING")
-                    .query_async::<String>(&mut c)
-                    .await
-                    .is_ok()
-                {
-                    break;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Redis { child, url }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Two nodes whose directories hold the same users (directory sharing is
 /// tested on its own), with an admin watching the directory on each.
-async fn two_nodes(redis: &Redis) -> (TestHub, TestHub, Tab, Tab) {
-    let a = TestHub::clustered(test_config(), &redis.url, "A").await;
-    let b = TestHub::clustered(test_config(), &redis.url, "B").await;
+async fn two_nodes(redis: &RedisServer) -> (TestHub, TestHub, Tab, Tab) {
+    let a = TestHub::clustered(test_config(), &redis.url(), "A").await;
+    let b = TestHub::clustered(test_config(), &redis.url(), "B").await;
     let mut watchers = Vec::new();
     for h in [&a, &b] {
         h.seed("acme", &["ann"]).await;
@@ -105,7 +48,7 @@ fn ann(m: &ServerMessage) -> Option<(Status, u64)> {
 
 #[tokio::test]
 async fn tabs_on_two_nodes_are_one_user_seen_once_by_every_watcher() {
-    let redis = Redis::start().await;
+    let redis = RedisServer::start().await;
     let (a, b, mut wa, mut wb) = two_nodes(&redis).await;
     let t1 = Tab::open(a.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
     for w in [&mut wa, &mut wb] {
@@ -146,7 +89,7 @@ async fn tabs_on_two_nodes_are_one_user_seen_once_by_every_watcher() {
 
 #[tokio::test]
 async fn logout_on_one_node_closes_tabs_on_every_node() {
-    let redis = Redis::start().await;
+    let redis = RedisServer::start().await;
     let (a, b, mut wa, mut wb) = two_nodes(&redis).await;
     let mut t1 = Tab::open(a.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
     let mut t2 = Tab::open(b.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
@@ -161,7 +104,7 @@ async fn logout_on_one_node_closes_tabs_on_every_node() {
 
 #[tokio::test]
 async fn a_node_that_dies_takes_its_users_offline_after_the_timeout() {
-    let redis = Redis::start().await;
+    let redis = RedisServer::start().await;
     let (a, b, _wa, mut wb) = two_nodes(&redis).await;
     let _t = Tab::open(a.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
     wb.recv_until(|m| ann(m) == Some((Status::Online, 1))).await;
