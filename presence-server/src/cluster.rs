@@ -11,12 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, Script};
 use tokio::sync::mpsc;
 
 use crate::cluster_link::{ClusterHandle, ClusterMsg, PresenceEvent, PresenceOp};
 use crate::hub::Hub;
+use crate::redis_conn::RedisConn;
 
 /// Channel every transition is published on.
 pub const EVENTS_CHANNEL: &str = "presence:events";
@@ -25,13 +25,11 @@ pub const NODES_KEY: &str = "presence:nodes";
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node whose heartbeat is older than this is dead.
 const DEAD_AFTER_MS: u64 = 5_000;
-/// Longest wait for one Redis answer before the call counts as failed.
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The keys of a tenant's cluster presence, hash-tagged by tenant so the
 /// script's keys share one Redis Cluster slot.
 pub fn presence_keys(tenant: &str) -> [String; 4] {
-    ["leases", "state", "claims", "seq"].map(|k| format!("presence:{{{tenant}}}:{k}"))
+    ["leases", "state", "claims", "seq"].map(|k| crate::redis_store::tenant_key(tenant, k))
 }
 
 /// A handle for the tenants and the queue the cluster task drains.
@@ -53,29 +51,31 @@ pub fn channel(
     )
 }
 
-async fn manager(client: &redis::Client) -> redis::RedisResult<ConnectionManager> {
-    let cfg = ConnectionManagerConfig::new()
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(RESPONSE_TIMEOUT));
-    ConnectionManager::new_with_config(client.clone(), cfg).await
-}
-
 /// Runs the cluster duties until the hub shuts down. The operation queue
 /// keeps draining after that, so the shutdown hand-off reaches Redis.
-pub async fn run(hub: Arc<Hub>, client: redis::Client, ops: mpsc::UnboundedReceiver<ClusterMsg>) {
-    tokio::spawn(run_ops(client.clone(), ops));
+pub async fn run(hub: Arc<Hub>, url: String, ops: mpsc::UnboundedReceiver<ClusterMsg>) {
+    tokio::spawn(run_ops(url.clone(), ops));
+    // Pub/sub needs a connection of its own. In a Redis Cluster, PUBLISH
+    // reaches every node, so subscribing on the node of the URL suffices.
+    let client = match redis::Client::open(url.as_str()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "invalid Redis URL");
+            return;
+        }
+    };
     let mut shutdown = hub.shutdown_signal();
     tokio::select! {
-        _ = run_events(hub.clone(), client.clone()) => {}
-        _ = run_heartbeat(hub.clone(), client.clone()) => {}
+        _ = run_events(hub.clone(), client, url.clone()) => {}
+        _ = run_heartbeat(hub.clone(), url) => {}
         _ = crate::hub::until_true(&mut shutdown) => {}
     }
 }
 
-/// Connects, retrying until it works.
-async fn connect(client: &redis::Client) -> ConnectionManager {
+/// Connects (to a single Redis or a Redis Cluster), retrying until it works.
+async fn connect(url: &str) -> RedisConn {
     loop {
-        match manager(client).await {
+        match RedisConn::connect(url).await {
             Ok(c) => return c,
             Err(e) => {
                 tracing::warn!(error = %e, "redis unreachable; retrying");
@@ -88,9 +88,9 @@ async fn connect(client: &redis::Client) -> ConnectionManager {
 /// Drains the queue in batches: one script call per tenant per batch.
 /// A failed call is retried (every operation is idempotent), so nothing a
 /// tenant queued is lost while Redis is away.
-async fn run_ops(client: redis::Client, mut rx: mpsc::UnboundedReceiver<ClusterMsg>) {
+async fn run_ops(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>) {
     let script = Script::new(include_str!("redis/presence.lua"));
-    let mut conn = connect(&client).await;
+    let mut conn = connect(&url).await;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < 1_000 {
@@ -140,7 +140,7 @@ async fn run_ops(client: redis::Client, mut rx: mpsc::UnboundedReceiver<ClusterM
 /// Follows the event channel; after every (re)subscription re-sends this
 /// node's claims and reloads the global state, so nodes agree again soon
 /// after Redis comes back.
-async fn run_events(hub: Arc<Hub>, client: redis::Client) {
+async fn run_events(hub: Arc<Hub>, client: redis::Client, url: String) {
     loop {
         let mut pubsub = match client.get_async_pubsub().await {
             Ok(p) => p,
@@ -154,7 +154,7 @@ async fn run_events(hub: Arc<Hub>, client: redis::Client) {
             tracing::warn!(error = %e, "subscribe failed; retrying");
             continue;
         }
-        if let Err(e) = resync(&hub, &client).await {
+        if let Err(e) = resync(&hub, &url).await {
             tracing::warn!(error = %e, "resync failed; reconnecting");
             continue;
         }
@@ -179,8 +179,8 @@ async fn run_events(hub: Arc<Hub>, client: redis::Client) {
 }
 
 /// Re-claims what this node holds and catches up on every tenant's state.
-async fn resync(hub: &Hub, client: &redis::Client) -> redis::RedisResult<()> {
-    let mut conn = manager(client).await?;
+async fn resync(hub: &Hub, url: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut conn = RedisConn::connect(url).await?;
     let now = hub.now_ms();
     for (tid, t) in hub.tenants_snapshot() {
         t.lock().reclaim(now);
@@ -215,8 +215,8 @@ async fn resync(hub: &Hub, client: &redis::Client) -> redis::RedisResult<()> {
 }
 
 /// Heartbeats this node and asks every tenant to sweep due and dead leases.
-async fn run_heartbeat(hub: Arc<Hub>, client: redis::Client) {
-    let mut conn = connect(&client).await;
+async fn run_heartbeat(hub: Arc<Hub>, url: String) {
+    let mut conn = connect(&url).await;
     let Some(handle) = hub.cluster_handle() else {
         return;
     };
@@ -269,7 +269,7 @@ async fn run_heartbeat(hub: Arc<Hub>, client: redis::Client) {
 /// Graceful shutdown: leases cut to exact deadlines, queued operations
 /// flushed, and this node removed from the heartbeat set (its claims then
 /// end at their scores instead of at a dead node's cutoff).
-pub async fn leave(hub: &Hub, client: &redis::Client) {
+pub async fn leave(hub: &Hub, url: &str) {
     let Some(handle) = hub.cluster_handle() else {
         return;
     };
@@ -281,7 +281,7 @@ pub async fn leave(hub: &Hub, client: &redis::Client) {
     if handle.ops.send(ClusterMsg::Flush(done)).is_ok() {
         let _ = tokio::time::timeout(Duration::from_secs(3), flushed).await;
     }
-    if let Ok(mut conn) = manager(client).await {
+    if let Ok(mut conn) = RedisConn::connect(url).await {
         let _: redis::RedisResult<()> = conn.zrem(NODES_KEY, &*handle.node).await;
     }
 }

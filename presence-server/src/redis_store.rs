@@ -92,13 +92,20 @@ struct TenantKeys {
     log: String,
 }
 
+/// The key `presence:{<tid>}:<suffix>` of a tenant, with the tenant id
+/// percent-encoded inside the hash tag. Cluster presence keys use it too, so
+/// a tenant's directory and presence share one slot.
+pub fn tenant_key(tid: &str, suffix: &str) -> String {
+    let tag = tid
+        .replace('%', "%25")
+        .replace('{', "%7B")
+        .replace('}', "%7D");
+    format!("presence:{{{tag}}}:{suffix}")
+}
+
 impl TenantKeys {
     fn new(tid: &str) -> Self {
-        let tag = tid
-            .replace('%', "%25")
-            .replace('{', "%7B")
-            .replace('}', "%7D");
-        let k = |s: &str| format!("presence:{{{tag}}}:{s}");
+        let k = |s: &str| tenant_key(tid, s);
         TenantKeys {
             tenant: k("tenant"),
             users: k("users"),

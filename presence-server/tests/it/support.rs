@@ -86,12 +86,11 @@ impl TestHub {
     /// Returns once the node is ready (`/readyz`).
     pub async fn clustered(config: Config, redis_url: &str, node: &str) -> TestHub {
         let dir = tempfile::tempdir().unwrap();
-        let client = redis::Client::open(redis_url).unwrap();
         let h = Self::build(
             config,
             dir,
             Verifier::hs256(SECRET.as_bytes()),
-            Some((node, client)),
+            Some((node, redis_url.to_owned())),
         )
         .await;
         let deadline = tokio::time::Instant::now() + WAIT;
@@ -114,7 +113,7 @@ impl TestHub {
         config: Config,
         dir: tempfile::TempDir,
         verifier: Verifier,
-        cluster: Option<(&str, redis::Client)>,
+        cluster: Option<(&str, String)>,
     ) -> TestHub {
         let store = EmbeddedStore::open(dir.path()).unwrap();
         let (handle, ops) = match &cluster {
@@ -133,8 +132,8 @@ impl TestHub {
         )
         .await
         .unwrap();
-        if let (Some((_, client)), Some(ops)) = (cluster, ops) {
-            tokio::spawn(presence_server::cluster::run(hub.clone(), client, ops));
+        if let (Some((_, url)), Some(ops)) = (cluster, ops) {
+            tokio::spawn(presence_server::cluster::run(hub.clone(), url, ops));
         }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
