@@ -102,8 +102,6 @@ pub enum ConfigError {
     WeakJwtSecret,
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
-    #[error("cluster mode (PRESENCE_REDIS_URL) is not available in this version; unset it to run a single node")]
-    ClusterUnavailable,
     #[error(transparent)]
     Key(#[from] crate::auth::KeyError),
 }
@@ -125,9 +123,6 @@ impl ServeArgs {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
             }
-        }
-        if self.redis_url.is_some() {
-            return Err(ConfigError::ClusterUnavailable);
         }
         Ok(Config {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),

@@ -225,6 +225,16 @@ impl Hub {
         }
     }
 
+    /// Cluster mode: a tenant another node created. Kept if this node
+    /// created it meanwhile (its own copy is as new).
+    pub fn adopt_tenant(&self, dir: TenantDir) {
+        let idle_ms = self.config.idle_timeout.as_millis() as u64;
+        let mut map = self.tenants.write();
+        map.entry(dir.tenant.id.clone()).or_insert_with(|| {
+            Arc::new(Mutex::new(Tenant::new(dir, idle_ms, self.cluster.as_ref())))
+        });
+    }
+
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
         if writes.is_empty() {
             return Ok(());

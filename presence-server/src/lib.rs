@@ -14,6 +14,7 @@ pub mod config;
 pub mod csv_import;
 pub mod dev;
 pub mod directory;
+pub mod directory_sync;
 pub mod embedded_store;
 pub mod engine;
 pub mod hub;

@@ -9,7 +9,9 @@ use presence_server::auth::mint_hs256;
 use presence_server::cli::{Cli, Command, ServeArgs};
 use presence_server::embedded_store::EmbeddedStore;
 use presence_server::hub::Hub;
-use presence_server::{app, dev};
+use presence_server::redis_conn::RedisConn;
+use presence_server::redis_store::RedisStore;
+use presence_server::{app, cluster, dev, directory_sync};
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -81,17 +83,48 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     let config = args.config()?;
     let verifier = args.verifier()?;
     let admin_key = args.admin_key()?;
-    let store = EmbeddedStore::open(&args.data_dir)
-        .with_context(|| format!("open the store in {}", args.data_dir.display()))?;
-    let hub = Hub::new(
-        config,
-        verifier,
-        Some(admin_key.clone()),
-        Arc::new(store),
-        None,
-    )
-    .await
-    .context("load the directory")?;
+    // The name this process claims users under: unique per start, so a
+    // restarted node never mistakes a predecessor's claims for its own.
+    let node = format!(
+        "{}#{}",
+        config.node_id,
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    );
+    let idle_timeout = config.idle_timeout;
+    let (hub, cluster) = match &args.redis_url {
+        None => {
+            let store = EmbeddedStore::open(&args.data_dir)
+                .with_context(|| format!("open the store in {}", args.data_dir.display()))?;
+            let hub = Hub::new(
+                config,
+                verifier,
+                Some(admin_key.clone()),
+                Arc::new(store),
+                None,
+            )
+            .await
+            .context("load the directory")?;
+            (hub, None)
+        }
+        Some(url) => {
+            let conn = RedisConn::connect(url).await.context("connect to Redis")?;
+            let store = Arc::new(RedisStore::new(conn, node.clone()));
+            let (handle, ops) = cluster::channel(&node, idle_timeout);
+            let hub = Hub::new(
+                config,
+                verifier,
+                Some(admin_key.clone()),
+                store.clone(),
+                Some(handle),
+            )
+            .await
+            .context("load the directory from Redis")?;
+            tokio::spawn(cluster::run(hub.clone(), url.clone(), ops));
+            tokio::spawn(directory_sync::run(hub.clone(), store));
+            tracing::info!(%node, "cluster mode");
+            (hub, Some(url.clone()))
+        }
+    };
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("listen on {}", args.listen))?;
@@ -101,9 +134,12 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         dev::seed(&hub).await.context("seed the demo tenant")?;
         print_dev_banner(&args, &admin_key, addr);
     }
-    app::serve(hub, listener, shutdown_signal())
+    app::serve(hub.clone(), listener, shutdown_signal())
         .await
         .context("serve")?;
+    if let Some(url) = cluster {
+        cluster::leave(&hub, &url).await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -234,7 +234,11 @@ impl RedisStore {
         Ok(())
     }
 
-    async fn load_all(&self) -> Result<Vec<Write>, StoreError> {
+    /// Every tenant id, sorted.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis does not answer in time.
+    pub async fn tenant_ids(&self) -> Result<Vec<String>, StoreError> {
         let mut conn = self.conn.clone();
         let mut tids: Vec<String> = bounded(
             redis::cmd("SMEMBERS")
@@ -244,6 +248,11 @@ impl RedisStore {
         .await?
         .map_err(from_redis)?;
         tids.sort();
+        Ok(tids)
+    }
+
+    async fn load_all(&self) -> Result<Vec<Write>, StoreError> {
+        let tids = self.tenant_ids().await?;
         let mut out = Vec::new();
         for tid in tids {
             out.extend(self.snapshot(&tid).await?.0);

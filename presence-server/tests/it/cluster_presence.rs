@@ -10,21 +10,39 @@ use uuid::Uuid;
 use crate::redis_support::RedisServer;
 use crate::support::*;
 
-/// Two nodes whose directories hold the same users (directory sharing is
-/// tested on its own), with an admin watching the directory on each.
+/// Waits until `h` serves `path` with 200 (a write made on another node has
+/// reached it), failing after 1 s (SPEC §8.7).
+async fn visible_within_1s(h: &TestHub, path: &str) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    loop {
+        let (status, v) = h.admin().call("GET", path, None).await;
+        if status == 200 {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{path} not visible: {status} {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two nodes sharing one directory, written on A only, with an admin
+/// watching the directory on each.
 async fn two_nodes(redis: &RedisServer) -> (TestHub, TestHub, Tab, Tab) {
     let a = TestHub::clustered(test_config(), &redis.url(), "A").await;
     let b = TestHub::clustered(test_config(), &redis.url(), "B").await;
+    a.seed("acme", &["ann"]).await;
+    a.admin()
+        .ok(
+            "PUT",
+            "/v1/tenants/acme/users/boss",
+            json!({"name": "Boss", "email": "b@x", "profile": "admin"}),
+        )
+        .await;
+    visible_within_1s(&b, "/v1/tenants/acme/users/boss").await;
     let mut watchers = Vec::new();
     for h in [&a, &b] {
-        h.seed("acme", &["ann"]).await;
-        h.admin()
-            .ok(
-                "PUT",
-                "/v1/tenants/acme/users/boss",
-                json!({"name": "Boss", "email": "b@x", "profile": "admin"}),
-            )
-            .await;
         let mut w = Tab::open(h.addr, &token("acme", "boss"), Uuid::new_v4(), 60_000).await;
         assert!(matches!(
             w.subscribe(1, "directory").await,
@@ -122,4 +140,39 @@ async fn a_node_that_dies_takes_its_users_offline_after_the_timeout() {
         arrived - died
     );
     drop(b);
+}
+
+#[tokio::test]
+async fn a_directory_write_on_one_node_takes_effect_on_every_node() {
+    let redis = RedisServer::start().await;
+    let (a, b, _wa, mut wb) = two_nodes(&redis).await;
+    let mut t = Tab::open(b.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
+    wb.recv_until(|m| ann(m) == Some((Status::Online, 1))).await;
+    // Deactivated through node A: B closes ann's tab with 4003, B's watcher
+    // sees her offline and inactive, and B refuses her token.
+    a.admin()
+        .ok(
+            "POST",
+            "/v1/tenants/acme/users/deactivate",
+            json!({"ids": ["ann"]}),
+        )
+        .await;
+    assert_eq!(t.closed().await.code, 4003);
+    wb.recv_until(|m| ann(m) == Some((Status::Offline, 2)))
+        .await;
+    wb.recv_until(|m| {
+        matches!(m, ServerMessage::User { user, .. }
+            if user.id == "ann" && user.state == Some(presence_protocol::UserState::Inactive))
+    })
+    .await;
+    let refused = Tab::try_open(b.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
+    assert_eq!(refused.err().map(|c| c.code), Some(4003));
+    let (_, on_b) = b
+        .admin()
+        .call("GET", "/v1/tenants/acme/users/ann", None)
+        .await;
+    assert_eq!(on_b["state"], "inactive");
+    // A tenant created on B appears on A.
+    b.seed("globex", &["gus"]).await;
+    visible_within_1s(&a, "/v1/tenants/globex/users/gus").await;
 }

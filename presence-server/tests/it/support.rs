@@ -115,26 +115,33 @@ impl TestHub {
         verifier: Verifier,
         cluster: Option<(&str, String)>,
     ) -> TestHub {
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        let (handle, ops) = match &cluster {
-            Some((node, _)) => {
-                let (h, rx) = presence_server::cluster::channel(node, config.idle_timeout);
-                (Some(h), Some(rx))
+        let hub = match cluster {
+            None => {
+                let store = Arc::new(EmbeddedStore::open(dir.path()).unwrap());
+                Hub::new(config, verifier, Some(ADMIN_KEY.into()), store, None)
+                    .await
+                    .unwrap()
             }
-            None => (None, None),
+            Some((node, url)) => {
+                let conn = presence_server::redis_conn::RedisConn::connect(&url)
+                    .await
+                    .unwrap();
+                let store = Arc::new(presence_server::redis_store::RedisStore::new(conn, node));
+                let (handle, ops) = presence_server::cluster::channel(node, config.idle_timeout);
+                let hub = Hub::new(
+                    config,
+                    verifier,
+                    Some(ADMIN_KEY.into()),
+                    store.clone(),
+                    Some(handle),
+                )
+                .await
+                .unwrap();
+                tokio::spawn(presence_server::cluster::run(hub.clone(), url, ops));
+                tokio::spawn(presence_server::directory_sync::run(hub.clone(), store));
+                hub
+            }
         };
-        let hub = Hub::new(
-            config,
-            verifier,
-            Some(ADMIN_KEY.into()),
-            Arc::new(store),
-            handle,
-        )
-        .await
-        .unwrap();
-        if let (Some((_, url)), Some(ops)) = (cluster, ops) {
-            tokio::spawn(presence_server::cluster::run(hub.clone(), url, ops));
-        }
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
