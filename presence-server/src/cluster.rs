@@ -38,6 +38,7 @@ pub fn channel(
     idle_timeout: Duration,
 ) -> (ClusterHandle, mpsc::UnboundedReceiver<ClusterMsg>) {
     let (tx, rx) = mpsc::unbounded_channel();
+    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // One renewal per active user per 20 s at most, and at least three per
     // idle timeout so short test timeouts still renew in time.
     let renew_ms = (idle_timeout.as_millis() as u64 / 3).clamp(1, 20_000);
@@ -46,6 +47,7 @@ pub fn channel(
             node: Arc::from(node),
             ops: tx,
             renew_ms,
+            up,
         },
         rx,
     )
@@ -158,7 +160,11 @@ async fn run_events(hub: Arc<Hub>, client: redis::Client, url: String) {
             tracing::warn!(error = %e, "resync failed; reconnecting");
             continue;
         }
+        // Joined: ready from now on, also through later outages (a node that
+        // lost Redis keeps serving its own tabs; a load balancer must not
+        // drop it).
         hub.set_cluster_ready(true);
+        set_up(&hub, true);
         let mut stream = pubsub.into_on_message();
         while let Some(msg) = stream.next().await {
             let Ok(payload) = msg.get_payload::<String>() else {
@@ -173,8 +179,26 @@ async fn run_events(hub: Arc<Hub>, client: redis::Client, url: String) {
                 Err(e) => tracing::warn!(error = %e, "bad presence event"),
             }
         }
-        hub.set_cluster_ready(false);
+        set_up(&hub, false);
         tracing::warn!("redis pub/sub connection lost; resubscribing");
+    }
+}
+
+/// Flips the link state and tells every tenant: down, they show their own
+/// tabs provisionally; up, they raise what they showed above Redis's `v`.
+fn set_up(hub: &Hub, up: bool) {
+    let Some(handle) = hub.cluster_handle() else {
+        return;
+    };
+    handle.up.store(up, std::sync::atomic::Ordering::Relaxed);
+    let now = hub.now_ms();
+    for (_, t) in hub.tenants_snapshot() {
+        let mut t = t.lock();
+        if up {
+            t.on_redis_up();
+        } else {
+            t.on_redis_down(now, &hub.metrics);
+        }
     }
 }
 

@@ -43,6 +43,12 @@ pub enum PresenceOp {
         now: u64,
         dead: HashMap<String, u64>,
     },
+    /// Raise the user's `v` above `v` and republish their state (after an
+    /// outage in which a node showed transitions of its own).
+    Floor {
+        u: String,
+        v: u64,
+    },
 }
 
 /// What tenants (and shutdown) ask of the cluster task.
@@ -79,6 +85,15 @@ pub struct ClusterHandle {
     /// renewed when the deadline has moved past `lease - renew_ms`, so an
     /// active user costs one Redis operation per `renew_ms`.
     pub renew_ms: u64,
+    /// Whether Redis answers (operations and the event subscription). While
+    /// it does not, tenants show their own tabs' transitions provisionally.
+    pub up: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl ClusterHandle {
+    pub fn is_up(&self) -> bool {
+        self.up.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 pub struct ClusterLink {
@@ -88,6 +103,8 @@ pub struct ClusterLink {
     view: HashMap<String, UserPresence>,
     /// Lease end of each claim this node holds.
     leases: HashMap<String, u64>,
+    /// Users whose view this node changed on its own during an outage.
+    provisional: std::collections::HashSet<String>,
 }
 
 impl ClusterLink {
@@ -97,6 +114,7 @@ impl ClusterLink {
             handle,
             view: HashMap::new(),
             leases: HashMap::new(),
+            provisional: std::collections::HashSet::new(),
         }
     }
 
@@ -107,6 +125,41 @@ impl ClusterLink {
             tenant: self.tenant.clone(),
             op,
         });
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.handle.is_up()
+    }
+
+    /// Shows a local transition without Redis (see `Tenant::provisional`).
+    pub fn provisional(
+        &mut self,
+        user: &str,
+        status: Status,
+        at: u64,
+    ) -> Option<Transition<String>> {
+        let p = self.view.entry(user.to_owned()).or_default();
+        if p.status == status {
+            return None;
+        }
+        p.status = status;
+        p.since = at;
+        p.v += 1;
+        self.provisional.insert(user.to_owned());
+        Some(Transition {
+            user: user.to_owned(),
+            status,
+            at,
+            v: p.v,
+        })
+    }
+
+    /// Queues a `floor` for every provisionally shown user.
+    pub fn send_floors(&mut self) {
+        for u in std::mem::take(&mut self.provisional) {
+            let v = self.presence(&u).v;
+            self.send(PresenceOp::Floor { u, v });
+        }
     }
 
     pub fn presence(&self, user: &str) -> UserPresence {

@@ -153,7 +153,44 @@ impl Tenant {
                 let p = self.engine.get(user);
                 let deadline = p.last_activity + self.engine.idle_timeout_ms();
                 link.after_activity(user, &p, deadline, now);
+                if t.is_some() {
+                    self.provisional(user, Status::Online, now, m);
+                }
             }
+        }
+    }
+
+    /// Cluster mode while Redis is unreachable: this node shows its own
+    /// tabs' transitions at once (SPEC §8.5: local presence keeps working);
+    /// the queued claims reach Redis when it returns, and the views converge.
+    fn provisional(&mut self, user: &str, status: Status, at: u64, m: &Metrics) {
+        let Some(link) = &mut self.cluster else {
+            return;
+        };
+        if link.is_up() {
+            return;
+        }
+        let prev = link.presence(user).status;
+        if let Some(t) = link.provisional(user, status, at) {
+            self.publish(&t, prev, m);
+        }
+    }
+
+    /// Cluster mode: Redis was lost. Users online by this node's proofs are
+    /// shown online here even if the event never came back.
+    pub fn on_redis_down(&mut self, now: u64, m: &Metrics) {
+        let online: Vec<String> = self.engine.online().map(|(u, _)| u.clone()).collect();
+        for u in online {
+            self.provisional(&u, Status::Online, now, m);
+        }
+    }
+
+    /// Cluster mode: Redis is back. Every `v` this node showed provisionally
+    /// is raised in Redis, which republishes those users, so every node
+    /// converges on Redis's state with a `v` newer than anything shown.
+    pub fn on_redis_up(&mut self) {
+        if let Some(link) = &mut self.cluster {
+            link.send_floors();
         }
     }
 
@@ -167,7 +204,10 @@ impl Tenant {
                     self.publish(&t, Status::Online, m);
                 }
             }
-            Some(link) => link.force_offline(user, now, close),
+            Some(link) => {
+                link.force_offline(user, now, close);
+                self.provisional(user, Status::Offline, now, m);
+            }
         }
     }
 
@@ -184,6 +224,7 @@ impl Tenant {
                 Some(link) => {
                     let seen = self.engine.get(&t.user).last_seen;
                     link.local_offline(&t, seen);
+                    self.provisional(&t.user, Status::Offline, t.at, m);
                 }
             }
         }

@@ -17,6 +17,8 @@
 --   {"op":"force","u":uid,"at":ms,"close":code|0}  (close: tabs on every node
 --                                                  are closed with it; 0 = none)
 --   {"op":"sweep","now":ms,"dead":{"<node>":cutoff_ms,...}}
+--   {"op":"floor","u":uid,"v":n}  raise v above n and republish (after an
+--                                 outage in which a node showed its own v)
 -- Returns the number of transitions published.
 
 local leases, state, claims, seq = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -120,6 +122,11 @@ for _, op in ipairs(ops) do
     -- Published even without a transition, so every node drops its proof
     -- and closes the tabs it was asked to close.
     emit(op.u, st, true, op.close)
+  elseif op.op == 'floor' then
+    local st = get(op.u)
+    st.v = math.max(st.v, op.v) + 1
+    put(op.u, st)
+    emit(op.u, st)
   elseif op.op == 'sweep' then
     local due = redis.call('ZRANGEBYSCORE', leases, '-inf', op.now, 'WITHSCORES')
     for i = 1, #due, 2 do

@@ -176,3 +176,63 @@ async fn a_directory_write_on_one_node_takes_effect_on_every_node() {
     b.seed("globex", &["gus"]).await;
     visible_within_1s(&a, "/v1/tenants/globex/users/gus").await;
 }
+
+#[tokio::test]
+async fn without_redis_each_node_serves_its_own_tabs_and_all_agree_after_it_returns() {
+    let mut redis = RedisServer::start_persistent().await;
+    let (a, b, mut wa, mut wb) = two_nodes(&redis).await;
+    redis.kill();
+    // A keeps serving its own tab: its watcher sees ann come online.
+    let mut t = Tab::open(a.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
+    let m = wa.recv_until(|m| ann(m).is_some()).await;
+    assert_eq!(ann(&m).map(|p| p.0), Some(Status::Online));
+    // Directory writes are refused, clearly, and change nothing.
+    let (status, body) = a
+        .admin()
+        .call(
+            "PUT",
+            "/v1/tenants/acme/users/zed",
+            Some(json!({"name": "Zed", "email": "z@x"})),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    // Redis returns: B learns that ann is online within 5 s, and both
+    // nodes end with the same v for her.
+    let back = tokio::time::Instant::now();
+    redis.restart().await;
+    t.activity(0).await;
+    let seen = tokio::time::timeout(Duration::from_secs(5), wb.recv_until(|m| ann(m).is_some()))
+        .await
+        .expect("B never learnt that ann is online");
+    assert_eq!(ann(&seen).map(|p| p.0), Some(Status::Online));
+    assert!(back.elapsed() <= Duration::from_secs(5));
+    let v_b = ann(&seen).unwrap().1;
+    // A converges on the same v (it may republish the same status).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let (_, on_a) = a
+            .admin()
+            .call("GET", "/v1/tenants/acme/users/ann", None)
+            .await;
+        let (_, on_b) = b
+            .admin()
+            .call("GET", "/v1/tenants/acme/users/ann", None)
+            .await;
+        if on_a["v"] == on_b["v"] && on_a["status"] == "online" && on_b["status"] == "online" {
+            assert!(on_b["v"].as_u64().unwrap() >= v_b);
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nodes disagree: {on_a} vs {on_b}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The write refused during the outage did not happen.
+    let (status, _) = b
+        .admin()
+        .call("GET", "/v1/tenants/acme/users/zed", None)
+        .await;
+    assert_eq!(status, 404);
+}
