@@ -64,8 +64,9 @@ pub async fn run(
     if !import.status().is_success() {
         bail!("import users: {} {}", import.status(), import.text().await?);
     }
-    let rss_before = proc_stats::rss_kib(t.hub_pid)?;
-    let cpu_before = proc_stats::cpu_secs(t.hub_pid)?;
+    let pid = t.hub_pid.context("the idle scenario needs --hub-pid")?;
+    let rss_before = proc_stats::rss_kib(pid)?;
+    let cpu_before = proc_stats::cpu_secs(pid)?;
     let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
     let key = jsonwebtoken::EncodingKey::from_secret(t.jwt_secret.as_bytes());
     let gate = Arc::new(tokio::sync::Semaphore::new(256));
@@ -105,10 +106,10 @@ pub async fn run(
         }
     }
     let connect_secs = started.elapsed().as_secs_f64();
-    let cpu_after = proc_stats::cpu_secs(t.hub_pid)?;
+    let cpu_after = proc_stats::cpu_secs(pid)?;
     // Let the hub settle (allocator, lazily allocated buffers) before reading.
     tokio::time::sleep(hold).await;
-    let rss_after = proc_stats::rss_kib(t.hub_pid).context("hub gone")?;
+    let rss_after = proc_stats::rss_kib(pid).context("hub gone")?;
     for h in holders {
         h.abort();
     }
