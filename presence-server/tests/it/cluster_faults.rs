@@ -170,15 +170,33 @@ async fn a_killed_node_s_users_go_offline_elsewhere_unless_they_reconnect() {
         b.reconnects[0].gap_ms
     );
 
-    // The survivors still decide normally: one offline each.
+    // The killed node comes back (same environment, a new claim name) and
+    // shows what happened while it was away.
+    c.nodes[0].restart().await;
+    c.live.set(0, Some(c.nodes[0].addr));
+    let back = Dashboard::open(&c.live, 0, false).await;
+    let (_, entries) = back.snapshots().pop().expect("a snapshot");
+    let status_of = |u: &str| {
+        let e = entries.iter().find(|e| e.id == u).expect("listed");
+        (e.status, e.v)
+    };
+    assert_eq!(status_of("ann"), OFFLINE_2);
+    assert_eq!(status_of("bob"), ONLINE_1);
+    assert_eq!(status_of("cyd"), ONLINE_1);
+    assert_eq!(stats_on(c.nodes[0].addr).await, counters(2, 3));
+
+    // The survivors still decide normally: one offline each, on every node
+    // (the restarted node's dashboard joined after their online).
     bob.stop();
     cyd.stop();
-    for d in &dashes {
+    let expected: [&[(Status, u64)]; 3] =
+        [&[ONLINE_1, OFFLINE_2], &[ONLINE_1, OFFLINE_2], &[OFFLINE_2]];
+    for (d, want) in dashes.iter().chain([&back]).zip(expected) {
         for u in ["bob", "cyd"] {
             let seen = d
-                .wait_presence(u, 2, Duration::from_millis(IDLE_MS) + WAIT)
+                .wait_presence(u, want.len(), Duration::from_millis(IDLE_MS) + WAIT)
                 .await;
-            assert_eq!(statuses(&seen), [ONLINE_1, OFFLINE_2], "{u}");
+            assert_eq!(statuses(&seen), want, "{u}");
         }
     }
 }
