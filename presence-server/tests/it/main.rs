@@ -1,9 +1,12 @@
 //! Integration tests: real hubs on loopback, driven as clients drive them.
 
+mod cluster_support;
+mod hub_process;
 mod redis_support;
 mod support;
 
 mod bad_input;
+mod cluster_faults;
 mod cluster_presence;
 mod directory_api;
 mod openapi;

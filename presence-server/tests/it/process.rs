@@ -2,11 +2,9 @@
 //! environment, killed with SIGKILL or stopped with SIGTERM, restarted on
 //! the same data directory (SPEC §3 durability, §7 configuration).
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::SocketAddr;
+use std::io::Read;
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, ExitStatus};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,117 +12,13 @@ use presence_protocol::ServerMessage;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::hub_process::{command, HubProcess, PROCESS_WAIT};
 use crate::support::*;
 
-const BIN: &str = env!("CARGO_BIN_EXE_presence-server");
-/// Start-up, shutdown and exits must happen within this.
-const PROCESS_WAIT: Duration = Duration::from_secs(15);
+/// The binary's handle under the name these tests have always used.
+type Proc = HubProcess;
 
-/// A command for the binary with no `PRESENCE_*` variable inherited from
-/// the test's environment.
-fn command() -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("PRESENCE_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// A hub process. Dropping it kills it, so no test leaves one behind.
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    stderr: Arc<Mutex<String>>,
-    stdout: mpsc::Receiver<String>,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Strips ANSI colour sequences from a log line.
-fn plain(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    let line = plain(line);
-    if !line.contains("presence hub listening") {
-        return None;
-    }
-    let rest = &line[line.find("addr=")? + 5..];
-    let addr: String = rest
-        .chars()
-        .take_while(|c| !c.is_whitespace() && *c != ',')
-        .collect();
-    addr.parse().ok()
-}
-
-impl Proc {
-    /// Starts the hub with `args` and `env` and waits until it listens.
-    fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = command();
-        cmd.args(args);
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn presence-server");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (addr_tx, addr_rx) = mpsc::channel();
-        let err_pipe = child.stderr.take().unwrap();
-        let log = stderr.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(err_pipe).lines().map_while(Result::ok) {
-                if let Some(a) = listening_addr(&line) {
-                    let _ = addr_tx.send(a);
-                }
-                let mut log = log.lock().unwrap();
-                log.push_str(&line);
-                log.push('\n');
-            }
-        });
-        let (out_tx, stdout) = mpsc::channel();
-        let out_pipe = child.stdout.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(out_pipe).lines().map_while(Result::ok) {
-                let _ = out_tx.send(line);
-            }
-        });
-        let mut p = Proc {
-            child,
-            addr: "127.0.0.1:0".parse().unwrap(),
-            stderr,
-            stdout,
-        };
-        match addr_rx.recv_timeout(PROCESS_WAIT) {
-            Ok(a) => p.addr = a,
-            Err(_) => panic!("the hub did not start; stderr:\n{}", p.stderr()),
-        }
-        p
-    }
-
+impl HubProcess {
     fn serve(data_dir: &Path) -> Proc {
         Proc::start(
             &[],
@@ -137,49 +31,6 @@ impl Proc {
             ],
         )
     }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn admin(&self) -> Admin {
-        Admin::new(self.addr, ADMIN_KEY)
-    }
-
-    /// SIGKILL: no chance to flush or close anything.
-    fn kill_hard(&mut self) {
-        self.child.kill().expect("SIGKILL the hub");
-        self.child.wait().expect("reap the hub");
-    }
-
-    fn signal(&self, sig: libc::c_int) {
-        let pid = libc::pid_t::try_from(self.child.id()).expect("pid fits pid_t");
-        send_signal(pid, sig);
-    }
-
-    /// Waits for the process to exit on its own.
-    fn exit_within(&mut self, d: Duration) -> ExitStatus {
-        let deadline = Instant::now() + d;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the hub did not exit in {d:?}; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-#[allow(unsafe_code)]
-fn send_signal(pid: libc::pid_t, sig: libc::c_int) {
-    // SAFETY: kill(2) takes plain integers and touches no memory of ours; the
-    // pid is that of a child we have not reaped, so it names our process.
-    let rc = unsafe { libc::kill(pid, sig) };
-    assert_eq!(rc, 0, "kill({pid}, {sig}) failed");
 }
 
 /// Runs the binary to completion (bounded): exit status, stdout, stderr.
