@@ -1,5 +1,6 @@
 //! Integration tests: real hubs on loopback, driven as clients drive them.
 
+mod harness;
 mod redis_support;
 mod support;
 
