@@ -54,6 +54,7 @@ suite!(
     admin_demoted_to_standard_loses_directory_and_attendants_keeps_their_team,
     admin_demoted_by_an_import_receives_no_directory_data_after_it,
     deleted_team_ends_its_subscriptions_with_not_found,
+    successive_writes_reach_every_watcher_once_each_in_order,
 );
 
 const T: &str = "acme";
@@ -1041,4 +1042,72 @@ async fn deleted_team_ends_its_subscriptions_with_not_found(d: &Deployment) {
     std.silent_for(SILENCE).await;
     let again = std.subscribe(2, "team:ops").await;
     assert_error(&again, Some(2), ErrorCode::NotFound, None);
+}
+
+// ---- Writes in a row --------------------------------------------------------
+
+async fn successive_writes_reach_every_watcher_once_each_in_order(d: &Deployment) {
+    fixture(d).await;
+    // A watcher on each node (one node: two watchers on it).
+    let mut watchers = Vec::new();
+    for _ in 0..2 {
+        let mut boss = watcher(d, T, "boss").await;
+        snapshot(&mut boss, 1, "directory").await;
+        watchers.push(boss);
+    }
+    // Three renames, then a deactivation and a reactivation, in a row.
+    for nick in ["R1", "R2", "R3"] {
+        d.admin()
+            .ok(
+                "PUT",
+                &format!("/v1/tenants/{T}/users/res"),
+                json!({ "nickname": nick }),
+            )
+            .await;
+    }
+    for (op, _) in [("deactivate", ()), ("reactivate", ())] {
+        d.admin()
+            .ok(
+                "POST",
+                &format!("/v1/tenants/{T}/users/{op}"),
+                json!({ "ids": ["res"] }),
+            )
+            .await;
+    }
+    // Each watcher sees each change once, in the order written (no write
+    // replayed over a newer one), and the counters move twice.
+    for boss in &mut watchers {
+        let mut users = Vec::new();
+        let mut stats = Vec::new();
+        while users.len() < 5 {
+            match boss.recv().await {
+                ServerMessage::User {
+                    roster: Roster::Directory,
+                    user,
+                } => {
+                    assert_eq!(user.id, "res");
+                    users.push((user.nickname, user.state));
+                }
+                m @ ServerMessage::Stats { .. } => stats.push(stats_frame(&m)),
+                other => panic!("expected res's changes, got {other:?}"),
+            }
+        }
+        let active = Some(UserState::Active);
+        let inactive = Some(UserState::Inactive);
+        assert_eq!(
+            users,
+            [
+                ("R1".to_string(), active),
+                ("R2".to_string(), active),
+                ("R3".to_string(), active),
+                ("R3".to_string(), inactive),
+                ("R3".to_string(), active),
+            ]
+        );
+        if stats.len() < 2 {
+            stats.push(stats_frame(&boss.recv().await));
+        }
+        assert_eq!(stats, [counters(0, 4, 4, 2), counters(0, 5, 5, 1)]);
+        boss.silent_for(SILENCE).await;
+    }
 }
