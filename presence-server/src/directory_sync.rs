@@ -2,11 +2,18 @@
 //! tailing each tenant's log in Redis, and picks up tenants created
 //! elsewhere.
 //!
-//! Every log entry is applied in log order, this node's own included: a node
-//! applies its own write as soon as Redis acknowledges it, and replaying it
-//! in order is what makes concurrent writes to one record end the same on
-//! every node. Re-applying a write that is already in place changes nothing
-//! and sends nothing.
+//! Every log entry is applied in log order. A node applies its own write as
+//! soon as Redis acknowledges it, so its state is "the log up to the cursor,
+//! then its own later entries"; the replay skips those own entries until it
+//! applies one it did not have (another node's, or an own commit whose
+//! acknowledgement was lost), and from then on re-applies its own too, which
+//! is what makes concurrent writes to one record end the same on every node.
+//! Replaying an own entry unconditionally would be wrong: after two quick
+//! writes to one record, replaying the first over the second sends watchers
+//! the old value again, then the new one (and briefly re-activates a user
+//! who was created then deactivated). Replays run under
+//! `Hub::exclude_writes`, so a commit and its local apply are never split by
+//! one.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -43,13 +50,13 @@ async fn follow(hub: &Hub, store: &RedisStore) {
     loop {
         tick.tick().await;
         // A new tenant is a directory write too: looked for every poll.
-        discover_tenants(hub, store).await;
+        discover_tenants(hub, store, &mut cursors).await;
         for tid in hub.tenant_ids() {
-            // Starting from the oldest kept entry converges: the loaded state
-            // is at least as new as any entry, and every entry is whole
-            // records, so replaying a suffix ends in the newest state.
+            // A tenant loaded at start-up (or adopted) starts after the
+            // snapshot it was loaded from; one created here starts at 0, and
+            // its entries are all own ones, skipped.
             let cur = cursors.entry(tid.clone()).or_insert_with(|| Cursor {
-                version: 0,
+                version: store.loaded_version(&tid).unwrap_or(0),
                 last_id: "0".into(),
             });
             if let Err(e) = catch_up(hub, store, &tid, cur).await {
@@ -68,6 +75,10 @@ async fn catch_up(
     if store.version(tid).await? <= cur.version {
         return Ok(());
     }
+    let _writes = hub.exclude_writes().await;
+    // Whether this round applied an entry this node did not have: own
+    // entries after it were applied before it, and must be applied again.
+    let mut out_of_order = false;
     loop {
         let entries = store.read_log(tid, &cur.last_id).await?;
         let Some(first) = entries.first() else {
@@ -79,13 +90,19 @@ async fn catch_up(
             let (writes, version) = store.snapshot(tid).await?;
             reload(hub, tid, writes);
             cur.version = version;
+            store.forget_committed_here(tid, version);
+            out_of_order = true;
         }
         let n = entries.len();
         for (id, v, _node, writes) in entries {
             if v > cur.version {
-                if let Some(t) = hub.tenant(tid) {
-                    t.lock().apply(&writes, hub.now_ms(), &hub.metrics);
+                let mine = store.take_committed_here(tid, v);
+                if !mine || out_of_order {
+                    if let Some(t) = hub.tenant(tid) {
+                        t.lock().apply(&writes, hub.now_ms(), &hub.metrics);
+                    }
                 }
+                out_of_order |= !mine;
                 cur.version = v;
             }
             cur.last_id = id;
@@ -133,7 +150,7 @@ fn reload(hub: &Hub, tid: &str, snapshot: Vec<Write>) {
     t.apply(&writes, hub.now_ms(), &hub.metrics);
 }
 
-async fn discover_tenants(hub: &Hub, store: &RedisStore) {
+async fn discover_tenants(hub: &Hub, store: &RedisStore, cursors: &mut HashMap<String, Cursor>) {
     let Ok(ids) = store.tenant_ids().await else {
         return;
     };
@@ -142,13 +159,24 @@ async fn discover_tenants(hub: &Hub, store: &RedisStore) {
             continue;
         }
         match store.snapshot(&tid).await {
-            Ok((writes, _)) => {
+            Ok((writes, version)) => {
                 if let Some(Write::Tenant(rec)) = writes.first() {
                     let mut dir = TenantDir::new(rec.clone());
                     for w in &writes {
                         dir.apply(w);
                     }
-                    hub.adopt_tenant(dir);
+                    // The log is read on from the snapshot: replaying the
+                    // entries it already holds would walk watchers through
+                    // every older state again.
+                    if hub.adopt_tenant(dir) {
+                        cursors.insert(
+                            tid.clone(),
+                            Cursor {
+                                version,
+                                last_id: "0".into(),
+                            },
+                        );
+                    }
                 }
             }
             Err(e) => tracing::warn!(tenant = %tid, error = %e, "cannot load a new tenant"),

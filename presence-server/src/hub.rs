@@ -195,6 +195,13 @@ impl Hub {
         Ok(result)
     }
 
+    /// Holds off every admin write while the guard lives. Cluster mode's
+    /// directory sync replays the log under it, so a write's commit and its
+    /// local apply are never split by a replay (see `directory_sync`).
+    pub async fn exclude_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.write_lock.lock().await
+    }
+
     /// Creates or updates a tenant.
     pub async fn put_tenant(&self, tid: &str, user_limit: u64) -> Result<bool, WriteError> {
         let _serial = self.write_lock.lock().await;
@@ -227,12 +234,21 @@ impl Hub {
 
     /// Cluster mode: a tenant another node created. Kept if this node
     /// created it meanwhile (its own copy is as new).
-    pub fn adopt_tenant(&self, dir: TenantDir) {
+    /// Returns whether it was adopted.
+    pub fn adopt_tenant(&self, dir: TenantDir) -> bool {
         let idle_ms = self.config.idle_timeout.as_millis() as u64;
         let mut map = self.tenants.write();
-        map.entry(dir.tenant.id.clone()).or_insert_with(|| {
-            Arc::new(Mutex::new(Tenant::new(dir, idle_ms, self.cluster.as_ref())))
-        });
+        match map.entry(dir.tenant.id.clone()) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(Arc::new(Mutex::new(Tenant::new(
+                    dir,
+                    idle_ms,
+                    self.cluster.as_ref(),
+                ))));
+                true
+            }
+        }
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {

@@ -46,11 +46,11 @@
 //!   only with `appendonly yes` and `appendfsync always` (or replicas and
 //!   `WAIT`, which this store does not issue).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use redis::streams::StreamReadReply;
-use redis::{RedisError, Script, Value};
+use redis::{RedisError, Script};
 
 use crate::directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
 use crate::redis_conn::RedisConn;
@@ -79,6 +79,13 @@ pub struct RedisStore {
     conn: RedisConn,
     node: String,
     commit_script: Script,
+    /// Per tenant, the log versions of batches this node committed and got
+    /// the acknowledgement of, which `Hub::write` therefore already applied
+    /// locally; `directory_sync` takes them out as it meets them in the log.
+    committed_here: parking_lot::Mutex<HashMap<String, BTreeSet<u64>>>,
+    /// Per tenant, the version of the snapshot `load` returned, where the
+    /// log reader starts.
+    loaded: parking_lot::Mutex<HashMap<String, u64>>,
 }
 
 /// The keys of one tenant, in the order `commit.lua` expects them.
@@ -138,7 +145,31 @@ impl RedisStore {
             conn,
             node: node.into(),
             commit_script: Script::new(include_str!("redis/commit.lua")),
+            committed_here: parking_lot::Mutex::new(HashMap::new()),
+            loaded: parking_lot::Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether this node committed log entry `v` of `tid` itself (and so
+    /// applied it already); forgets it either way.
+    pub fn take_committed_here(&self, tid: &str, v: u64) -> bool {
+        self.committed_here
+            .lock()
+            .get_mut(tid)
+            .is_some_and(|vs| vs.remove(&v))
+    }
+
+    /// Forgets own commits at or below `v` (a reader that skipped them by
+    /// reloading a snapshot will never meet them).
+    pub fn forget_committed_here(&self, tid: &str, v: u64) {
+        if let Some(vs) = self.committed_here.lock().get_mut(tid) {
+            vs.retain(|x| *x > v);
+        }
+    }
+
+    /// The version of the snapshot `load` returned for `tid`, if it did.
+    pub fn loaded_version(&self, tid: &str) -> Option<u64> {
+        self.loaded.lock().get(tid).copied()
     }
 
     /// The tenant's version: how many batches were committed for it.
@@ -206,7 +237,8 @@ impl RedisStore {
         Ok(out)
     }
 
-    async fn commit_tenant(&self, tid: &str, writes: &[&Write]) -> Result<(), StoreError> {
+    /// Commits one tenant's part of a batch; returns its log version.
+    async fn commit_tenant(&self, tid: &str, writes: &[&Write]) -> Result<u64, StoreError> {
         let keys = TenantKeys::new(tid);
         let mut conn = self.conn.clone();
         if writes.iter().any(|w| matches!(w, Write::Tenant(_))) {
@@ -228,10 +260,10 @@ impl RedisStore {
             let (op, field, value) = encode(w);
             call.arg(op).arg(field).arg(value);
         }
-        let _: Value = bounded(call.invoke_async(&mut conn))
+        let (v, _id): (u64, String) = bounded(call.invoke_async(&mut conn))
             .await?
             .map_err(from_redis)?;
-        Ok(())
+        Ok(v)
     }
 
     /// Every tenant id, sorted.
@@ -255,7 +287,9 @@ impl RedisStore {
         let tids = self.tenant_ids().await?;
         let mut out = Vec::new();
         for tid in tids {
-            out.extend(self.snapshot(&tid).await?.0);
+            let (writes, v) = self.snapshot(&tid).await?;
+            self.loaded.lock().insert(tid, v);
+            out.extend(writes);
         }
         Ok(out)
     }
@@ -347,8 +381,15 @@ impl Store for RedisStore {
                     None => parts.push((w.tenant(), vec![w])),
                 }
             }
+            let mut versions = Vec::new();
             for (tid, ws) in &parts {
-                self.commit_tenant(tid, ws).await?;
+                versions.push((*tid, self.commit_tenant(tid, ws).await?));
+            }
+            // Recorded only once the whole batch is in: a caller that gets
+            // `Err` applies none of it, so the sync must apply all of it.
+            let mut here = self.committed_here.lock();
+            for (tid, v) in versions {
+                here.entry(tid.to_owned()).or_default().insert(v);
             }
             Ok(())
         })

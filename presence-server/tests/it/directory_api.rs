@@ -1,6 +1,11 @@
 //! The directory through the admin HTTP API (SPEC §3, §6): tenants, users,
 //! teams, bulk state changes, the plan's limit, credentials, bad input and
 //! the CSV import, each checked as the ERP backend or a dashboard sees it.
+//!
+//! The tests whose effects reach presence and rosters (deactivation,
+//! deletion, reactivation, eligibility, activity filters) form a shared
+//! suite run on one node and on a two-node cluster; the API-shape tests run
+//! on one node.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -10,16 +15,26 @@ use presence_server::config::Config;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::harness::{suite, Deployment};
 use crate::support::*;
 
-/// A hub whose users stay online for a minute, so that any offline seen
-/// within a test was caused by the test, not by the idle timeout.
-async fn patient_hub() -> TestHub {
-    TestHub::with_config(Config {
+suite!(
+    config = patient_config();
+    user_upsert_creates_updates_and_reads_back_with_presence,
+    list_filters_by_activity_state_and_search,
+    deleted_user_is_hidden_from_rosters_and_counters_but_still_readable,
+    eligible_lists_online_available_members_only,
+    bulk_deactivate_has_every_effect_of_the_spec,
+    bulk_reactivate_accepts_tokens_again_without_teams,
+);
+
+/// Users stay online for a minute, so that any offline seen within a test
+/// was caused by the test, not by the idle timeout.
+fn patient_config() -> Config {
+    Config {
         idle_timeout: Duration::from_secs(60),
         ..test_config()
-    })
-    .await
+    }
 }
 
 fn assert_error(got: &(u16, Value), status: u16, code: &str) {
@@ -64,20 +79,13 @@ async fn user(a: &Admin, tid: &str, uid: &str) -> Value {
     .await
 }
 
-/// Polls the API until the user has `status`, failing after [`WAIT`].
-async fn wait_status(a: &Admin, tid: &str, uid: &str, status: &str) -> Value {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let u = user(a, tid, uid).await;
-        if u["status"] == status {
-            return u;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{uid} never became {status}: {u}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+/// Polls the API of every node until the user has `status`, failing after
+/// [`WAIT`]; returns what node A shows.
+async fn wait_status(d: &Deployment, tid: &str, uid: &str, status: &str) -> Value {
+    d.on_every_node(&format!("/v1/tenants/{tid}/users/{uid}"), |u| {
+        u["status"] == status
+    })
+    .await
 }
 
 async fn put_user(a: &Admin, tid: &str, uid: &str, body: Value) -> Value {
@@ -95,10 +103,14 @@ async fn make_admin(a: &Admin, tid: &str, uid: &str) {
     .await;
 }
 
-/// An administrator's tab watching the `directory` roster.
-async fn directory_watcher(h: &TestHub, tid: &str) -> Tab {
-    make_admin(&h.admin(), tid, "boss").await;
-    let mut tab = h.tab(tid, "boss").await;
+/// An administrator's tab watching the `directory` roster (on the next
+/// node), subscribed once every node knows boss is online, so boss's own
+/// transition is in the snapshot on every deployment.
+async fn directory_watcher(d: &Deployment, tid: &str) -> Tab {
+    make_admin(&d.admin(), tid, "boss").await;
+    d.synced(tid).await;
+    let mut tab = d.tab(tid, "boss").await;
+    wait_status(d, tid, "boss", "online").await;
     let snap = tab.subscribe(1, "directory").await;
     assert!(matches!(snap, ServerMessage::Snapshot { .. }), "{snap:?}");
     tab
@@ -179,10 +191,8 @@ async fn tenant_put_creates_with_201_then_updates_with_200() {
     );
 }
 
-#[tokio::test]
-async fn user_upsert_creates_updates_and_reads_back_with_presence() {
-    let h = patient_hub().await;
-    let a = h.admin();
+async fn user_upsert_creates_updates_and_reads_back_with_presence(d: &Deployment) {
+    let a = d.admin();
     a.ok("PUT", "/v1/tenants/acme", json!({"user_limit": 10}))
         .await;
     let (s, v) = a
@@ -215,9 +225,13 @@ async fn user_upsert_creates_updates_and_reads_back_with_presence() {
     assert_eq!(u["available"], false);
     assert_eq!(u["away_message"], "on leave");
 
+    d.synced("acme").await;
     let before = now_ms();
-    let _tab = h.tab("acme", "007").await;
-    let u = wait_status(&a, "acme", "007", "online").await;
+    // On the node the write did not go through, when there are two.
+    let _tab = d
+        .open_tab_on(1, &token("acme", "007"), Uuid::new_v4(), 0)
+        .await;
+    let u = wait_status(d, "acme", "007", "online").await;
     let since = u["since"].as_u64().unwrap();
     let last_seen = u["last_seen"].as_u64().unwrap();
     assert!(since >= before && last_seen >= before, "{u}");
@@ -238,13 +252,12 @@ async fn user_upsert_creates_updates_and_reads_back_with_presence() {
         user(&a, "acme", "007").await["teams"],
         json!([{"id": "sales", "as": "both"}])
     );
+    d.same_everywhere("/v1/tenants/acme/users/007").await;
 }
 
-#[tokio::test]
-async fn list_filters_by_activity_state_and_search() {
-    let h = patient_hub().await;
-    let a = h.admin();
-    h.seed("acme", &["ann", "bob", "cid", "dan", "eve"]).await;
+async fn list_filters_by_activity_state_and_search(d: &Deployment) {
+    let a = d.admin();
+    d.seed("acme", &["ann", "bob", "cid", "dan", "eve"]).await;
     put_user(
         &a,
         "acme",
@@ -252,10 +265,10 @@ async fn list_filters_by_activity_state_and_search() {
         json!({"name": "Roberto Zed", "phone": "0800"}),
     )
     .await;
-    let _ann = h.tab("acme", "ann").await;
-    let _bob = h.tab("acme", "bob").await;
-    wait_status(&a, "acme", "ann", "online").await;
-    wait_status(&a, "acme", "bob", "online").await;
+    let _ann = d.tab("acme", "ann").await;
+    let _bob = d.tab("acme", "bob").await;
+    wait_status(d, "acme", "ann", "online").await;
+    wait_status(d, "acme", "bob", "online").await;
     a.ok(
         "POST",
         "/v1/tenants/acme/users/deactivate",
@@ -265,14 +278,13 @@ async fn list_filters_by_activity_state_and_search() {
     a.ok("DELETE", "/v1/tenants/acme/users/eve", Value::Null)
         .await;
 
-    let list = |q: &'static str| {
-        let a = &a;
-        async move {
-            let page = a
-                .ok("GET", &format!("/v1/tenants/acme/users?{q}"), Value::Null)
-                .await;
-            ids(&page)
-        }
+    // Every node lists the same (within the 1 s a write may take to reach
+    // it), and this is what it lists.
+    let list = |q: &'static str| async move {
+        let page = d
+            .same_everywhere(&format!("/v1/tenants/acme/users?{q}"))
+            .await;
+        ids(&page)
     };
     assert_eq!(list("activity=online").await, ["ann", "bob"]);
     assert_eq!(list("activity=offline").await, ["cid", "dan"]);
@@ -328,13 +340,11 @@ async fn pagination_walks_every_user_exactly_once() {
     assert_eq!((all.len(), pages), (25, 1));
 }
 
-#[tokio::test]
-async fn deleted_user_is_hidden_from_rosters_and_counters_but_still_readable() {
-    let h = patient_hub().await;
-    let a = h.admin();
-    h.seed("acme", &["ann", "cid"]).await;
-    let mut boss = directory_watcher(&h, "acme").await;
-    let mut ann = h.tab("acme", "ann").await;
+async fn deleted_user_is_hidden_from_rosters_and_counters_but_still_readable(d: &Deployment) {
+    let a = d.admin();
+    d.seed("acme", &["ann", "cid"]).await;
+    let mut boss = directory_watcher(d, "acme").await;
+    let mut ann = d.tab("acme", "ann").await;
     boss.recv_until(|m| presence_of(m) == Some(("ann", Status::Online)))
         .await;
     let (s, _) = a.call("DELETE", "/v1/tenants/acme/users/ann", None).await;
@@ -342,18 +352,19 @@ async fn deleted_user_is_hidden_from_rosters_and_counters_but_still_readable() {
     assert_eq!(ann.closed().await.code, 4003);
     boss.recv_until(|m| matches!(m, ServerMessage::UserRemoved { user, .. } if user == "ann"))
         .await;
-    let stats = a.ok("GET", "/v1/tenants/acme/stats", Value::Null).await;
     // boss online; cid offline; ann counts nowhere.
-    assert_eq!(
-        stats,
-        json!({"online": 1, "offline": 1, "active": 2, "inactive": 0})
-    );
-    let u = user(&a, "acme", "ann").await;
-    assert_eq!(u["state"], "deleted");
-    assert_eq!(u["status"], "offline");
+    d.shows_exactly(
+        "/v1/tenants/acme/stats",
+        &json!({"online": 1, "offline": 1, "active": 2, "inactive": 0}),
+    )
+    .await;
+    let u = d
+        .shows("/v1/tenants/acme/users/ann", |u| {
+            u["state"] == "deleted" && u["status"] == "offline"
+        })
+        .await;
     assert!(u["last_seen"].as_u64().unwrap() > 0, "{u}");
-    let refused = Tab::try_open(h.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
-    assert_eq!(refused.err().map(|c| c.code), Some(4003));
+    assert_eq!(d.refused_everywhere(&token("acme", "ann")).await, 4003);
     // A fresh directory snapshot does not show ann.
     boss.send(&presence_protocol::ClientMessage::Subscribe {
         id: presence_protocol::ReqId::Num(2),
@@ -439,12 +450,10 @@ async fn teams_and_memberships_keep_each_role() {
     assert_eq!(user(&a, "acme", "cid").await["teams"], json!([]));
 }
 
-#[tokio::test]
-async fn eligible_lists_online_available_members_only() {
-    let h = patient_hub().await;
-    let a = h.admin();
+async fn eligible_lists_online_available_members_only(d: &Deployment) {
+    let a = d.admin();
     let people = ["ann", "bob", "cid", "dan", "eve", "fay"];
-    h.seed("acme", &people).await;
+    d.seed("acme", &people).await;
     a.ok(
         "PUT",
         "/v1/tenants/acme/teams/sales",
@@ -470,37 +479,35 @@ async fn eligible_lists_online_available_members_only() {
     put_user(&a, "acme", "eve", json!({"available": false})).await;
     let mut tabs = Vec::new();
     for u in ["ann", "bob", "cid", "eve", "fay"] {
-        tabs.push(h.tab("acme", u).await);
-        wait_status(&a, "acme", u, "online").await;
+        tabs.push(d.tab("acme", u).await);
+        wait_status(d, "acme", u, "online").await;
     }
-    let eligible = || async {
-        a.ok("GET", "/v1/tenants/acme/teams/sales/eligible", Value::Null)
-            .await
+    let eligible = |users: Value| async move {
+        d.shows_exactly(
+            "/v1/tenants/acme/teams/sales/eligible",
+            &json!({"team": "sales", "users": users}),
+        )
+        .await
     };
-    assert_eq!(
-        eligible().await,
-        json!({"team": "sales", "users": ["ann", "bob"]})
-    );
+    eligible(json!(["ann", "bob"])).await;
     put_user(&a, "acme", "eve", json!({"available": true})).await;
-    assert_eq!(eligible().await["users"], json!(["ann", "bob", "eve"]));
+    eligible(json!(["ann", "bob", "eve"])).await;
     // ann logs out: offline at once, no longer eligible.
     tabs[0]
         .send(&presence_protocol::ClientMessage::Logout)
         .await;
     assert_eq!(tabs[0].closed().await.code, 4004);
-    wait_status(&a, "acme", "ann", "offline").await;
-    assert_eq!(eligible().await["users"], json!(["bob", "eve"]));
+    wait_status(d, "acme", "ann", "offline").await;
+    eligible(json!(["bob", "eve"])).await;
     let r = a
         .call("GET", "/v1/tenants/acme/teams/ghost/eligible", None)
         .await;
     assert_error(&r, 404, "not_found");
 }
 
-#[tokio::test]
-async fn bulk_deactivate_has_every_effect_of_the_spec() {
-    let h = patient_hub().await;
-    let a = h.admin();
-    h.seed("acme", &["ann", "bob", "cid"]).await;
+async fn bulk_deactivate_has_every_effect_of_the_spec(d: &Deployment) {
+    let a = d.admin();
+    d.seed("acme", &["ann", "bob", "cid"]).await;
     a.ok(
         "PUT",
         "/v1/tenants/acme/teams/sales",
@@ -521,16 +528,21 @@ async fn bulk_deactivate_has_every_effect_of_the_spec() {
         )
         .await;
     }
-    let mut boss = directory_watcher(&h, "acme").await;
-    let mut ann1 = h.tab("acme", "ann").await;
-    let mut ann2 = h.tab("acme", "ann").await;
-    let mut bob = h.tab("acme", "bob").await;
+    let mut boss = directory_watcher(d, "acme").await;
+    let mut ann1 = d.tab("acme", "ann").await;
+    let mut ann2 = d.tab("acme", "ann").await;
+    let mut bob = d.tab("acme", "bob").await;
     for u in ["ann", "bob"] {
         boss.recv_until(|m| presence_of(m) == Some((u, Status::Online)))
             .await;
     }
-    let seen_before = user(&a, "acme", "ann").await["last_seen"].as_u64().unwrap();
-    assert!(seen_before > 0);
+    let seen_before = d
+        .shows("/v1/tenants/acme/users/ann", |u| {
+            u["last_seen"].as_u64() > Some(0)
+        })
+        .await["last_seen"]
+        .as_u64()
+        .unwrap();
 
     let r = a
         .ok(
@@ -549,33 +561,29 @@ async fn bulk_deactivate_has_every_effect_of_the_spec() {
     for tab in [&mut ann1, &mut ann2, &mut bob] {
         assert_eq!(tab.closed().await.code, 4003);
     }
-    let refused = Tab::try_open(h.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
-    assert_eq!(refused.err().map(|c| c.code), Some(4003));
+    assert_eq!(d.refused_everywhere(&token("acme", "ann")).await, 4003);
 
-    let u = user(&a, "acme", "ann").await;
-    assert_eq!(u["state"], "inactive");
-    assert_eq!(u["status"], "offline");
-    assert_eq!(u["teams"], json!([]));
+    let u = d
+        .shows("/v1/tenants/acme/users/ann", |u| {
+            u["state"] == "inactive" && u["status"] == "offline" && u["teams"] == json!([])
+        })
+        .await;
     assert_eq!(u["name"], "ann name", "the record stays readable");
     assert!(
         u["last_seen"].as_u64().unwrap() >= seen_before,
         "last seen kept: {u}"
     );
     for team in ["sales", "support"] {
-        let t = a
-            .ok(
-                "GET",
-                &format!("/v1/tenants/acme/teams/{team}"),
-                Value::Null,
-            )
-            .await;
-        assert_eq!(t["members"], json!([]), "{team}: {t}");
+        d.shows(&format!("/v1/tenants/acme/teams/{team}"), |t| {
+            t["members"] == json!([])
+        })
+        .await;
     }
-    let stats = a.ok("GET", "/v1/tenants/acme/stats", Value::Null).await;
-    assert_eq!(
-        stats,
-        json!({"online": 1, "offline": 1, "active": 2, "inactive": 2})
-    );
+    d.shows_exactly(
+        "/v1/tenants/acme/stats",
+        &json!({"online": 1, "offline": 1, "active": 2, "inactive": 2}),
+    )
+    .await;
     // Deactivating again changes nothing.
     let r = a
         .ok(
@@ -587,11 +595,9 @@ async fn bulk_deactivate_has_every_effect_of_the_spec() {
     assert_eq!(r, json!({"changed": [], "unchanged": ["ann"]}));
 }
 
-#[tokio::test]
-async fn bulk_reactivate_accepts_tokens_again_without_teams() {
-    let h = patient_hub().await;
-    let a = h.admin();
-    h.seed("acme", &["ann", "bob"]).await;
+async fn bulk_reactivate_accepts_tokens_again_without_teams(d: &Deployment) {
+    let a = d.admin();
+    d.seed("acme", &["ann", "bob"]).await;
     a.ok(
         "PUT",
         "/v1/tenants/acme/teams/sales",
@@ -612,8 +618,8 @@ async fn bulk_reactivate_accepts_tokens_again_without_teams() {
     .await;
     // The token minted before the deactivation is refused, then accepted.
     let old_token = token("acme", "ann");
-    let refused = Tab::try_open(h.addr, &old_token, Uuid::new_v4(), 0).await;
-    assert_eq!(refused.err().map(|c| c.code), Some(4003));
+    d.synced("acme").await;
+    assert_eq!(d.refused_everywhere(&old_token).await, 4003);
     let r = a
         .ok(
             "POST",
@@ -622,17 +628,23 @@ async fn bulk_reactivate_accepts_tokens_again_without_teams() {
         )
         .await;
     assert_eq!(r["changed"], json!(["ann", "bob"]));
-    let _tab = Tab::open(h.addr, &old_token, Uuid::new_v4(), 0).await;
-    let u = wait_status(&a, "acme", "ann", "online").await;
+    // Accepted on every node once the reactivation reached it.
+    d.synced("acme").await;
+    let _tabs = [
+        d.open_tab_on(0, &old_token, Uuid::new_v4(), 0).await,
+        d.open_tab_on(1, &old_token, Uuid::new_v4(), 0).await,
+    ];
+    let u = wait_status(d, "acme", "ann", "online").await;
     assert_eq!(u["state"], "active");
     assert_eq!(u["teams"], json!([]), "teams must be added again");
-    let team = a
-        .ok("GET", "/v1/tenants/acme/teams/sales", Value::Null)
-        .await;
-    assert_eq!(team["members"], json!([]));
-    let stats = a.ok("GET", "/v1/tenants/acme/stats", Value::Null).await;
-    assert_eq!(stats["active"], 2);
-    assert_eq!(stats["inactive"], 0);
+    d.shows("/v1/tenants/acme/teams/sales", |t| {
+        t["members"] == json!([])
+    })
+    .await;
+    d.shows("/v1/tenants/acme/stats", |s| {
+        s["active"] == 2 && s["inactive"] == 0
+    })
+    .await;
 }
 
 #[tokio::test]

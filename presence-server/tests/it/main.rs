@@ -1,6 +1,7 @@
 //! Integration tests: real hubs on loopback, driven as clients drive them.
 
 mod cluster_support;
+mod harness;
 mod hub_process;
 mod redis_support;
 mod support;

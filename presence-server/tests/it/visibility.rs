@@ -17,7 +17,45 @@ use presence_protocol::{
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::harness::{suite, Deployment};
 use crate::support::*;
+
+suite!(
+    config = test_config();
+    admin_sees_directory_with_every_field_and_counters,
+    admin_sees_attendants_with_every_field_and_no_counters,
+    admin_sees_a_team_they_belong_to,
+    admin_sees_a_team_they_do_not_belong_to,
+    unknown_team_is_not_found_for_admins_and_members,
+    attendant_cannot_watch_directory,
+    attendant_sees_attendants_without_admin_fields,
+    attendant_sees_their_team_with_roles_only_for_that_team,
+    attendant_cannot_watch_a_team_they_are_not_in,
+    non_attendant_cannot_watch_directory,
+    non_attendant_in_an_inactive_crm_team_cannot_watch_attendants,
+    non_attendant_sees_their_team_without_admin_fields,
+    non_attendant_cannot_watch_a_team_they_are_not_in,
+    restricted_user_cannot_watch_directory,
+    restricted_user_cannot_watch_attendants_even_in_a_crm_team,
+    restricted_user_sees_their_team_without_admin_fields,
+    restricted_user_cannot_watch_a_team_they_are_not_in,
+    directory_watcher_gets_online_then_offline_with_versions_and_counters,
+    attendants_and_team_watchers_get_presence_deltas_without_counters,
+    transitions_of_users_off_a_roster_are_not_sent_to_it,
+    nickname_change_reaches_every_roster_showing_the_user,
+    deleted_user_is_removed_from_every_roster_and_counted_nowhere,
+    membership_changes_move_users_on_and_off_team_and_attendants_rosters,
+    admin_sees_nothing_of_the_same_user_id_in_another_tenant,
+    tokens_of_one_tenant_cannot_watch_another_tenants_rosters,
+    admin_token_of_one_tenant_is_refused_by_another_tenants_admin_api,
+    attendant_removed_from_their_only_crm_team_loses_attendants,
+    member_removed_from_a_team_loses_that_team_roster,
+    deactivated_crm_team_ends_attendants_for_its_only_crm_members,
+    admin_demoted_to_standard_loses_directory_and_attendants_keeps_their_team,
+    admin_demoted_by_an_import_receives_no_directory_data_after_it,
+    deleted_team_ends_its_subscriptions_with_not_found,
+    successive_writes_reach_every_watcher_once_each_in_order,
+);
 
 const T: &str = "acme";
 /// How long a watcher must stay silent to show that nothing was sent.
@@ -34,10 +72,10 @@ const SILENCE: Duration = Duration::from_millis(300);
 /// | res  | restricted | sales (member)                          | on the roster, may not watch it |
 /// | old  | standard   | — (deactivated)                         | no        |
 /// | gone | standard   | — (deleted)                             | no        |
-async fn fixture(h: &TestHub) {
-    h.seed(T, &["boss", "att", "duo", "std", "res", "old", "gone"])
+async fn fixture(d: &Deployment) {
+    d.seed(T, &["boss", "att", "duo", "std", "res", "old", "gone"])
         .await;
-    let a = h.admin();
+    let a = d.admin();
     for (uid, profile) in [("boss", "admin"), ("res", "restricted")] {
         a.ok(
             "PUT",
@@ -68,7 +106,7 @@ async fn fixture(h: &TestHub) {
         ("ops", "boss", "supervisor"),
         ("legacy", "std", "member"),
     ] {
-        member(h, team, uid, role).await;
+        member(d, team, uid, role).await;
     }
     a.ok(
         "POST",
@@ -82,28 +120,27 @@ async fn fixture(h: &TestHub) {
         json!(null),
     )
     .await;
+    d.synced(T).await;
 }
 
-async fn member(h: &TestHub, team: &str, uid: &str, role: &str) {
-    h.admin()
+/// Puts `uid` in `team` and waits until every node shows it.
+async fn member(d: &Deployment, team: &str, uid: &str, role: &str) {
+    d.admin()
         .ok(
             "PUT",
             &format!("/v1/tenants/{T}/teams/{team}/members/{uid}"),
             json!({ "as": role }),
         )
         .await;
+    d.synced(T).await;
 }
 
-async fn started() -> TestHub {
-    let h = TestHub::start().await;
-    fixture(&h).await;
-    h
-}
-
-/// A tab that proves no interaction, so its user stays offline.
-async fn watcher(h: &TestHub, tenant: &str, user: &str) -> Tab {
+/// A tab that proves no interaction, so its user stays offline (on the
+/// next node).
+async fn watcher(d: &Deployment, tenant: &str, user: &str) -> Tab {
     let idle_ms = test_config().idle_timeout.as_millis() as u64;
-    Tab::open(h.addr, &token(tenant, user), Uuid::new_v4(), idle_ms).await
+    d.open_tab(&token(tenant, user), Uuid::new_v4(), idle_ms)
+        .await
 }
 
 fn roster(s: &str) -> Roster {
@@ -177,10 +214,10 @@ fn assert_error(m: &ServerMessage, id: Option<u64>, code: ErrorCode, ended: Opti
 
 /// The subscription is refused with `code`, and no data follows: not even
 /// when `wake` (a user on that roster) goes online.
-async fn assert_refused(h: &TestHub, tab: &mut Tab, name: &str, code: ErrorCode, wake: &str) {
+async fn assert_refused(d: &Deployment, tab: &mut Tab, name: &str, code: ErrorCode, wake: &str) {
     let reply = tab.subscribe(9, name).await;
     assert_error(&reply, Some(9), code, None);
-    let _w = h.tab(T, wake).await;
+    let _w = d.tab(T, wake).await;
     tab.silent_for(SILENCE).await;
 }
 
@@ -219,10 +256,9 @@ fn counters(online: u64, offline: u64, active: u64, inactive: u64) -> Stats {
 
 // ---- The §4 table: admin --------------------------------------------------
 
-#[tokio::test]
-async fn admin_sees_directory_with_every_field_and_counters() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn admin_sees_directory_with_every_field_and_counters(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     let (users, stats) = snapshot(&mut boss, 1, "directory").await;
     // Deactivated users stay on the directory; deleted ones do not.
     assert_eq!(
@@ -252,10 +288,9 @@ async fn admin_sees_directory_with_every_field_and_counters() {
     assert_eq!(stats, Some(counters(0, 5, 5, 1)));
 }
 
-#[tokio::test]
-async fn admin_sees_attendants_with_every_field_and_no_counters() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn admin_sees_attendants_with_every_field_and_no_counters(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     let (users, stats) = snapshot(&mut boss, 1, "attendants").await;
     // Restricted users publish their presence too; std's only CRM team is
     // inactive, so std is no attendant.
@@ -264,10 +299,9 @@ async fn admin_sees_attendants_with_every_field_and_no_counters() {
     assert_eq!(stats, None);
 }
 
-#[tokio::test]
-async fn admin_sees_a_team_they_belong_to() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn admin_sees_a_team_they_belong_to(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     let (users, stats) = snapshot(&mut boss, 1, "team:ops").await;
     assert_eq!(ids(&users), set(&["boss", "std"]));
     users.iter().for_each(assert_admin_fields);
@@ -284,38 +318,34 @@ async fn admin_sees_a_team_they_belong_to() {
     assert_eq!(stats, None);
 }
 
-#[tokio::test]
-async fn admin_sees_a_team_they_do_not_belong_to() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn admin_sees_a_team_they_do_not_belong_to(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     let (users, stats) = snapshot(&mut boss, 1, "team:sales").await;
     assert_eq!(ids(&users), set(&["att", "duo", "res"]));
     users.iter().for_each(assert_admin_fields);
     assert_eq!(stats, None);
 }
 
-#[tokio::test]
-async fn unknown_team_is_not_found_for_admins_and_members() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
-    assert_refused(&h, &mut boss, "team:nope", ErrorCode::NotFound, "std").await;
-    let mut std = watcher(&h, T, "std").await;
-    assert_refused(&h, &mut std, "team:nope", ErrorCode::NotFound, "att").await;
+async fn unknown_team_is_not_found_for_admins_and_members(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
+    assert_refused(d, &mut boss, "team:nope", ErrorCode::NotFound, "std").await;
+    let mut std = watcher(d, T, "std").await;
+    assert_refused(d, &mut std, "team:nope", ErrorCode::NotFound, "att").await;
 }
 
 // ---- The §4 table: standard attendant -------------------------------------
 
-#[tokio::test]
-async fn attendant_cannot_watch_directory() {
-    let h = started().await;
-    let mut att = watcher(&h, T, "att").await;
-    assert_refused(&h, &mut att, "directory", ErrorCode::Forbidden, "std").await;
+async fn attendant_cannot_watch_directory(d: &Deployment) {
+    fixture(d).await;
+    let mut att = watcher(d, T, "att").await;
+    assert_refused(d, &mut att, "directory", ErrorCode::Forbidden, "std").await;
 }
 
-#[tokio::test]
-async fn attendant_sees_attendants_without_admin_fields() {
-    let h = started().await;
-    let mut att = watcher(&h, T, "att").await;
+async fn attendant_sees_attendants_without_admin_fields(d: &Deployment) {
+    fixture(d).await;
+    let mut att = watcher(d, T, "att").await;
     let (users, stats) = snapshot(&mut att, 1, "attendants").await;
     assert_eq!(ids(&users), set(&["att", "duo", "res"]));
     for e in &users {
@@ -324,10 +354,9 @@ async fn attendant_sees_attendants_without_admin_fields() {
     assert_eq!(stats, None);
 }
 
-#[tokio::test]
-async fn attendant_sees_their_team_with_roles_only_for_that_team() {
-    let h = started().await;
-    let mut att = watcher(&h, T, "att").await;
+async fn attendant_sees_their_team_with_roles_only_for_that_team(d: &Deployment) {
+    fixture(d).await;
+    let mut att = watcher(d, T, "att").await;
     let (users, stats) = snapshot(&mut att, 1, "team:sales").await;
     assert_eq!(ids(&users), set(&["att", "duo", "res"]));
     for e in &users {
@@ -337,33 +366,29 @@ async fn attendant_sees_their_team_with_roles_only_for_that_team() {
     assert_eq!(stats, None);
 }
 
-#[tokio::test]
-async fn attendant_cannot_watch_a_team_they_are_not_in() {
-    let h = started().await;
-    let mut att = watcher(&h, T, "att").await;
-    assert_refused(&h, &mut att, "team:ops", ErrorCode::Forbidden, "std").await;
+async fn attendant_cannot_watch_a_team_they_are_not_in(d: &Deployment) {
+    fixture(d).await;
+    let mut att = watcher(d, T, "att").await;
+    assert_refused(d, &mut att, "team:ops", ErrorCode::Forbidden, "std").await;
 }
 
 // ---- The §4 table: standard user who is not an attendant ------------------
 
-#[tokio::test]
-async fn non_attendant_cannot_watch_directory() {
-    let h = started().await;
-    let mut std = watcher(&h, T, "std").await;
-    assert_refused(&h, &mut std, "directory", ErrorCode::Forbidden, "att").await;
+async fn non_attendant_cannot_watch_directory(d: &Deployment) {
+    fixture(d).await;
+    let mut std = watcher(d, T, "std").await;
+    assert_refused(d, &mut std, "directory", ErrorCode::Forbidden, "att").await;
 }
 
-#[tokio::test]
-async fn non_attendant_in_an_inactive_crm_team_cannot_watch_attendants() {
-    let h = started().await;
-    let mut std = watcher(&h, T, "std").await;
-    assert_refused(&h, &mut std, "attendants", ErrorCode::Forbidden, "att").await;
+async fn non_attendant_in_an_inactive_crm_team_cannot_watch_attendants(d: &Deployment) {
+    fixture(d).await;
+    let mut std = watcher(d, T, "std").await;
+    assert_refused(d, &mut std, "attendants", ErrorCode::Forbidden, "att").await;
 }
 
-#[tokio::test]
-async fn non_attendant_sees_their_team_without_admin_fields() {
-    let h = started().await;
-    let mut std = watcher(&h, T, "std").await;
+async fn non_attendant_sees_their_team_without_admin_fields(d: &Deployment) {
+    fixture(d).await;
+    let mut std = watcher(d, T, "std").await;
     let (users, stats) = snapshot(&mut std, 1, "team:ops").await;
     assert_eq!(ids(&users), set(&["boss", "std"]));
     for e in &users {
@@ -372,33 +397,29 @@ async fn non_attendant_sees_their_team_without_admin_fields() {
     assert_eq!(stats, None);
 }
 
-#[tokio::test]
-async fn non_attendant_cannot_watch_a_team_they_are_not_in() {
-    let h = started().await;
-    let mut std = watcher(&h, T, "std").await;
-    assert_refused(&h, &mut std, "team:sales", ErrorCode::Forbidden, "att").await;
+async fn non_attendant_cannot_watch_a_team_they_are_not_in(d: &Deployment) {
+    fixture(d).await;
+    let mut std = watcher(d, T, "std").await;
+    assert_refused(d, &mut std, "team:sales", ErrorCode::Forbidden, "att").await;
 }
 
 // ---- The §4 table: restricted ---------------------------------------------
 
-#[tokio::test]
-async fn restricted_user_cannot_watch_directory() {
-    let h = started().await;
-    let mut res = watcher(&h, T, "res").await;
-    assert_refused(&h, &mut res, "directory", ErrorCode::Forbidden, "att").await;
+async fn restricted_user_cannot_watch_directory(d: &Deployment) {
+    fixture(d).await;
+    let mut res = watcher(d, T, "res").await;
+    assert_refused(d, &mut res, "directory", ErrorCode::Forbidden, "att").await;
 }
 
-#[tokio::test]
-async fn restricted_user_cannot_watch_attendants_even_in_a_crm_team() {
-    let h = started().await;
-    let mut res = watcher(&h, T, "res").await;
-    assert_refused(&h, &mut res, "attendants", ErrorCode::Forbidden, "att").await;
+async fn restricted_user_cannot_watch_attendants_even_in_a_crm_team(d: &Deployment) {
+    fixture(d).await;
+    let mut res = watcher(d, T, "res").await;
+    assert_refused(d, &mut res, "attendants", ErrorCode::Forbidden, "att").await;
 }
 
-#[tokio::test]
-async fn restricted_user_sees_their_team_without_admin_fields() {
-    let h = started().await;
-    let mut res = watcher(&h, T, "res").await;
+async fn restricted_user_sees_their_team_without_admin_fields(d: &Deployment) {
+    fixture(d).await;
+    let mut res = watcher(d, T, "res").await;
     let (users, stats) = snapshot(&mut res, 1, "team:sales").await;
     assert_eq!(ids(&users), set(&["att", "duo", "res"]));
     for e in &users {
@@ -407,31 +428,35 @@ async fn restricted_user_sees_their_team_without_admin_fields() {
     assert_eq!(stats, None);
 }
 
-#[tokio::test]
-async fn restricted_user_cannot_watch_a_team_they_are_not_in() {
-    let h = started().await;
-    let mut res = watcher(&h, T, "res").await;
-    assert_refused(&h, &mut res, "team:ops", ErrorCode::Forbidden, "std").await;
+async fn restricted_user_cannot_watch_a_team_they_are_not_in(d: &Deployment) {
+    fixture(d).await;
+    let mut res = watcher(d, T, "res").await;
+    assert_refused(d, &mut res, "team:ops", ErrorCode::Forbidden, "std").await;
 }
 
 // ---- Snapshot, then deltas ------------------------------------------------
 
-#[tokio::test]
-async fn directory_watcher_gets_online_then_offline_with_versions_and_counters() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn directory_watcher_gets_online_then_offline_with_versions_and_counters(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     let (users, stats) = snapshot(&mut boss, 1, "directory").await;
     let before = users.iter().find(|e| e.id == "att").unwrap();
     assert_eq!((before.status, before.v), (Status::Offline, 0));
     assert_eq!(stats, Some(counters(0, 5, 5, 1)));
 
-    let _att = h.tab(T, "att").await;
+    let _att = d.tab(T, "att").await;
     let on = boss.recv().await;
     assert_eq!(presence(&on), (Roster::Directory, "att", Status::Online, 1));
     assert_eq!(stats_frame(&boss.recv().await), counters(1, 4, 5, 1));
 
-    // A snapshot taken now agrees with the deltas.
-    let mut late = watcher(&h, T, "boss").await;
+    // A snapshot taken now agrees with the deltas. (In the cluster, `late`
+    // is on the other node: it is taken once that node has the transition
+    // too, which on one node is already the case.)
+    d.on_every_node(&format!("/v1/tenants/{T}/users/att"), |u| {
+        u["status"] == "online"
+    })
+    .await;
+    let mut late = watcher(d, T, "boss").await;
     let (users, stats) = snapshot(&mut late, 2, "directory").await;
     let now = users.iter().find(|e| e.id == "att").unwrap();
     assert_eq!((now.status, now.v), (Status::Online, 1));
@@ -446,15 +471,14 @@ async fn directory_watcher_gets_online_then_offline_with_versions_and_counters()
     assert_eq!(stats_frame(&boss.recv().await), counters(0, 5, 5, 1));
 }
 
-#[tokio::test]
-async fn attendants_and_team_watchers_get_presence_deltas_without_counters() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn attendants_and_team_watchers_get_presence_deltas_without_counters(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     snapshot(&mut boss, 1, "attendants").await;
-    let mut res = watcher(&h, T, "res").await;
+    let mut res = watcher(d, T, "res").await;
     snapshot(&mut res, 1, "team:sales").await;
 
-    let _att = h.tab(T, "att").await;
+    let _att = d.tab(T, "att").await;
     assert_eq!(
         presence(&boss.recv().await),
         (Roster::Attendants, "att", Status::Online, 1)
@@ -476,31 +500,29 @@ async fn attendants_and_team_watchers_get_presence_deltas_without_counters() {
     res.silent_for(SILENCE).await;
 }
 
-#[tokio::test]
-async fn transitions_of_users_off_a_roster_are_not_sent_to_it() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn transitions_of_users_off_a_roster_are_not_sent_to_it(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     snapshot(&mut boss, 1, "attendants").await;
-    let mut att = watcher(&h, T, "att").await;
+    let mut att = watcher(d, T, "att").await;
     snapshot(&mut att, 1, "team:sales").await;
     // std is neither an attendant nor in sales.
-    let _std = h.tab(T, "std").await;
+    let _std = d.tab(T, "std").await;
     boss.silent_for(SILENCE).await;
     att.silent_for(SILENCE).await;
 }
 
-#[tokio::test]
-async fn nickname_change_reaches_every_roster_showing_the_user() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn nickname_change_reaches_every_roster_showing_the_user(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     snapshot(&mut boss, 1, "directory").await;
-    let mut att = watcher(&h, T, "att").await;
+    let mut att = watcher(d, T, "att").await;
     snapshot(&mut att, 1, "attendants").await;
     snapshot(&mut att, 2, "team:sales").await;
-    let mut std = watcher(&h, T, "std").await;
+    let mut std = watcher(d, T, "std").await;
     snapshot(&mut std, 1, "team:ops").await;
 
-    h.admin()
+    d.admin()
         .ok(
             "PUT",
             &format!("/v1/tenants/{T}/users/res"),
@@ -542,16 +564,15 @@ async fn nickname_change_reaches_every_roster_showing_the_user() {
     std.silent_for(SILENCE).await;
 }
 
-#[tokio::test]
-async fn deleted_user_is_removed_from_every_roster_and_counted_nowhere() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn deleted_user_is_removed_from_every_roster_and_counted_nowhere(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     snapshot(&mut boss, 1, "directory").await;
-    let mut att = watcher(&h, T, "att").await;
+    let mut att = watcher(d, T, "att").await;
     snapshot(&mut att, 1, "attendants").await;
     snapshot(&mut att, 2, "team:sales").await;
 
-    h.admin()
+    d.admin()
         .ok("DELETE", &format!("/v1/tenants/{T}/users/res"), json!(null))
         .await;
 
@@ -579,17 +600,16 @@ async fn deleted_user_is_removed_from_every_roster_and_counted_nowhere() {
     att.silent_for(SILENCE).await;
 }
 
-#[tokio::test]
-async fn membership_changes_move_users_on_and_off_team_and_attendants_rosters() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn membership_changes_move_users_on_and_off_team_and_attendants_rosters(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     snapshot(&mut boss, 1, "directory").await;
-    let mut att = watcher(&h, T, "att").await;
+    let mut att = watcher(d, T, "att").await;
     snapshot(&mut att, 1, "attendants").await;
     snapshot(&mut att, 2, "team:sales").await;
 
     // duo leaves sales but stays an attendant through support.
-    h.admin()
+    d.admin()
         .ok(
             "DELETE",
             &format!("/v1/tenants/{T}/teams/sales/members/duo"),
@@ -623,7 +643,7 @@ async fn membership_changes_move_users_on_and_off_team_and_attendants_rosters() 
     att.silent_for(SILENCE).await;
 
     // std joins sales: now an attendant, and on the sales roster.
-    member(&h, "sales", "std", "both").await;
+    member(d, "sales", "std", "both").await;
     let mut seen = Vec::new();
     for _ in 0..2 {
         match att.recv().await {
@@ -637,7 +657,7 @@ async fn membership_changes_move_users_on_and_off_team_and_attendants_rosters() 
     seen.sort();
     assert_eq!(seen, vec![Roster::Attendants, roster("team:sales")]);
     // And std's transitions now reach both rosters.
-    let _std = h.tab(T, "std").await;
+    let _std = d.tab(T, "std").await;
     let mut seen = Vec::new();
     for _ in 0..2 {
         let m = att.recv().await;
@@ -651,10 +671,10 @@ async fn membership_changes_move_users_on_and_off_team_and_attendants_rosters() 
 
 // ---- Tenant isolation -----------------------------------------------------
 
-async fn two_tenants(h: &TestHub) {
-    h.seed("a", &["boss", "ann", "carl"]).await;
-    h.seed("b", &["bea", "ann"]).await;
-    let a = h.admin();
+async fn two_tenants(d: &Deployment) {
+    d.seed("a", &["boss", "ann", "carl"]).await;
+    d.seed("b", &["bea", "ann"]).await;
+    let a = d.admin();
     a.ok(
         "PUT",
         "/v1/tenants/a/users/boss",
@@ -685,22 +705,22 @@ async fn two_tenants(h: &TestHub) {
         json!({ "as": "member" }),
     )
     .await;
+    d.synced("a").await;
+    d.synced("b").await;
 }
 
-#[tokio::test]
-async fn admin_sees_nothing_of_the_same_user_id_in_another_tenant() {
-    let h = TestHub::start().await;
-    two_tenants(&h).await;
-    let mut boss = watcher(&h, "a", "boss").await;
+async fn admin_sees_nothing_of_the_same_user_id_in_another_tenant(d: &Deployment) {
+    two_tenants(d).await;
+    let mut boss = watcher(d, "a", "boss").await;
     snapshot(&mut boss, 1, "directory").await;
     snapshot(&mut boss, 2, "attendants").await;
     snapshot(&mut boss, 3, "team:sales").await;
 
-    let _ann_b = h.tab("b", "ann").await;
+    let _ann_b = d.tab("b", "ann").await;
     boss.silent_for(Duration::from_millis(500)).await;
 
     // The watcher is live: A's ann going online does reach it.
-    let _ann_a = h.tab("a", "ann").await;
+    let _ann_a = d.tab("a", "ann").await;
     let mut seen = Vec::new();
     for _ in 0..3 {
         let m = boss.recv().await;
@@ -715,11 +735,9 @@ async fn admin_sees_nothing_of_the_same_user_id_in_another_tenant() {
     );
 }
 
-#[tokio::test]
-async fn tokens_of_one_tenant_cannot_watch_another_tenants_rosters() {
-    let h = TestHub::start().await;
-    two_tenants(&h).await;
-    let mut bea = watcher(&h, "b", "bea").await;
+async fn tokens_of_one_tenant_cannot_watch_another_tenants_rosters(d: &Deployment) {
+    two_tenants(d).await;
+    let mut bea = watcher(d, "b", "bea").await;
     let (users, stats) = snapshot(&mut bea, 1, "directory").await;
     assert_eq!(ids(&users), set(&["ann", "bea"]));
     let ann = users.iter().find(|e| e.id == "ann").unwrap();
@@ -731,20 +749,17 @@ async fn tokens_of_one_tenant_cannot_watch_another_tenants_rosters() {
     let reply = bea.subscribe(3, "team:sales").await;
     assert_error(&reply, Some(3), ErrorCode::NotFound, None);
     // A's users going online are not B's business.
-    let _ann_a = h.tab("a", "ann").await;
-    let _carl = h.tab("a", "carl").await;
+    let _ann_a = d.tab("a", "ann").await;
+    let _carl = d.tab("a", "carl").await;
     bea.silent_for(SILENCE).await;
 
     // A user of A cannot connect with a token of B.
-    let refused = Tab::try_open(h.addr, &token("b", "carl"), Uuid::new_v4(), 0).await;
-    assert_eq!(refused.err().map(|c| c.code), Some(4003));
+    assert_eq!(d.refused_everywhere(&token("b", "carl")).await, 4003);
 }
 
-#[tokio::test]
-async fn admin_token_of_one_tenant_is_refused_by_another_tenants_admin_api() {
-    let h = TestHub::start().await;
-    two_tenants(&h).await;
-    let boss_a = h.admin().with_key(&token("a", "boss"));
+async fn admin_token_of_one_tenant_is_refused_by_another_tenants_admin_api(d: &Deployment) {
+    two_tenants(d).await;
+    let boss_a = d.admin().with_key(&token("a", "boss"));
     let (s, _) = boss_a.call("GET", "/v1/tenants/a/stats", None).await;
     assert_eq!(s, 200, "a tenant admin may use their own tenant's API");
 
@@ -763,7 +778,7 @@ async fn admin_token_of_one_tenant_is_refused_by_another_tenants_admin_api() {
     assert_eq!(s, 403);
     let (s, _) = boss_a.call("DELETE", "/v1/tenants/b/users/ann", None).await;
     assert_eq!(s, 403);
-    let ann_b = h
+    let ann_b = d
         .admin()
         .ok("GET", "/v1/tenants/b/users/ann", json!(null))
         .await;
@@ -773,17 +788,16 @@ async fn admin_token_of_one_tenant_is_refused_by_another_tenants_admin_api() {
 
 // ---- Rights change end subscriptions --------------------------------------
 
-#[tokio::test]
-async fn attendant_removed_from_their_only_crm_team_loses_attendants() {
-    let h = started().await;
-    member(&h, "ops", "att", "member").await;
-    let mut att = watcher(&h, T, "att").await;
+async fn attendant_removed_from_their_only_crm_team_loses_attendants(d: &Deployment) {
+    fixture(d).await;
+    member(d, "ops", "att", "member").await;
+    let mut att = watcher(d, T, "att").await;
     snapshot(&mut att, 1, "attendants").await;
     snapshot(&mut att, 2, "team:ops").await;
-    let mut duo = watcher(&h, T, "duo").await;
+    let mut duo = watcher(d, T, "duo").await;
     snapshot(&mut duo, 1, "attendants").await;
 
-    h.admin()
+    d.admin()
         .ok(
             "DELETE",
             &format!("/v1/tenants/{T}/teams/sales/members/att"),
@@ -805,9 +819,9 @@ async fn attendant_removed_from_their_only_crm_team_loses_attendants() {
         }
     );
     // The ended subscription carries nothing more; the team one goes on.
-    let _duo = h.tab(T, "duo").await;
+    let _duo = d.tab(T, "duo").await;
     att.silent_for(SILENCE).await;
-    let _std = h.tab(T, "std").await;
+    let _std = d.tab(T, "std").await;
     assert_eq!(
         presence(&att.recv().await),
         (roster("team:ops"), "std", Status::Online, 1)
@@ -816,15 +830,14 @@ async fn attendant_removed_from_their_only_crm_team_loses_attendants() {
     assert_error(&again, Some(3), ErrorCode::Forbidden, None);
 }
 
-#[tokio::test]
-async fn member_removed_from_a_team_loses_that_team_roster() {
-    let h = started().await;
-    let mut res = watcher(&h, T, "res").await;
+async fn member_removed_from_a_team_loses_that_team_roster(d: &Deployment) {
+    fixture(d).await;
+    let mut res = watcher(d, T, "res").await;
     snapshot(&mut res, 1, "team:sales").await;
-    let mut att = watcher(&h, T, "att").await;
+    let mut att = watcher(d, T, "att").await;
     snapshot(&mut att, 1, "team:sales").await;
 
-    h.admin()
+    d.admin()
         .ok(
             "DELETE",
             &format!("/v1/tenants/{T}/teams/sales/members/res"),
@@ -844,7 +857,7 @@ async fn member_removed_from_a_team_loses_that_team_roster() {
             user: "res".into()
         }
     );
-    let _duo = h.tab(T, "duo").await;
+    let _duo = d.tab(T, "duo").await;
     res.silent_for(SILENCE).await;
     assert_eq!(
         presence(&att.recv().await),
@@ -852,17 +865,16 @@ async fn member_removed_from_a_team_loses_that_team_roster() {
     );
 }
 
-#[tokio::test]
-async fn deactivated_crm_team_ends_attendants_for_its_only_crm_members() {
-    let h = started().await;
-    let mut att = watcher(&h, T, "att").await;
+async fn deactivated_crm_team_ends_attendants_for_its_only_crm_members(d: &Deployment) {
+    fixture(d).await;
+    let mut att = watcher(d, T, "att").await;
     snapshot(&mut att, 1, "attendants").await;
-    let mut duo = watcher(&h, T, "duo").await;
+    let mut duo = watcher(d, T, "duo").await;
     snapshot(&mut duo, 1, "attendants").await;
-    let mut boss = watcher(&h, T, "boss").await;
+    let mut boss = watcher(d, T, "boss").await;
     snapshot(&mut boss, 1, "attendants").await;
 
-    h.admin()
+    d.admin()
         .ok(
             "PUT",
             &format!("/v1/tenants/{T}/teams/sales"),
@@ -891,7 +903,7 @@ async fn deactivated_crm_team_ends_attendants_for_its_only_crm_members() {
         gone.sort();
         assert_eq!(gone, vec!["att".to_string(), "res".to_string()]);
     }
-    let _duo_tab = h.tab(T, "duo").await;
+    let _duo_tab = d.tab(T, "duo").await;
     for tab in [&mut duo, &mut boss] {
         assert_eq!(
             presence(&tab.recv().await),
@@ -901,15 +913,14 @@ async fn deactivated_crm_team_ends_attendants_for_its_only_crm_members() {
     att.silent_for(SILENCE).await;
 }
 
-#[tokio::test]
-async fn admin_demoted_to_standard_loses_directory_and_attendants_keeps_their_team() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn admin_demoted_to_standard_loses_directory_and_attendants_keeps_their_team(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     snapshot(&mut boss, 1, "directory").await;
     snapshot(&mut boss, 2, "attendants").await;
     snapshot(&mut boss, 3, "team:ops").await;
 
-    h.admin()
+    d.admin()
         .ok(
             "PUT",
             &format!("/v1/tenants/{T}/users/boss"),
@@ -936,7 +947,7 @@ async fn admin_demoted_to_standard_loses_directory_and_attendants_keeps_their_te
     boss.silent_for(SILENCE).await;
 
     // The team roster goes on, now without admin-only fields.
-    h.admin()
+    d.admin()
         .ok(
             "PUT",
             &format!("/v1/tenants/{T}/users/std"),
@@ -951,7 +962,7 @@ async fn admin_demoted_to_standard_loses_directory_and_attendants_keeps_their_te
         }
         other => panic!("expected std's new nickname on ops, got {other:?}"),
     }
-    let _std = h.tab(T, "std").await;
+    let _std = d.tab(T, "std").await;
     assert_eq!(
         presence(&boss.recv().await),
         (roster("team:ops"), "std", Status::Online, 1)
@@ -960,12 +971,11 @@ async fn admin_demoted_to_standard_loses_directory_and_attendants_keeps_their_te
     assert_error(&again, Some(4), ErrorCode::Forbidden, None);
 }
 
-#[tokio::test]
-async fn admin_demoted_by_an_import_receives_no_directory_data_after_it() {
-    let h = started().await;
-    let mut boss = watcher(&h, T, "boss").await;
+async fn admin_demoted_by_an_import_receives_no_directory_data_after_it(d: &Deployment) {
+    fixture(d).await;
+    let mut boss = watcher(d, T, "boss").await;
     snapshot(&mut boss, 1, "directory").await;
-    let mut duo = watcher(&h, T, "duo").await;
+    let mut duo = watcher(d, T, "duo").await;
     snapshot(&mut duo, 1, "attendants").await;
 
     // One atomic batch demotes boss, renames att and creates a user (which
@@ -974,7 +984,7 @@ async fn admin_demoted_by_an_import_receives_no_directory_data_after_it() {
                boss;boss name;boss@x.test;standard;boss\n\
                att;att name;att@x.test;standard;Atty\n\
                neo;Neo;neo@x.test;standard;neo\n";
-    let (s, body) = h
+    let (s, body) = d
         .admin()
         .raw(
             "POST",
@@ -1004,16 +1014,15 @@ async fn admin_demoted_by_an_import_receives_no_directory_data_after_it() {
     }
 }
 
-#[tokio::test]
-async fn deleted_team_ends_its_subscriptions_with_not_found() {
-    let h = started().await;
-    let mut std = watcher(&h, T, "std").await;
+async fn deleted_team_ends_its_subscriptions_with_not_found(d: &Deployment) {
+    fixture(d).await;
+    let mut std = watcher(d, T, "std").await;
     snapshot(&mut std, 1, "team:ops").await;
-    let mut boss = watcher(&h, T, "boss").await;
+    let mut boss = watcher(d, T, "boss").await;
     snapshot(&mut boss, 1, "team:ops").await;
     snapshot(&mut boss, 2, "team:sales").await;
 
-    h.admin()
+    d.admin()
         .ok("DELETE", &format!("/v1/tenants/{T}/teams/ops"), json!(null))
         .await;
     for tab in [&mut std, &mut boss] {
@@ -1025,7 +1034,7 @@ async fn deleted_team_ends_its_subscriptions_with_not_found() {
         );
     }
     // Other subscriptions go on.
-    let _att = h.tab(T, "att").await;
+    let _att = d.tab(T, "att").await;
     assert_eq!(
         presence(&boss.recv().await),
         (roster("team:sales"), "att", Status::Online, 1)
@@ -1033,4 +1042,72 @@ async fn deleted_team_ends_its_subscriptions_with_not_found() {
     std.silent_for(SILENCE).await;
     let again = std.subscribe(2, "team:ops").await;
     assert_error(&again, Some(2), ErrorCode::NotFound, None);
+}
+
+// ---- Writes in a row --------------------------------------------------------
+
+async fn successive_writes_reach_every_watcher_once_each_in_order(d: &Deployment) {
+    fixture(d).await;
+    // A watcher on each node (one node: two watchers on it).
+    let mut watchers = Vec::new();
+    for _ in 0..2 {
+        let mut boss = watcher(d, T, "boss").await;
+        snapshot(&mut boss, 1, "directory").await;
+        watchers.push(boss);
+    }
+    // Three renames, then a deactivation and a reactivation, in a row.
+    for nick in ["R1", "R2", "R3"] {
+        d.admin()
+            .ok(
+                "PUT",
+                &format!("/v1/tenants/{T}/users/res"),
+                json!({ "nickname": nick }),
+            )
+            .await;
+    }
+    for (op, _) in [("deactivate", ()), ("reactivate", ())] {
+        d.admin()
+            .ok(
+                "POST",
+                &format!("/v1/tenants/{T}/users/{op}"),
+                json!({ "ids": ["res"] }),
+            )
+            .await;
+    }
+    // Each watcher sees each change once, in the order written (no write
+    // replayed over a newer one), and the counters move twice.
+    for boss in &mut watchers {
+        let mut users = Vec::new();
+        let mut stats = Vec::new();
+        while users.len() < 5 {
+            match boss.recv().await {
+                ServerMessage::User {
+                    roster: Roster::Directory,
+                    user,
+                } => {
+                    assert_eq!(user.id, "res");
+                    users.push((user.nickname, user.state));
+                }
+                m @ ServerMessage::Stats { .. } => stats.push(stats_frame(&m)),
+                other => panic!("expected res's changes, got {other:?}"),
+            }
+        }
+        let active = Some(UserState::Active);
+        let inactive = Some(UserState::Inactive);
+        assert_eq!(
+            users,
+            [
+                ("R1".to_string(), active),
+                ("R2".to_string(), active),
+                ("R3".to_string(), active),
+                ("R3".to_string(), inactive),
+                ("R3".to_string(), active),
+            ]
+        );
+        if stats.len() < 2 {
+            stats.push(stats_frame(&boss.recv().await));
+        }
+        assert_eq!(stats, [counters(0, 4, 4, 2), counters(0, 5, 5, 1)]);
+        boss.silent_for(SILENCE).await;
+    }
 }
