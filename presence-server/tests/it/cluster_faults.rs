@@ -560,3 +560,78 @@ async fn tabs_and_admins_behind_nginx_see_one_cluster() {
         lb.error_log()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ten_second_redis_outage_keeps_every_node_serving_and_they_agree_after_it() {
+    let mut c = Cluster::start_persistent(2).await;
+    let dashes = c.dashboards(false).await;
+    let a = c.nodes[0].admin();
+    // Acknowledged before the outage.
+    a.ok(
+        "PUT",
+        &format!("/v1/tenants/{TENANT}/users/zoe"),
+        json!({"name": "Zoe", "email": "zoe@x.test"}),
+    )
+    .await;
+    visible_within_1s(c.nodes[1].addr, &format!("/v1/tenants/{TENANT}/users/zoe")).await;
+
+    c.redis.kill();
+    let down = Instant::now();
+    // Each node keeps serving its own tabs: ann's tab on A comes online on
+    // A's dashboard, and a dashboard opened on B now still gets a snapshot.
+    let ann = UserTab::open(&c.live, 0, "ann", Follow::No).await;
+    let on_a = dashes[0].wait_presence("ann", 1, WAIT).await;
+    assert_eq!(on_a[0].status, Status::Online);
+    let _late = Dashboard::open(&c.live, 1, false).await;
+    // Directory writes are refused with a clear error, and leave nothing.
+    let (status, body) = a
+        .call(
+            "PUT",
+            &format!("/v1/tenants/{TENANT}/users/yan"),
+            Some(json!({"name": "Yan", "email": "yan@x.test"})),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
+    // Redis stays away for 10 s, then comes back with what it had.
+    tokio::time::sleep_until(down + Duration::from_secs(10)).await;
+    c.redis.restart().await;
+    let back = Instant::now();
+    // Within 5 s every node agrees: B learns that ann is online, and both
+    // nodes report the same status and v for her.
+    let on_b = dashes[1]
+        .wait_presence("ann", 1, Duration::from_secs(5))
+        .await;
+    assert_eq!(on_b[0].status, Status::Online);
+    let path = format!("/v1/tenants/{TENANT}/users/ann");
+    loop {
+        let (_, va) = c.nodes[0].admin().call("GET", &path, None).await;
+        let (_, vb) = c.nodes[1].admin().call("GET", &path, None).await;
+        if va["status"] == "online" && vb["status"] == "online" && va["v"] == vb["v"] {
+            break;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(5),
+            "nodes disagree: {va} vs {vb}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eprintln!(
+        "redis outage: nodes agreed {} ms after redis returned",
+        back.elapsed().as_millis()
+    );
+    // Nothing acknowledged is lost; nothing refused appeared.
+    for p in &c.nodes {
+        let (s, _) = p
+            .admin()
+            .call("GET", &format!("/v1/tenants/{TENANT}/users/zoe"), None)
+            .await;
+        assert_eq!(s, 200, "zoe lost on {}", p.addr);
+        let (s, _) = p
+            .admin()
+            .call("GET", &format!("/v1/tenants/{TENANT}/users/yan"), None)
+            .await;
+        assert_eq!(s, 404, "yan appeared on {}", p.addr);
+    }
+    drop(ann);
+}

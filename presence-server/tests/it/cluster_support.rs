@@ -570,7 +570,16 @@ pub struct Cluster {
 
 impl Cluster {
     pub async fn start(n: usize) -> Cluster {
-        let redis = RedisServer::start().await;
+        Self::on(RedisServer::start().await, n).await
+    }
+
+    /// A cluster whose Redis persists every write (AOF, fsync always), for
+    /// tests that restart it.
+    pub async fn start_persistent(n: usize) -> Cluster {
+        Self::on(RedisServer::start_persistent().await, n).await
+    }
+
+    async fn on(redis: RedisServer, n: usize) -> Cluster {
         let url = redis.url();
         let names = ["A", "B", "C", "D"];
         let nodes: Vec<HubProcess> = futures_util::future::join_all(
