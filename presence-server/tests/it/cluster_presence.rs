@@ -7,25 +7,9 @@ use presence_protocol::{ServerMessage, Status};
 use serde_json::json;
 use uuid::Uuid;
 
+use crate::cluster_support::visible_within_1s;
 use crate::redis_support::RedisServer;
 use crate::support::*;
-
-/// Waits until `h` serves `path` with 200 (a write made on another node has
-/// reached it), failing after 1 s (SPEC §8.7).
-async fn visible_within_1s(h: &TestHub, path: &str) -> serde_json::Value {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
-    loop {
-        let (status, v) = h.admin().call("GET", path, None).await;
-        if status == 200 {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{path} not visible: {status} {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Two nodes sharing one directory, written on A only, with an admin
 /// watching the directory on each.
@@ -40,7 +24,7 @@ async fn two_nodes(redis: &RedisServer) -> (TestHub, TestHub, Tab, Tab) {
             json!({"name": "Boss", "email": "b@x", "profile": "admin"}),
         )
         .await;
-    visible_within_1s(&b, "/v1/tenants/acme/users/boss").await;
+    visible_within_1s(b.addr, "/v1/tenants/acme/users/boss").await;
     let mut watchers = Vec::new();
     for h in [&a, &b] {
         let mut w = Tab::open(h.addr, &token("acme", "boss"), Uuid::new_v4(), 60_000).await;
@@ -174,7 +158,7 @@ async fn a_directory_write_on_one_node_takes_effect_on_every_node() {
     assert_eq!(on_b["state"], "inactive");
     // A tenant created on B appears on A.
     b.seed("globex", &["gus"]).await;
-    visible_within_1s(&a, "/v1/tenants/globex/users/gus").await;
+    visible_within_1s(a.addr, "/v1/tenants/globex/users/gus").await;
 }
 
 #[tokio::test]
