@@ -168,11 +168,6 @@ impl TenantDir {
         }
     }
 
-    /// A user who is not deleted.
-    pub fn visible_user(&self, id: &str) -> Option<&UserRecord> {
-        self.users.get(id).filter(|u| u.state != UserState::Deleted)
-    }
-
     /// Teams of a user, with their role, ordered by team id.
     pub fn teams_of<'a>(
         &'a self,

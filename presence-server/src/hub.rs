@@ -133,10 +133,6 @@ impl Hub {
         self.tenants.read().get(tid).cloned()
     }
 
-    fn all_tenants(&self) -> Vec<TenantRef> {
-        self.tenants.read().values().cloned().collect()
-    }
-
     /// Every tenant with its id, taken at once (no lock held afterwards).
     pub fn tenants_snapshot(&self) -> Vec<(String, TenantRef)> {
         self.tenants
@@ -275,7 +271,7 @@ impl Hub {
     /// Emits the offline transitions that are due, in every tenant.
     pub fn expire_due(&self) {
         let now = self.now_ms();
-        for t in self.all_tenants() {
+        for (_, t) in self.tenants_snapshot() {
             let mut t = t.lock();
             if t.next_deadline().is_some_and(|d| d <= now) {
                 t.expire(now, &self.metrics);
@@ -287,7 +283,7 @@ impl Hub {
     /// survive a restart).
     pub async fn flush_presence(&self) -> Result<(), StoreError> {
         let mut writes = Vec::new();
-        for t in self.all_tenants() {
+        for (_, t) in self.tenants_snapshot() {
             writes.extend(t.lock().take_dirty());
         }
         self.commit(writes).await

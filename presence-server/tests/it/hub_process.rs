@@ -280,22 +280,6 @@ impl HubProcess {
         send_signal(pid, sig);
     }
 
-    /// Waits (blocking the thread) for the process to exit on its own.
-    pub fn exit_within(&mut self, d: Duration) -> ExitStatus {
-        let deadline = Instant::now() + d;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the hub did not exit in {d:?}; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(POLL);
-        }
-    }
-
     /// Waits for the process to exit on its own without blocking the runtime.
     pub async fn exited_within(&mut self, d: Duration) -> ExitStatus {
         let deadline = Instant::now() + d;

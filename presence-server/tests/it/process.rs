@@ -242,7 +242,7 @@ async fn sigterm_closes_tabs_with_1012_and_exits_zero() {
     assert_eq!(t1.closed().await.code, 1012);
     assert_eq!(t2.closed().await.code, 1012);
     // The grace period is 5 s by default; a clean drain is much faster.
-    let status = hub.exit_within(Duration::from_secs(7));
+    let status = hub.exited_within(Duration::from_secs(7)).await;
     assert_eq!(status.code(), Some(0), "stderr:\n{}", hub.stderr());
 }
 

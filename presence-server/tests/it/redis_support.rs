@@ -20,6 +20,16 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("bound socket has an address").port()
 }
 
+/// Arguments that make every acknowledged write durable (AOF, fsync always).
+const PERSISTENT: [&str; 6] = [
+    "--save",
+    "",
+    "--appendonly",
+    "yes",
+    "--appendfsync",
+    "always",
+];
+
 pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
@@ -37,15 +47,7 @@ impl RedisServer {
     /// A server whose every acknowledged write is fsynced to its AOF before
     /// the reply, so `kill` + `restart` loses nothing acknowledged.
     pub async fn start_persistent() -> RedisServer {
-        Self::start_with(&[
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-        ])
-        .await
+        Self::start_with(&PERSISTENT).await
     }
 
     /// A server with `extra` arguments, on a free port. Retries on another
@@ -176,22 +178,22 @@ impl RedisCluster {
             // taken or, for a high ephemeral port, past 65535.
             let bus = free_port().to_string();
             nodes.push(
-                RedisServer::start_with(&[
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                    "--cluster-enabled",
-                    "yes",
-                    "--cluster-config-file",
-                    "nodes.conf",
-                    "--cluster-port",
-                    &bus,
-                    "--cluster-node-timeout",
-                    "2000",
-                ])
+                RedisServer::start_with(
+                    &[
+                        &PERSISTENT[..],
+                        &[
+                            "--cluster-enabled",
+                            "yes",
+                            "--cluster-config-file",
+                            "nodes.conf",
+                            "--cluster-port",
+                            &bus,
+                            "--cluster-node-timeout",
+                            "2000",
+                        ],
+                    ]
+                    .concat(),
+                )
                 .await,
             );
         }
