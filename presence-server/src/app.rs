@@ -5,9 +5,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::State;
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
@@ -23,7 +22,7 @@ const DEMO_PAGE: &str = include_str!("../../clients/demo/index.html");
 /// The whole router of a hub.
 pub fn app(hub: Arc<Hub>) -> Router {
     Router::new()
-        .route("/v1/ws", get(ws))
+        .route("/v1/ws", get(crate::upgrade::ws))
         .route("/demo", get(|| async { axum::response::Html(DEMO_PAGE) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
@@ -34,31 +33,6 @@ pub fn app(hub: Arc<Hub>) -> Router {
         )
         .merge(crate::admin_api::routes())
         .with_state(hub)
-}
-
-async fn ws(State(hub): State<Arc<Hub>>, headers: HeaderMap, up: WebSocketUpgrade) -> Response {
-    if hub.is_shutting_down() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "node restarting").into_response();
-    }
-    let allowed = &hub.config.allowed_origins;
-    if !allowed.is_empty() {
-        let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
-        if !origin.is_some_and(|o| allowed.iter().any(|a| a == o)) {
-            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
-        }
-    }
-    // tungstenite's own limit only guards memory; the protocol's frame limit
-    // is checked by the session so that it can answer with close 4008.
-    let limit = (hub.config.max_frame_bytes * 4).max(64 * 1024);
-    // Most tabs are idle: a 4 KiB read buffer instead of tungstenite's
-    // 128 KiB default is what keeps an idle tab a few KiB (frames are small;
-    // the buffer grows for a large one). Writes go out at once: the outbox,
-    // not the socket buffer, is where frames wait.
-    up.read_buffer_size(4 * 1024)
-        .write_buffer_size(0)
-        .max_message_size(limit)
-        .max_frame_size(limit)
-        .on_upgrade(move |socket| crate::session::run(hub, socket))
 }
 
 async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
@@ -88,34 +62,66 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let background = tokio::spawn(hub.clone().run_background());
-    let signal_hub = hub.clone();
+    let router = app(hub.clone());
+    let (stop_http, stopping) = tokio::sync::watch::channel(false);
     let mut closed = hub.shutdown_signal();
-    let server = axum::serve(listener, app(hub.clone())).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!("shutting down: closing tabs with 1012");
-        signal_hub.begin_shutdown();
-    });
-    // axum's graceful shutdown does not track upgraded connections: wait for
-    // the sessions themselves (each sends its 1012), bounded by the grace
-    // period so a tab that never answers cannot hold the node.
-    let grace = hub.config.shutdown_grace;
-    let result = tokio::select! {
-        r = server => r,
-        _ = async {
-            crate::hub::until_true(&mut closed).await;
-            tokio::time::sleep(grace).await;
-        } => Ok(()),
+    let accepting = async {
+        loop {
+            let stream = match listener.accept().await {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: the tabs already
+                    // open are served on; try again shortly.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let svc = hyper_util::service::TowerToHyperService::new(router.clone());
+            let mut stopping = stopping.clone();
+            tokio::spawn(async move {
+                // HTTP/1.1 only: browsers and the ERP backend speak it, and
+                // the WebSocket upgrade needs it.
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .with_upgrades();
+                tokio::pin!(conn);
+                tokio::select! {
+                    r = conn.as_mut() => if let Err(e) = r {
+                        tracing::debug!(error = %e, "http connection ended");
+                    },
+                    _ = crate::hub::until_true(&mut stopping) => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+            });
+        }
     };
+    tokio::select! {
+        _ = accepting => {}
+        _ = shutdown => {}
+        // The hub may also be told to stop directly.
+        _ = crate::hub::until_true(&mut closed) => {}
+    }
+    tracing::info!("shutting down: closing tabs with 1012");
+    hub.begin_shutdown();
+    let _ = stop_http.send(true);
+    // Sessions are not HTTP connections any more: wait for them (each sends
+    // its 1012), bounded by the grace period so a tab that never answers
+    // cannot hold the node.
+    let grace = hub.config.shutdown_grace;
     if tokio::time::timeout(grace, hub.sessions_drained())
         .await
         .is_err()
     {
         tracing::warn!("grace period over; dropping remaining connections");
     }
-    hub.begin_shutdown();
     let _ = background.await;
     if let Err(e) = hub.flush_presence().await {
         tracing::warn!(error = %e, "could not persist presence at shutdown");
     }
-    result
+    Ok(())
 }

@@ -26,4 +26,6 @@ pub mod redis_store;
 pub mod session;
 pub mod store;
 pub mod tenant;
+pub mod upgrade;
 pub mod visibility;
+pub mod ws;

@@ -1,15 +1,24 @@
-//! The way frames reach one tab: a bounded queue of serialised frames plus an
-//! unbounded lane for the few control messages that must not be dropped.
+//! The way frames reach one tab: a bounded queue of serialised frames, a
+//! slot for the latest counters, and a lane for the few control messages
+//! that must not be dropped, all behind one small lock.
 //!
 //! Frames are serialised once per roster and shared (`Arc<str>`) between all
-//! the tabs that receive them. When a tab's queue is full the tab is told to
-//! close as a slow consumer instead of letting memory grow.
+//! the tabs that receive them; the socket writes them straight from there.
+//! The queue allocates nothing until a frame arrives and gives its memory
+//! back once a burst is written, because most tabs are idle most of the time
+//! and an idle tab should cost next to nothing. When a tab's queue is full
+//! the tab is told to close as a slow consumer instead of letting memory
+//! grow.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use presence_protocol::{ErrorCode, Roster};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
+
+/// A serialised server frame, shared by every tab that receives it.
+pub type Frame = Arc<str>;
 
 /// Orders to a session from the hub.
 #[derive(Debug)]
@@ -24,82 +33,185 @@ pub enum Control {
     },
 }
 
+/// The hub's handle on one tab's queue; the session holds a clone.
 #[derive(Debug, Clone)]
 pub struct Outbox {
     pub conn: u64,
-    frames: mpsc::Sender<Arc<str>>,
-    ctrl: mpsc::UnboundedSender<Control>,
-    /// Set once the queue was found full: the tab is told to close (and
-    /// counted as a slow consumer) once, not once per frame it misses.
-    slow: Arc<Overflow>,
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the session: something was queued (it stores one permit, so a
+    /// wake-up that comes while the session is busy is not lost).
+    wake: Notify,
+    capacity: usize,
 }
 
 #[derive(Debug, Default)]
-struct Overflow {
-    seen: AtomicBool,
-    /// Wakes a session blocked writing to a peer that stopped reading: it
-    /// would never get to its control lane otherwise.
-    wake: Notify,
+struct State {
+    frames: VecDeque<Frame>,
+    /// The newest `stats` frame not yet taken: counters are a state, not a
+    /// history, so a burst of transitions costs a watcher one `stats` frame
+    /// per write instead of one per transition.
+    stats: Option<Frame>,
+    ctrl: Vec<Control>,
+    /// Set once the queue was found full: the tab is told to close (and
+    /// counted as a slow consumer) once, not once per frame it misses.
+    slow: bool,
+    /// The session is gone: nothing more is queued.
+    ended: bool,
 }
 
-/// The session's ends of its outbox.
-pub struct Inbox {
-    pub frames: mpsc::Receiver<Arc<str>>,
-    pub ctrl: mpsc::UnboundedReceiver<Control>,
-}
+/// A queue that grew past this many slots during a burst is given back
+/// once drained.
+const KEEP_CAPACITY: usize = 16;
 
 impl Outbox {
-    pub fn new(conn: u64, capacity: usize) -> (Outbox, Inbox) {
-        let (ftx, frx) = mpsc::channel(capacity.max(1));
-        let (ctx, crx) = mpsc::unbounded_channel();
-        (
-            Outbox {
-                conn,
-                frames: ftx,
-                ctrl: ctx,
-                slow: Arc::default(),
-            },
-            Inbox {
-                frames: frx,
-                ctrl: crx,
-            },
-        )
-    }
-
-    /// Queues a frame. Returns false when this frame found the queue full for
-    /// the first time: the tab has then been told to close as a slow
-    /// consumer. Later frames to that tab are dropped and return true, so a
-    /// slow tab is counted and told once.
-    pub fn send(&self, frame: &Arc<str>) -> bool {
-        match self.frames.try_send(frame.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if self.slow.seen.swap(true, Ordering::Relaxed) {
-                    return true;
-                }
-                self.slow.wake.notify_one();
-                self.control(Control::Close(
-                    presence_protocol::close::SLOW_CONSUMER,
-                    "too slow to keep up",
-                ));
-                false
-            }
-            // The session is gone; it unregisters itself.
-            Err(mpsc::error::TrySendError::Closed(_)) => true,
+    pub fn new(conn: u64, capacity: usize) -> Outbox {
+        Outbox {
+            conn,
+            shared: Arc::new(Shared {
+                state: Mutex::new(State::default()),
+                wake: Notify::new(),
+                capacity: capacity.max(1),
+            }),
         }
     }
 
-    /// Resolves once the queue was found full.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: an overflow that happens while nobody waits is kept
-    /// (`Notify` stores one permit) and resolves the next call.
-    pub async fn overflowed(&self) {
-        self.slow.wake.notified().await;
+    /// Queues a frame. A frame that finds the queue full tells the tab to
+    /// close as a slow consumer; it and every later frame are dropped, so a
+    /// slow tab is told once.
+    pub fn send(&self, frame: &Frame) {
+        let mut s = self.shared.state.lock();
+        if s.ended || s.slow {
+            return;
+        }
+        if s.frames.len() >= self.shared.capacity {
+            s.slow = true;
+            s.ctrl.push(Control::Close(
+                presence_protocol::close::SLOW_CONSUMER,
+                "too slow to keep up",
+            ));
+            drop(s);
+            self.shared.wake.notify_one();
+            return;
+        }
+        let was_idle = s.frames.is_empty() && s.stats.is_none();
+        s.frames.push_back(frame.clone());
+        drop(s);
+        if was_idle {
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// Queues the directory's counters, replacing counters not yet sent.
+    pub fn send_stats(&self, frame: &Frame) {
+        let mut s = self.shared.state.lock();
+        if s.ended || s.slow {
+            return;
+        }
+        let was_idle = s.frames.is_empty() && s.stats.is_none();
+        s.stats = Some(frame.clone());
+        drop(s);
+        if was_idle {
+            self.shared.wake.notify_one();
+        }
     }
 
     pub fn control(&self, c: Control) {
-        // A closed channel means the session already ended: nothing to do.
-        let _ = self.ctrl.send(c);
+        let mut s = self.shared.state.lock();
+        if s.ended {
+            return;
+        }
+        s.ctrl.push(c);
+        drop(s);
+        self.shared.wake.notify_one();
+    }
+
+    /// Session side: moves the control messages into `ctrl` and, if
+    /// `with_frames`, the queued frames into `frames` (in order, the counters
+    /// last).
+    pub fn take_if(&self, with_frames: bool, frames: &mut Vec<Frame>, ctrl: &mut Vec<Control>) {
+        let mut s = self.shared.state.lock();
+        ctrl.append(&mut s.ctrl);
+        if !with_frames {
+            return;
+        }
+        frames.extend(s.frames.drain(..));
+        frames.extend(s.stats.take());
+        if s.frames.capacity() > KEEP_CAPACITY {
+            s.frames = VecDeque::new();
+        }
+    }
+
+    /// Session side: resolves once something may have been queued.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a wake-up that happens while nobody waits is kept and
+    /// resolves the next call.
+    pub async fn queued(&self) {
+        self.shared.wake.notified().await;
+    }
+
+    /// Session side: the tab is gone; what is queued is dropped and nothing
+    /// more is accepted.
+    pub fn end(&self) {
+        let mut s = self.shared.state.lock();
+        s.ended = true;
+        s.frames = VecDeque::new();
+        s.stats = None;
+        s.ctrl.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn f(s: &str) -> Frame {
+        Arc::from(s)
+    }
+
+    #[test]
+    fn counters_are_coalesced_and_come_after_the_frames_they_count() {
+        let o = Outbox::new(1, 8);
+        o.send_stats(&f("s1"));
+        o.send(&f("a"));
+        o.send_stats(&f("s2"));
+        o.send(&f("b"));
+        let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
+        o.take_if(true, &mut frames, &mut ctrl);
+        let got: Vec<&str> = frames.iter().map(|f| &**f).collect();
+        assert_eq!(got, ["a", "b", "s2"]);
+        assert!(ctrl.is_empty());
+    }
+
+    #[test]
+    fn a_full_queue_tells_the_tab_to_close_once() {
+        let o = Outbox::new(1, 2);
+        o.send(&f("a"));
+        o.send(&f("b"));
+        o.send(&f("c"));
+        o.send(&f("d"));
+        let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
+        o.take_if(true, &mut frames, &mut ctrl);
+        assert_eq!(frames.len(), 2);
+        assert!(matches!(
+            ctrl.as_slice(),
+            [Control::Close(presence_protocol::close::SLOW_CONSUMER, _)]
+        ));
+    }
+
+    #[test]
+    fn an_ended_tab_accepts_nothing() {
+        let o = Outbox::new(1, 2);
+        o.end();
+        o.send(&f("a"));
+        o.control(Control::Close(1000, "x"));
+        let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
+        o.take_if(true, &mut frames, &mut ctrl);
+        assert!(frames.is_empty() && ctrl.is_empty());
     }
 }

@@ -8,16 +8,16 @@
 
 use std::sync::Arc;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use presence_protocol::{close, ClientMessage, ErrorCode, ReqId, Roster, ServerMessage};
 use tokio::time::{sleep_until, timeout, Instant};
 use uuid::Uuid;
 
 use crate::auth::{AuthError, Claims, LEEWAY_SECS};
 use crate::hub::{Hub, TenantRef};
-use crate::outbox::{Control, Inbox, Outbox};
+use crate::outbox::{Control, Frame, Outbox};
 use crate::rate::Bucket;
 use crate::tenant::JoinError;
+use crate::ws::{Conn, Incoming, WsError};
 
 /// Strikes a tab may accumulate (rate-limited frames cost 1, malformed frames
 /// cost [`MALFORMED_COST`]) before it is closed with 4008; they refill at one
@@ -63,33 +63,48 @@ fn bad_frame(text: &str) -> (Option<ReqId>, String) {
     (id, message)
 }
 
-async fn send_close(socket: &mut WebSocket, c: Closing) {
-    let frame = CloseFrame {
-        code: c.0,
-        reason: c.1.into(),
-    };
-    // The peer may already be gone or have stopped reading; a failed or
-    // timed-out close changes nothing.
-    let _ = timeout(CLOSE_TIMEOUT, socket.send(Message::Close(Some(frame)))).await;
+/// Sends the close frame, then waits briefly for the client's own close so
+/// that the connection ends cleanly on both sides. A peer that is gone or
+/// stopped reading changes nothing: both waits are bounded.
+async fn send_close(conn: &mut Conn, c: Closing) {
+    conn.close(c.0, &c.1);
+    if timeout(CLOSE_TIMEOUT, conn.flush()).await.is_err() {
+        return;
+    }
+    let _ = timeout(CLOSE_TIMEOUT, async {
+        loop {
+            match conn.recv().await {
+                Ok(Incoming::Close) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 /// Serves one upgraded connection to the end.
-pub async fn run(hub: Arc<Hub>, mut socket: WebSocket) {
+pub async fn run(hub: Arc<Hub>, mut conn: Conn) {
     let _alive = hub.session_started();
-    let c = match handshake(&hub, &mut socket).await {
+    let mut session = match handshake(&hub, &mut conn).await {
         Ok(s) => s,
-        Err(c) => return send_close(&mut socket, c).await,
+        Err(c) => return send_close(&mut conn, c).await,
     };
-    let (mut session, inbox) = c;
     hub.metrics.open_tabs.inc();
-    let end = session.serve(&mut socket, inbox).await;
+    let end = session.serve(&mut conn).await;
+    session.out.end();
     session
         .tenant
         .lock()
         .leave(&session.user, session.out.conn, &session.rosters);
     hub.metrics.open_tabs.dec();
     tracing::debug!(user = %session.user, tab = %session.tab, code = end.0, "tab closed");
-    send_close(&mut socket, end).await;
+    if end.0 != close::GOING_AWAY || end.1 != "closed by client" {
+        send_close(&mut conn, end).await;
+    } else {
+        // Answer the client's close; it is already waiting for ours.
+        conn.close(close::GOING_AWAY, "");
+        let _ = timeout(CLOSE_TIMEOUT, conn.flush()).await;
+    }
 }
 
 struct Session {
@@ -111,18 +126,26 @@ fn exp_ms(c: &Claims) -> u64 {
 }
 
 /// Waits for `hello`, authenticates, joins the tenant and sends `welcome`.
-async fn handshake(hub: &Arc<Hub>, socket: &mut WebSocket) -> Result<(Session, Inbox), Closing> {
-    let first = timeout(hub.config.hello_timeout, socket.recv())
-        .await
-        .map_err(|_| closing(close::UNAUTHENTICATED, "no hello within the time limit"))?;
+async fn handshake(hub: &Arc<Hub>, conn: &mut Conn) -> Result<Session, Closing> {
+    let first = timeout(hub.config.hello_timeout, async {
+        loop {
+            match conn.recv().await {
+                Ok(Incoming::Ping | Incoming::Pong | Incoming::Written) => {}
+                other => return other,
+            }
+        }
+    })
+    .await
+    .map_err(|_| closing(close::UNAUTHENTICATED, "no hello within the time limit"))?;
     let text = match first {
-        Some(Ok(Message::Text(t))) => t,
-        Some(Ok(Message::Binary(_))) => {
+        Ok(Incoming::Text(t)) => t,
+        Ok(Incoming::Binary) => {
             return Err(closing(
                 close::POLICY_VIOLATION,
                 "binary frames are not accepted",
             ))
         }
+        Err(WsError::TooLarge) => return Err(closing(close::POLICY_VIOLATION, "frame too large")),
         _ => return Err(closing(close::UNAUTHENTICATED, "expected hello")),
     };
     if text.len() > hub.config.max_frame_bytes {
@@ -153,7 +176,7 @@ async fn handshake(hub: &Arc<Hub>, socket: &mut WebSocket) -> Result<(Session, I
     let tenant = hub
         .tenant(&claims.tid)
         .ok_or_else(|| closing(close::FORBIDDEN, "unknown tenant"))?;
-    let (out, inbox) = Outbox::new(hub.next_conn_id(), hub.config.outbound_queue);
+    let out = Outbox::new(hub.next_conn_id(), hub.config.outbound_queue);
     {
         let mut t = tenant.lock();
         // Described before joining, so a refusal leaves no tab registered.
@@ -193,60 +216,84 @@ async fn handshake(hub: &Arc<Hub>, socket: &mut WebSocket) -> Result<(Session, I
         rate: Bucket::new(hub.config.rate_per_sec, hub.config.rate_burst),
         strikes: Bucket::new(1, hub.config.rate_burst),
     };
-    Ok((session, inbox))
+    Ok(session)
 }
 
 impl Session {
-    async fn serve(&mut self, socket: &mut WebSocket, mut inbox: Inbox) -> Closing {
+    async fn serve(&mut self, conn: &mut Conn) -> Closing {
         let mut shutdown = self.hub.shutdown_signal();
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut ctrl: Vec<Control> = Vec::new();
         loop {
+            // What the hub queued goes out first, as one write, unless the
+            // socket has not taken the previous write yet: then the queue
+            // grows, and a queue that overflows ends the session below.
+            self.out.take_if(!conn.pending(), &mut frames, &mut ctrl);
+            for c in ctrl.drain(..) {
+                match c {
+                    Control::Close(code, reason) => {
+                        if code == close::SLOW_CONSUMER {
+                            self.hub.metrics.slow_consumers.inc();
+                        }
+                        return closing(code, reason);
+                    }
+                    Control::Ended {
+                        roster,
+                        code,
+                        message,
+                    } => {
+                        self.rosters.retain(|r| r != &roster);
+                        frames.push(Arc::from(
+                            ServerMessage::Error {
+                                id: None,
+                                code,
+                                message,
+                                roster: Some(roster),
+                            }
+                            .to_json(),
+                        ));
+                    }
+                }
+            }
+            if !frames.is_empty() {
+                self.hub.metrics.frames_out.inc_by(frames.len() as u64);
+                if conn.send(&frames).is_err() {
+                    return closing(close::GOING_AWAY, "write failed");
+                }
+                frames = Vec::new();
+            }
             let expiry = sleep_until(self.hub.clock.instant_at(self.exp_ms));
             tokio::select! {
                 biased;
                 _ = crate::hub::until_true(&mut shutdown) => {
                     return closing(close::NODE_RESTARTING, "node restarting");
                 }
-                ctrl = inbox.ctrl.recv() => match ctrl {
-                    Some(Control::Close(code, reason)) => return closing(code, reason),
-                    Some(Control::Ended { roster, code, message }) => {
-                        self.rosters.retain(|r| r != &roster);
-                        self.reply(ServerMessage::Error { id: None, code, message, roster: Some(roster) });
-                    }
-                    None => return closing(close::GOING_AWAY, "hub gone"),
-                },
-                frame = inbox.frames.recv() => {
-                    let Some(frame) = frame else { return closing(close::GOING_AWAY, "hub gone") };
-                    // A peer that stopped reading blocks this write; the
-                    // queue then fills, and that must still end the session.
-                    tokio::select! {
-                        sent = socket.send(Message::Text(frame.as_ref().into())) => {
-                            if sent.is_err() {
-                                return closing(close::GOING_AWAY, "write failed");
-                            }
-                        }
-                        _ = self.out.overflowed() => {
-                            return closing(close::SLOW_CONSUMER, "too slow to keep up");
-                        }
-                    }
-                    self.hub.metrics.frames_out.inc();
-                }
+                _ = self.out.queued() => {}
                 _ = expiry => return closing(close::UNAUTHENTICATED, "token expired"),
-                msg = socket.recv() => match msg {
-                    Some(Ok(Message::Text(text))) => {
+                msg = conn.recv() => match msg {
+                    Ok(Incoming::Text(text)) => {
                         if let Some(c) = self.on_text(&text) {
                             return c;
                         }
                     }
-                    Some(Ok(Message::Binary(_))) => {
+                    Ok(Incoming::Binary) => {
                         self.reject("binary");
                         return closing(close::POLICY_VIOLATION, "binary frames are not accepted");
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return closing(close::GOING_AWAY, "closed by client"),
-                    Some(Err(e)) => {
+                    Ok(Incoming::Ping | Incoming::Pong | Incoming::Written) => {}
+                    Ok(Incoming::Close) | Err(WsError::Eof) => return closing(close::GOING_AWAY, "closed by client"),
+                    Err(WsError::TooLarge) => {
+                        self.reject("too_large");
+                        return closing(close::POLICY_VIOLATION, "frame too large");
+                    }
+                    Err(WsError::Io(e)) => {
+                        tracing::debug!(error = %e, "connection failed");
+                        return closing(close::GOING_AWAY, "connection failed");
+                    }
+                    Err(e) => {
                         self.reject("protocol");
                         tracing::debug!(error = %e, "websocket error");
-                        return closing(close::POLICY_VIOLATION, "websocket protocol error or frame too large");
+                        return closing(close::POLICY_VIOLATION, "websocket protocol error");
                     }
                 },
             }

@@ -14,7 +14,7 @@ use crate::cluster_link::{ClusterHandle, ClusterLink, PresenceEvent};
 use crate::directory::{PresenceRecord, TenantDir, Write};
 use crate::engine::{Engine, Transition, UserPresence};
 use crate::metrics::Metrics;
-use crate::outbox::{Control, Outbox};
+use crate::outbox::{Control, Frame, Outbox};
 use crate::visibility::{self, Denied};
 
 struct TabHandle {
@@ -53,7 +53,7 @@ pub struct Tenant {
     cluster: Option<ClusterLink>,
 }
 
-fn frame(msg: &ServerMessage) -> Arc<str> {
+fn frame(msg: &ServerMessage) -> Frame {
     Arc::from(msg.to_json())
 }
 
@@ -326,14 +326,14 @@ impl Tenant {
                 at: t.at,
                 v: t.v,
             });
-            send_all(ws.values(), &f, m);
+            send_all(ws.values(), &f);
         }
         if active && changed {
-            self.publish_stats(m);
+            self.publish_stats();
         }
     }
 
-    fn publish_stats(&self, m: &Metrics) {
+    fn publish_stats(&self) {
         if let Some(ws) = self
             .watchers
             .get(&Roster::Directory)
@@ -343,7 +343,9 @@ impl Tenant {
                 roster: Roster::Directory,
                 stats: self.stats(),
             });
-            send_all(ws.values(), &f, m);
+            for w in ws.values() {
+                w.out.send_stats(&f);
+            }
         }
     }
 
@@ -457,7 +459,7 @@ impl Tenant {
         let after = self.views(&users, &teams);
         self.send_diffs(&before, &after, m);
         if self.stats() != stats_before {
-            self.publish_stats(m);
+            self.publish_stats();
         }
     }
 
@@ -502,7 +504,7 @@ impl Tenant {
                     _ => continue,
                 };
                 let f = frame(&msg);
-                send_all(ws.values().filter(|w| w.full == full), &f, m);
+                send_all(ws.values().filter(|w| w.full == full), &f);
             }
         }
     }
@@ -558,10 +560,8 @@ impl Tenant {
 
 type Views = HashMap<(String, Roster), [Option<presence_protocol::Entry>; 2]>;
 
-fn send_all<'a>(ws: impl Iterator<Item = &'a Watcher>, f: &Arc<str>, m: &Metrics) {
+fn send_all<'a>(ws: impl Iterator<Item = &'a Watcher>, f: &Frame) {
     for w in ws {
-        if !w.out.send(f) {
-            m.slow_consumers.inc();
-        }
+        w.out.send(f);
     }
 }

@@ -1104,10 +1104,17 @@ async fn successive_writes_reach_every_watcher_once_each_in_order(d: &Deployment
                 ("R3".to_string(), active),
             ]
         );
-        if stats.len() < 2 {
+        // Counters are a state: a watcher may get one frame for both
+        // changes, but always ends on the newest.
+        let last = counters(0, 5, 5, 1);
+        while stats.last() != Some(&last) {
+            assert!(stats.len() < 2, "unexpected counters {stats:?}");
             stats.push(stats_frame(&boss.recv().await));
         }
-        assert_eq!(stats, [counters(0, 4, 4, 2), counters(0, 5, 5, 1)]);
+        assert!(
+            stats.len() == 1 || stats[0] == counters(0, 4, 4, 2),
+            "{stats:?}"
+        );
         boss.silent_for(SILENCE).await;
     }
 }
