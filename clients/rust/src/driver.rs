@@ -325,11 +325,15 @@ impl Driver {
             let _ = reply.send(res);
         }
         tracing::debug!(code, %reason, "client ended");
-        self.shared.state.send_replace(ConnState::Disconnected {
+        // The event first: whoever wakes on the terminal state finds it
+        // already sent.
+        self.emit(Event::Disconnected {
             code,
             reason: reason.clone(),
         });
-        self.emit(Event::Disconnected { code, reason });
+        self.shared
+            .state
+            .send_replace(ConnState::Disconnected { code, reason });
         // Replying last: `Client::close` returns once the state is terminal.
         for c in self.closers.drain(..) {
             let _ = c.send(());
