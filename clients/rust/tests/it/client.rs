@@ -281,13 +281,14 @@ async fn logout_turns_the_user_offline_at_once_and_ends_the_client_with_4004() {
 async fn a_short_lived_token_is_refreshed_before_exp_and_the_connection_outlives_it() {
     let (h, _dir) = seeded().await;
     let tokens = Tokens::new("boss", 3);
-    let first_exp = UNIX_EPOCH + Duration::from_secs(now_secs() + 3);
     let boss = within(
         "welcome",
         Client::connect(h.url(), tokens.provider(), quiet()),
     )
     .await
     .unwrap();
+    // Read after the token was minted: no earlier than its `exp`.
+    let first_exp = UNIX_EPOCH + Duration::from_secs(now_secs() + 3);
     let mut events = boss.events();
     // The hub closes an unrefreshed connection at most 2 s after `exp`.
     let past = first_exp + Duration::from_secs(2);
