@@ -629,14 +629,17 @@ impl Driver {
 }
 
 /// Sends a normal close and waits briefly for the hub's reply, so the hub
-/// sees a clean close instead of a reset.
+/// sees a clean close instead of a reset; bounded as a whole, since a hub
+/// that stopped reading must not keep the client from ending.
 async fn close_locally(ws: &mut Ws) {
     let frame = CloseFrame {
         code: CloseCode::Normal,
         reason: "closed by the client".into(),
     };
-    if ws.close(Some(frame)).await.is_ok() {
-        let _ =
-            tokio::time::timeout(CLOSE_WAIT, async { while ws.next().await.is_some() {} }).await;
-    }
+    let _ = tokio::time::timeout(CLOSE_WAIT, async {
+        if ws.close(Some(frame)).await.is_ok() {
+            while ws.next().await.is_some() {}
+        }
+    })
+    .await;
 }

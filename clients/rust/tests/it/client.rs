@@ -260,6 +260,29 @@ async fn deactivation_ends_the_client_with_4003_and_it_does_not_reconnect() {
 }
 
 #[tokio::test]
+async fn closing_the_client_ends_it_locally_without_a_reconnection() {
+    let (h, _dir) = seeded().await;
+    let ann = h.client("ann").await;
+    let mut events = ann.events();
+    within("the close", ann.close()).await;
+    assert_eq!(
+        *ann.state().borrow(),
+        ConnState::Disconnected {
+            code: 1000,
+            reason: "closed by the client".into()
+        }
+    );
+    assert!(matches!(
+        events.try_recv(),
+        Ok(Event::Disconnected { code: 1000, .. })
+    ));
+    assert!(matches!(
+        ann.activity(0),
+        Err(Error::Closed { code: 1000, .. })
+    ));
+}
+
+#[tokio::test]
 async fn logout_turns_the_user_offline_at_once_and_ends_the_client_with_4004() {
     let (h, _dir) = seeded_with(presence_server::config::Config {
         idle_timeout: Duration::from_secs(60),
