@@ -11,7 +11,8 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use crate::driver::{Command, Dialer, Driver};
+use crate::dial::Dialer;
+use crate::driver::{Command, Driver};
 use crate::{Error, RosterWatch, TokenProvider};
 
 /// How a [`Client`] behaves.

@@ -1,6 +1,6 @@
-//! The task behind a [`Client`](crate::Client): owns the socket, runs the
-//! handshake, applies frames to the watched rosters, refreshes the token
-//! and reconnects when the close code allows it.
+//! The task behind a [`Client`](crate::Client): owns the socket, applies
+//! frames to the watched rosters, refreshes the token and reconnects when
+//! the close code allows it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -8,21 +8,17 @@ use std::time::{Duration, SystemTime};
 
 use futures_util::{SinkExt, StreamExt};
 use presence_protocol::{ClientMessage, ReqId, Roster, ServerMessage};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{sleep_until, Instant};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use uuid::Uuid;
 
 use crate::backoff::{self, After, Backoff};
 use crate::client::{ConnState, Event, Shared};
+use crate::dial::{close_of, text, Dialer, Link, Ws};
 use crate::token::{expiry, refresh_delay, TokenFuture};
-use crate::{ClientOptions, Error, RosterView, TokenProvider, Welcome};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+use crate::{Error, RosterView};
 
 /// `idle_ms` that proves nothing (the hub ignores reports at or beyond its
 /// idle timeout); small enough for any JSON reader to take as an integer.
@@ -34,10 +30,6 @@ const REFRESH_RETRY: Duration = Duration::from_secs(1);
 
 /// How long a local close waits for the hub's close reply.
 const CLOSE_WAIT: Duration = Duration::from_secs(1);
-
-/// The status code a close without a frame is reported with (RFC 6455 1005:
-/// "no status received").
-const NO_STATUS: u16 = 1005;
 
 /// The `idle_ms` to report for an interaction at `at`.
 pub(crate) fn idle_ms(at: Option<Instant>) -> u64 {
@@ -67,115 +59,6 @@ pub(crate) enum Command {
     Close {
         reply: oneshot::Sender<()>,
     },
-}
-
-/// Opens connections: the token, the upgrade, `hello`, `welcome`.
-pub(crate) struct Dialer {
-    url: String,
-    tokens: Arc<dyn TokenProvider>,
-    options: ClientOptions,
-    tab: Uuid,
-}
-
-/// A welcomed connection.
-pub(crate) struct Link {
-    ws: Ws,
-    pub welcome: Welcome,
-    exp: Option<SystemTime>,
-}
-
-impl Dialer {
-    pub fn new(
-        url: String,
-        tokens: Arc<dyn TokenProvider>,
-        options: ClientOptions,
-        tab: Uuid,
-    ) -> Dialer {
-        Dialer {
-            url,
-            tokens,
-            options,
-            tab,
-        }
-    }
-
-    /// One attempt, bounded by the handshake timeout. A fresh token is
-    /// asked for every time: the previous one may have expired while away.
-    pub async fn open(&self, idle_ms: u64) -> Result<Link, Error> {
-        let token = self
-            .tokens
-            .token()
-            .await
-            .map_err(|e| Error::Token(Arc::from(e)))?;
-        let exp = expiry(&token);
-        let limit = self.options.handshake_timeout;
-        tokio::time::timeout(limit, self.handshake(token, idle_ms))
-            .await
-            .map_err(|_| Error::HandshakeTimeout(limit))?
-            .map(|(ws, welcome)| Link { ws, welcome, exp })
-    }
-
-    async fn handshake(&self, token: String, idle_ms: u64) -> Result<(Ws, Welcome), Error> {
-        let connect = |e| Error::Connect(Arc::new(e));
-        let (mut ws, _) = tokio_tungstenite::connect_async(self.url.as_str())
-            .await
-            .map_err(connect)?;
-        let hello = ClientMessage::Hello {
-            token,
-            tab: self.tab,
-            idle_ms,
-            client: Some(self.options.client_name.clone()),
-        };
-        ws.send(text(&hello)).await.map_err(connect)?;
-        loop {
-            match ws.next().await {
-                Some(Ok(Message::Text(t))) => {
-                    return match serde_json::from_str(&t) {
-                        Ok(ServerMessage::Welcome {
-                            user,
-                            tab,
-                            idle_timeout_ms,
-                            activity_interval_ms,
-                            server_time,
-                        }) => Ok((
-                            ws,
-                            Welcome {
-                                user,
-                                tab,
-                                idle_timeout: Duration::from_millis(idle_timeout_ms),
-                                activity_interval: Duration::from_millis(activity_interval_ms),
-                                server_time_ms: server_time,
-                            },
-                        )),
-                        _ => Err(Error::Protocol(format!("expected welcome, got {t}"))),
-                    };
-                }
-                Some(Ok(Message::Close(frame))) => {
-                    let (code, reason) = close_of(frame);
-                    return Err(Error::Closed { code, reason });
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => return Err(connect(e)),
-                None => {
-                    return Err(Error::Closed {
-                        code: u16::from(CloseCode::Abnormal),
-                        reason: "connection dropped before welcome".into(),
-                    })
-                }
-            }
-        }
-    }
-}
-
-fn text(m: &ClientMessage) -> Message {
-    // Client messages are strings, numbers and UUIDs: serialising cannot fail.
-    Message::text(serde_json::to_string(m).expect("client messages always serialise"))
-}
-
-fn close_of(frame: Option<CloseFrame>) -> (u16, String) {
-    frame.map_or((NO_STATUS, String::new()), |f| {
-        (u16::from(f.code), f.reason.to_string())
-    })
 }
 
 /// One watched roster.

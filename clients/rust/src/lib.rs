@@ -25,6 +25,7 @@
 
 mod backoff;
 mod client;
+mod dial;
 mod driver;
 mod error;
 mod roster;
