@@ -1,13 +1,27 @@
-//! `loadtest`: drives a running presence hub with real WebSocket tabs and
-//! reports what it cost the hub. Traffic goes only to the hub address given
-//! (use loopback); every run is bounded in tabs and time.
+//! `loadtest`: drives running presence hubs with real WebSocket tabs and
+//! reports what it cost them. Traffic goes only to loopback (127.0.0.0/8);
+//! every run is bounded in tabs and time, and Ctrl-C stops it with a
+//! partial report.
 
+mod activity;
+mod churn;
 mod cluster_cost;
+mod common;
+mod control;
+mod dashboard;
+mod deltas;
+mod expiry;
+mod fanout;
 mod idle;
 mod proc_stats;
+mod report;
+mod scaleout;
 mod tab;
+mod tabs;
+mod wire;
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
@@ -15,12 +29,13 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "loadtest", about = "Load generator for the presence hub")]
 struct Cli {
-    /// The hub to load (must be on this machine: 127.0.0.0/8).
-    #[arg(long, default_value = "127.0.0.1:7700")]
-    hub: SocketAddr,
-    /// PID of the hub process, for RSS and CPU from /proc (idle scenario).
-    #[arg(long)]
-    hub_pid: Option<u32>,
+    /// The hubs to load, comma-separated (on this machine: 127.0.0.0/8).
+    /// Tab i goes to hub i % count.
+    #[arg(long, value_delimiter = ',', default_value = "127.0.0.1:7700")]
+    hub: Vec<SocketAddr>,
+    /// PIDs of the hub processes, for RSS and CPU from /proc.
+    #[arg(long, value_delimiter = ',')]
+    hub_pid: Vec<u32>,
     #[arg(long, env = "PRESENCE_ADMIN_KEY", hide_env_values = true)]
     admin_key: String,
     #[arg(long, env = "PRESENCE_JWT_SECRET", hide_env_values = true)]
@@ -29,26 +44,97 @@ struct Cli {
     /// 28,000 per source address).
     #[arg(long, value_delimiter = ',', default_value = "127.0.0.1")]
     sources: Vec<IpAddr>,
+    /// Handshakes in flight at once.
+    #[arg(long, default_value_t = 256)]
+    in_flight: usize,
+    /// The whole run stops after this many seconds (partial report).
+    #[arg(long, default_value_t = 900)]
+    max_secs: u64,
+    /// Append the JSON report to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
     #[command(subcommand)]
     scenario: Scenario,
 }
 
 #[derive(Subcommand)]
 enum Scenario {
-    /// Open N authenticated tabs and let them sit idle: memory per tab.
+    /// Open N authenticated tabs and let them sit idle: memory per tab,
+    /// connection rate, hub CPU per accepted tab.
     Idle {
         #[arg(long, default_value_t = 10_000)]
         tabs: usize,
-        /// How long to hold the tabs before measuring, in seconds.
+        /// Put users in teams of this size and subscribe every tab to its
+        /// team (0: no teams, no subscriptions).
+        #[arg(long, default_value_t = 50)]
+        teams_of: usize,
+        /// How long to hold the tabs before measuring memory, in seconds.
         #[arg(long, default_value_t = 3)]
         hold_secs: u64,
     },
-    /// Two hubs sharing Redis: Redis commands per transition and per active
-    /// user, and transition latency from node A (`--hub`) to a watcher on B.
-    ClusterCost {
-        /// Node B, where the watcher is.
+    /// Tabs sending `activity` at a fixed total rate: hub CPU per frame.
+    Activity {
+        #[arg(long, default_value_t = 10_000)]
+        tabs: usize,
+        /// Frames per second, over all tabs.
+        #[arg(long, default_value_t = 100_000)]
+        rate: u64,
+        #[arg(long, default_value_t = 20)]
+        secs: u64,
+    },
+    /// Tabs reloading like page navigation: no transition may be seen.
+    Churn {
+        #[arg(long, default_value_t = 5_000)]
+        users: usize,
+        /// Average time between two reloads of one tab, in ms.
+        #[arg(long, default_value_t = 5_000)]
+        every_ms: u64,
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+    },
+    /// Dashboards watching a big directory while users go online/offline.
+    Fanout {
+        #[arg(long, default_value_t = 1_000)]
+        dashboards: usize,
+        /// Users in the directory (the dashboards' admins included).
+        #[arg(long, default_value_t = 10_000)]
+        users: usize,
+        /// Transitions per second (half online, half offline).
+        #[arg(long, default_value_t = 100)]
+        rate: u64,
+        #[arg(long, default_value_t = 30)]
+        secs: u64,
+        /// How long a driven user stays online before logging out, in ms.
+        #[arg(long, default_value_t = 2_000)]
+        hold_ms: u64,
+    },
+    /// Many users interact once within the same second, then go idle.
+    Expiry {
+        #[arg(long, default_value_t = 19_000)]
+        users: usize,
+        #[arg(long, default_value_t = 10)]
+        dashboards: usize,
+        /// The interactions are spread over this many ms.
+        #[arg(long, default_value_t = 500)]
+        spread_ms: u64,
+    },
+    /// More tabs than one process may hold, over several hubs sharing
+    /// Redis, opened by worker processes of this program.
+    Scaleout {
+        #[arg(long, default_value_t = 100_000)]
+        tabs: usize,
+    },
+    #[command(hide = true)]
+    ScaleoutWorker {
         #[arg(long)]
-        watch_hub: SocketAddr,
+        from: usize,
+        #[arg(long)]
+        to: usize,
+    },
+    /// Two hubs sharing Redis: Redis commands per transition and per active
+    /// user, and transition latency from the first hub to a watcher on the
+    /// second.
+    ClusterCost {
         #[arg(long, default_value = "redis://127.0.0.1:6379/")]
         redis_url: String,
         #[arg(long, default_value_t = 1_000)]
@@ -62,42 +148,132 @@ enum Scenario {
     },
 }
 
-pub struct Target {
-    pub hub: SocketAddr,
-    pub hub_pid: Option<u32>,
+/// What every scenario is given.
+pub struct Ctx {
+    pub hubs: Vec<SocketAddr>,
+    pub pids: Vec<u32>,
     pub admin_key: String,
-    pub jwt_secret: String,
+    pub tokens: common::Tokens,
+    pub sources: Vec<IpAddr>,
+    pub in_flight: usize,
+    pub stop: control::Stop,
+    pub out: Option<PathBuf>,
 }
+
+impl Ctx {
+    pub fn admin(&self) -> common::Admin {
+        common::Admin::new(self.hubs[0], &self.admin_key)
+    }
+
+    pub fn plan(&self) -> tabs::Plan {
+        tabs::Plan {
+            hubs: self.hubs.clone(),
+            sources: self.sources.clone(),
+            in_flight: self.in_flight,
+        }
+    }
+}
+
+/// Sockets one process may hold here (20,000 open files), with room for
+/// the rest of the process.
+const MAX_TABS_PER_PROCESS: usize = 19_500;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if !cli.hub.ip().is_loopback() || cli.sources.iter().any(|s| !s.is_loopback()) {
+    if cli.hub.iter().any(|h| !h.ip().is_loopback()) || cli.sources.iter().any(|s| !s.is_loopback())
+    {
         anyhow::bail!("loadtest only sends traffic to and from loopback addresses (127.0.0.0/8)");
     }
-    let target = Target {
-        hub: cli.hub,
-        hub_pid: cli.hub_pid,
-        admin_key: cli.admin_key,
-        jwt_secret: cli.jwt_secret,
+    let needs_pids = !matches!(
+        cli.scenario,
+        Scenario::ScaleoutWorker { .. } | Scenario::ClusterCost { .. }
+    );
+    if needs_pids && cli.hub_pid.len() != cli.hub.len() {
+        anyhow::bail!("give one --hub-pid per --hub (RSS and CPU are read from /proc)");
+    }
+    let ctx = Ctx {
+        hubs: cli.hub.clone(),
+        pids: cli.hub_pid.clone(),
+        admin_key: cli.admin_key.clone(),
+        tokens: common::Tokens::new(&cli.jwt_secret),
+        sources: cli.sources.clone(),
+        in_flight: cli.in_flight,
+        stop: control::Stop::install(Duration::from_secs(cli.max_secs)),
+        out: cli.out.clone(),
+    };
+    let one_process = |n: usize| {
+        if n > MAX_TABS_PER_PROCESS {
+            anyhow::bail!(
+                "one process holds at most {MAX_TABS_PER_PROCESS} tabs here; use scaleout"
+            );
+        }
+        Ok(())
     };
     match cli.scenario {
+        Scenario::Idle {
+            tabs,
+            teams_of,
+            hold_secs,
+        } => {
+            one_process(tabs)?;
+            idle::run(&ctx, tabs, teams_of, hold_secs.min(600)).await
+        }
+        Scenario::Activity { tabs, rate, secs } => {
+            one_process(tabs)?;
+            activity::run(&ctx, tabs, rate, secs.min(600)).await
+        }
+        Scenario::Churn {
+            users,
+            every_ms,
+            secs,
+        } => {
+            one_process(users + 2)?;
+            churn::run(&ctx, users, every_ms.max(10), secs.min(600)).await
+        }
+        Scenario::Fanout {
+            dashboards,
+            users,
+            rate,
+            secs,
+            hold_ms,
+        } => {
+            one_process(dashboards + 2000)?;
+            fanout::run(&ctx, dashboards, users, rate, secs.min(600), hold_ms).await
+        }
+        Scenario::Expiry {
+            users,
+            dashboards,
+            spread_ms,
+        } => {
+            one_process(users + dashboards + 1)?;
+            expiry::run(&ctx, users, dashboards, spread_ms).await
+        }
+        Scenario::Scaleout { tabs } => {
+            if tabs > 200_000 {
+                anyhow::bail!("at most 200,000 tabs");
+            }
+            scaleout::run(&ctx, tabs).await
+        }
+        Scenario::ScaleoutWorker { from, to } => {
+            one_process(to.saturating_sub(from))?;
+            scaleout::worker(&ctx, from, to).await
+        }
         Scenario::ClusterCost {
-            watch_hub,
             redis_url,
             tabs,
             steady_secs,
             activity_secs,
         } => {
-            if !watch_hub.ip().is_loopback() || tabs > 19_000 {
-                anyhow::bail!("watch hub must be on loopback; at most 19,000 tabs per process");
+            if cli.hub.len() != 2 || tabs > MAX_TABS_PER_PROCESS {
+                anyhow::bail!("cluster-cost takes two hubs (--hub A,B) and at most {MAX_TABS_PER_PROCESS} tabs");
             }
             let r = cluster_cost::run(
-                target.hub,
-                watch_hub,
+                cli.hub[0],
+                cli.hub[1],
                 &redis_url,
-                &target.admin_key,
-                &target.jwt_secret,
+                &cli.admin_key,
+                &cli.jwt_secret,
                 tabs,
                 Duration::from_secs(steady_secs.min(600)),
                 Duration::from_secs(activity_secs.max(1)),
@@ -117,32 +293,7 @@ async fn main() -> anyhow::Result<()> {
                 r.cross_node_latency_ms.max
             );
             println!("{}", serde_json::to_string(&r)?);
-        }
-        Scenario::Idle { tabs, hold_secs } => {
-            if tabs > 19_000 {
-                anyhow::bail!("one loadtest process holds at most 19,000 tabs (20,000 open files)");
-            }
-            let r = idle::run(
-                &target,
-                tabs,
-                &cli.sources,
-                Duration::from_secs(hold_secs.min(600)),
-            )
-            .await?;
-            println!(
-                "scenario  tabs  connect/s  hub RSS before  after     per tab   hub CPU (connect)"
-            );
-            println!(
-                "idle      {:<5} {:<10.0} {:<15} {:<9} {:<9} {:.2}s",
-                r.tabs,
-                r.tabs_per_sec,
-                format!("{} KiB", r.rss_before_kib),
-                format!("{} KiB", r.rss_after_kib),
-                format!("{:.2} KiB", r.rss_per_tab_kib),
-                r.hub_cpu_secs_connecting
-            );
-            println!("{}", serde_json::to_string(&r)?);
+            Ok(())
         }
     }
-    Ok(())
 }

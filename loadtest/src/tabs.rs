@@ -1,0 +1,88 @@
+//! Opening many tabs at once, spread over hubs and source addresses, with
+//! a bounded number of handshakes in flight.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::control::{bar, Stop};
+use crate::wire::{self, Tab};
+
+/// What to open: the `hello` payload of each tab, and frames to send right
+/// after it (subscriptions), in the same write.
+pub struct Plan {
+    pub hubs: Vec<SocketAddr>,
+    pub sources: Vec<IpAddr>,
+    pub in_flight: usize,
+}
+
+pub struct Opened {
+    /// In the order of `hellos`; `None` where the run was stopped first.
+    pub tabs: Vec<Option<Tab>>,
+    pub secs: f64,
+}
+
+impl Plan {
+    /// Tab `i` goes to hub `i % hubs` from source `i % sources`.
+    pub async fn open(
+        &self,
+        hellos: Vec<(Vec<u8>, Vec<u8>)>,
+        stop: &Stop,
+        what: &str,
+    ) -> anyhow::Result<Opened> {
+        let n = hellos.len();
+        let gate = Arc::new(tokio::sync::Semaphore::new(self.in_flight.max(1)));
+        let progress = bar(n as u64, what);
+        let started = Instant::now();
+        let mut handles = Vec::with_capacity(n);
+        for (i, (hello, extra)) in hellos.into_iter().enumerate() {
+            let hub = self.hubs[i % self.hubs.len()];
+            let source = self.sources[i % self.sources.len()];
+            let gate = gate.clone();
+            let progress = progress.clone();
+            let stop = stop.clone();
+            handles.push(tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                if stop.stopped() {
+                    return Ok(None);
+                }
+                let mut tab = wire::open(hub, source, &hello)
+                    .await
+                    .with_context(|| format!("tab {i} to {hub} from {source}"))?;
+                if !extra.is_empty() {
+                    use tokio::io::AsyncWriteExt;
+                    tab.writer.write_all(&extra).await?;
+                }
+                progress.inc(1);
+                anyhow::Ok(Some(tab))
+            }));
+        }
+        let mut tabs = Vec::with_capacity(n);
+        for h in handles {
+            tabs.push(h.await??);
+        }
+        progress.finish_and_clear();
+        Ok(Opened {
+            tabs,
+            secs: started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Keeps a tab open, reading and discarding what the hub sends; returns
+/// the close code if the hub closed it.
+pub fn hold(tab: Tab) -> tokio::task::JoinHandle<(wire::Reader, tokio::net::tcp::OwnedWriteHalf)> {
+    let Tab {
+        mut reader, writer, ..
+    } = tab;
+    tokio::spawn(async move {
+        while let Ok(Some(f)) = reader.next().await {
+            if matches!(f, wire::Frame::Close(_)) {
+                break;
+            }
+        }
+        (reader, writer)
+    })
+}
