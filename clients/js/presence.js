@@ -87,7 +87,15 @@ export class PresenceClient {
   #track(target) {
     if (!target) return;
     const mark = () => this.interacted();
-    const save = () => this.store.setItem(LAST_KEY, this.last);
+    // Leaving the page: report a pending interaction now, and keep its time
+    // for the reloaded page's `hello`.
+    const save = () => {
+      if (this.timers.activity) {
+        this.#clear("activity");
+        this.#activity();
+      }
+      this.store.setItem(LAST_KEY, this.last);
+    };
     const online = () => this.timers.retry && this.#connect("hello");
     const o = { capture: true, passive: true };
     for (const ev of INTERACTIONS) target.addEventListener(ev, mark, o);
