@@ -236,7 +236,47 @@ test("only attendants see the attendants button; its popover lists the attendant
     mkdirSync(SHOTS, { recursive: true });
     await diego.setViewportSize({ width: 1000, height: 420 });
     await diego.screenshot({ path: join(SHOTS, "attendants.png") });
+  }
+});
+
+test("availability, away message and inactive users show on the screen live", async () => {
+  await hub.admin("PUT", "/v1/tenants/demo/users/vera", { available: false, away_message: "On vacation until the 20th" });
+  await hub.admin("POST", "/v1/tenants/demo/users/deactivate", { ids: ["tiago"] });
+  await admin.waitForFunction(
+    () => document.querySelector('tr[data-user="vera"]')?.textContent.includes("On vacation until the 20th"),
+    null,
+    { timeout: UI_WAIT },
+  );
+  assert.match(await admin.textContent('tr[data-user="vera"] .badge'), /Unavailable/);
+  await admin.waitForSelector('#inactive tr[data-user="tiago"]', { timeout: UI_WAIT });
+  // The cards filter: "Online" shows only the green rows.
+  await admin.click('.card[data-view="online"]');
+  await admin.waitForFunction(() => !document.querySelector('#users tr[data-status="offline"]'), null, { timeout: UI_WAIT });
+  assert.ok((await admin.locator('#users tr[data-status="online"]').count()) >= 3);
+  await admin.click('.card[data-view="all"]');
+  // The search box narrows the table.
+  await admin.fill("#search", "gabri");
+  await admin.waitForFunction(() => document.querySelectorAll("#users tbody tr[data-user]").length === 1, null, {
+    timeout: UI_WAIT,
+  });
+  assert.equal(await admin.getAttribute("#users tbody tr[data-user]", "data-user"), "gabi");
+  await admin.fill("#search", "");
+  if (SHOTS) {
     await waitRow(admin, "hugo", "online");
     await admin.screenshot({ path: join(SHOTS, "user-management.png"), fullPage: true });
+  }
+});
+
+test("a team roster shows its members and supervisors live", async () => {
+  // bruno supervises Sales; hugo (a member) is at work, vera is away.
+  const team = await openAs(await person(), "/team?team=sales", "bruno");
+  await waitRow(team, "hugo", "online");
+  assert.equal(await rowStatus(team, "vera"), "offline");
+  assert.match(await team.textContent('tr[data-user="bruno"]'), /supervisor/);
+  assert.match(await team.textContent('tr[data-user="vera"]'), /On vacation/);
+  assert.equal(await team.locator('tr[data-user="fabio"]').count(), 0, "not in Sales");
+  if (SHOTS) {
+    await team.setViewportSize({ width: 1000, height: 520 });
+    await team.screenshot({ path: join(SHOTS, "team.png") });
   }
 });
