@@ -97,7 +97,7 @@ fn node_test(files: &[&str], limit: Duration) {
         }
         if started.elapsed() > limit {
             let _ = Command::new("kill")
-                .args(["-KILL", &format!("-{}", child.id())])
+                .args(["-s", "KILL", "--", &format!("-{}", child.id())])
                 .status();
             let _ = child.wait();
             break None;

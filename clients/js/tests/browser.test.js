@@ -211,6 +211,11 @@ test("only attendants see the attendants button; its popover lists the attendant
   await fabio.waitForSelector('body[data-attendants="forbidden"]', { timeout: UI_WAIT });
   assert.equal(await fabio.isVisible("#attendants-btn"), false);
   assert.match(await fabio.textContent("main"), /atendentes online/, "Portuguese for a pt-BR browser");
+  // Nor does the user management screen show him anything.
+  const fabioUsers = await openAs(fabioCtx, "/users", "fabio");
+  await fabioUsers.waitForSelector('body[data-roster="forbidden"]', { timeout: UI_WAIT });
+  assert.equal(await fabioUsers.locator("tr[data-user]").count(), 0);
+  assert.match(await fabioUsers.textContent("#notice"), /administradores/);
   const karen = await openAs(await person(), "/attendants", "karen");
   await karen.waitForSelector('body[data-attendants="forbidden"]', { timeout: UI_WAIT });
   assert.equal(await karen.isVisible("#attendants-btn"), false);
