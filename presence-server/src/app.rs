@@ -1,6 +1,7 @@
 //! The HTTP surface of a hub: the WebSocket endpoint, the admin API, health,
-//! metrics and the OpenAPI document, plus `serve`, which runs it all on a
-//! listener the caller bound (tests bind 127.0.0.1:0).
+//! metrics, the OpenAPI document, the browser SDK and its dashboards, plus
+//! `serve`, which runs it all on a listener the caller bound (tests bind
+//! 127.0.0.1:0).
 
 use std::future::Future;
 use std::sync::Arc;
@@ -15,15 +16,51 @@ use tokio::net::TcpListener;
 use crate::hub::Hub;
 
 const OPENAPI: &str = include_str!("openapi.json");
-/// A minimal page to try the hub by hand (the `--dev` tour); the real SDK and
-/// dashboards are separate clients.
+/// A minimal page to try the raw protocol by hand.
 const DEMO_PAGE: &str = include_str!("../../clients/demo/index.html");
+/// The browser SDK (`clients/js`) and the dashboards built on it
+/// (`clients/pages`), embedded so a single binary serves them. Each page
+/// takes its token from the URL fragment, which browsers never send.
+const SDK: &str = include_str!("../../clients/js/presence.js");
+const PAGES_JS: &str = include_str!("../../clients/pages/common.js");
+const PAGES_CSS: &str = include_str!("../../clients/pages/common.css");
+const USERS_PAGE: &str = include_str!("../../clients/pages/users.html");
+const ATTENDANTS_PAGE: &str = include_str!("../../clients/pages/attendants.html");
+const TEAM_PAGE: &str = include_str!("../../clients/pages/team.html");
+
+/// A static file. `no-cache`: a browser revalidates, so a newer hub's SDK
+/// and pages are used at once.
+fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+const JS: &str = "text/javascript; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
 
 /// The whole router of a hub.
 pub fn app(hub: Arc<Hub>) -> Router {
     Router::new()
         .route("/v1/ws", get(crate::upgrade::ws))
         .route("/demo", get(|| async { axum::response::Html(DEMO_PAGE) }))
+        .route("/sdk/presence.js", get(|| async { asset(JS, SDK) }))
+        .route("/ui/common.js", get(|| async { asset(JS, PAGES_JS) }))
+        .route(
+            "/ui/common.css",
+            get(|| async { asset("text/css; charset=utf-8", PAGES_CSS) }),
+        )
+        .route("/users", get(|| async { asset(HTML, USERS_PAGE) }))
+        .route(
+            "/attendants",
+            get(|| async { asset(HTML, ATTENDANTS_PAGE) }),
+        )
+        .route("/team", get(|| async { asset(HTML, TEAM_PAGE) }))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))

@@ -147,16 +147,22 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
 fn print_dev_banner(args: &ServeArgs, admin_key: &str, addr: std::net::SocketAddr) {
     // Only reached in --dev, where the secret was just filled in.
     let secret = args.jwt_secret.as_deref().unwrap_or_default().as_bytes();
-    let admin = mint_hs256(secret, dev::DEMO_TENANT, "ana", now_secs(), 12 * 3600);
-    let attendant = mint_hs256(secret, dev::DEMO_TENANT, "diego", now_secs(), 12 * 3600);
+    let token = |user| mint_hs256(secret, dev::DEMO_TENANT, user, now_secs(), 12 * 3600);
+    let (admin, attendant, other) = (token("ana"), token("diego"), token("fabio"));
     println!(
         "\npresence hub (dev mode) on http://{addr}\n\
          tenant:          {tenant}\n\
          admin key:       {admin_key}\n\
          admin token:     {admin}   (ana, profile admin)\n\
-         \x20                demo page: http://{addr}/demo#token={admin}\n\
+         \x20                user management: http://{addr}/users#token={admin}\n\
+         \x20                protocol demo:   http://{addr}/demo#token={admin}\n\
          attendant token: {attendant}   (diego, member of the Support CRM team)\n\
-         \x20                demo page: http://{addr}/demo#token={attendant}\n\n\
+         \x20                attendants button: http://{addr}/attendants#token={attendant}\n\
+         \x20                team roster:       http://{addr}/team#token={attendant}\n\
+         other token:     {other}   (fabio, Finance team: not an attendant, so no attendants button)\n\
+         \x20                attendants button: http://{addr}/attendants#token={other}\n\
+         \x20                team roster:       http://{addr}/team#token={other}\n\
+         browser SDK:     http://{addr}/sdk/presence.js (clients/js)\n\n\
          connect a tab:   websocket ws://{addr}/v1/ws, first frame\n\
          \x20                {{\"type\":\"hello\",\"token\":\"<token>\",\"tab\":\"<uuid>\",\"idle_ms\":0}}\n\
          watch the roster: {{\"type\":\"subscribe\",\"id\":1,\"roster\":\"directory\"}}   (admin token)\n\
