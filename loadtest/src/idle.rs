@@ -24,7 +24,13 @@ pub struct Report {
     pub rss_per_tab_kib: f64,
 }
 
-pub async fn run(ctx: &Ctx, tabs: usize, teams_of: usize, hold_secs: u64) -> anyhow::Result<()> {
+pub async fn run(
+    ctx: &Ctx,
+    tabs: usize,
+    teams_of: usize,
+    hold_secs: u64,
+    no_proof: bool,
+) -> anyhow::Result<()> {
     const T: &str = "idle";
     let admin = ctx.admin();
     admin.tenant(T, tabs + 10).await?;
@@ -47,7 +53,12 @@ pub async fn run(ctx: &Ctx, tabs: usize, teams_of: usize, hold_secs: u64) -> any
             } else {
                 Vec::new()
             };
-            (hello(token, 0), extra)
+            let idle_ms = if no_proof {
+                crate::fanout::NO_PROOF_MS
+            } else {
+                0
+            };
+            (hello(token, idle_ms), extra)
         })
         .collect();
     let before = Usage::read(&ctx.pids)?;

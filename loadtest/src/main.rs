@@ -71,6 +71,10 @@ enum Scenario {
         /// How long to hold the tabs before measuring memory, in seconds.
         #[arg(long, default_value_t = 3)]
         hold_secs: u64,
+        /// Connect without proof of interaction (nobody turns online, so no
+        /// deltas flow).
+        #[arg(long)]
+        no_proof: bool,
     },
     /// Tabs sending `activity` at a fixed total rate: hub CPU per frame.
     Activity {
@@ -215,9 +219,10 @@ async fn main() -> anyhow::Result<()> {
             tabs,
             teams_of,
             hold_secs,
+            no_proof,
         } => {
             one_process(tabs)?;
-            idle::run(&ctx, tabs, teams_of, hold_secs.min(600)).await
+            idle::run(&ctx, tabs, teams_of, hold_secs.min(600), no_proof).await
         }
         Scenario::Activity { tabs, rate, secs } => {
             one_process(tabs)?;

@@ -106,6 +106,17 @@ pub struct TenantDir {
     user_teams: HashMap<String, BTreeMap<String, MembershipRole>>,
     /// Presence as last persisted; read once at start-up.
     pub presence: HashMap<String, PresenceRecord>,
+    /// Users per state (active, inactive, deleted), kept as writes apply:
+    /// counters go out after every transition and must not cost a scan.
+    in_state: [u64; 3],
+}
+
+fn state_slot(s: UserState) -> usize {
+    match s {
+        UserState::Active => 0,
+        UserState::Inactive => 1,
+        UserState::Deleted => 2,
+    }
 }
 
 impl TenantDir {
@@ -117,6 +128,7 @@ impl TenantDir {
             members: BTreeMap::new(),
             user_teams: HashMap::new(),
             presence: HashMap::new(),
+            in_state: [0; 3],
         }
     }
 
@@ -127,7 +139,10 @@ impl TenantDir {
         match w {
             Write::Tenant(t) => self.tenant = t.clone(),
             Write::User { user, .. } => {
-                self.users.insert(user.id.clone(), user.clone());
+                if let Some(old) = self.users.insert(user.id.clone(), user.clone()) {
+                    self.in_state[state_slot(old.state)] -= 1;
+                }
+                self.in_state[state_slot(user.state)] += 1;
             }
             Write::Team { team, .. } => {
                 self.teams.insert(team.id.clone(), team.clone());
@@ -214,7 +229,7 @@ impl TenantDir {
     }
 
     pub fn count_in_state(&self, state: UserState) -> u64 {
-        self.users.values().filter(|u| u.state == state).count() as u64
+        self.in_state[state_slot(state)]
     }
 }
 

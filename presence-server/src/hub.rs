@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use presence_protocol::WelcomeUser;
+use presence_protocol::{close, WelcomeUser};
 use tokio::sync::watch;
 
 use crate::admin_ops::DirectoryError;
@@ -329,8 +329,17 @@ impl Hub {
         self.shutdown.subscribe()
     }
 
+    /// Marks the node as stopping and tells every open tab to close with
+    /// 1012. A tab that joins afterwards sees the mark under its tenant's
+    /// lock (see `session::handshake`), so none is missed.
     pub fn begin_shutdown(&self) {
-        self.shutdown.send_replace(true);
+        if self.shutdown.send_replace(true) {
+            return;
+        }
+        for (_, t) in self.tenants_snapshot() {
+            t.lock()
+                .close_all(close::NODE_RESTARTING, "node restarting");
+        }
     }
 
     pub fn is_shutting_down(&self) -> bool {

@@ -13,6 +13,12 @@ use presence_server::redis_conn::RedisConn;
 use presence_server::redis_store::RedisStore;
 use presence_server::{app, cluster, dev, directory_sync};
 
+/// jemalloc rather than the system allocator: tabs hold small long-lived
+/// allocations between short-lived snapshot and fan-out buffers, and glibc's
+/// allocator fragments under that mix (see BENCHMARKS.md, memory per tab).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)

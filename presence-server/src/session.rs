@@ -85,9 +85,11 @@ async fn send_close(conn: &mut Conn, c: Closing) {
 /// Serves one upgraded connection to the end.
 pub async fn run(hub: Arc<Hub>, mut conn: Conn) {
     let _alive = hub.session_started();
-    let mut session = match handshake(&hub, &mut conn).await {
+    // Boxed: the handshake's state lives only while it runs, instead of
+    // widening every idle tab's task for its whole life.
+    let mut session = match Box::pin(handshake(&hub, &mut conn)).await {
         Ok(s) => s,
-        Err(c) => return send_close(&mut conn, c).await,
+        Err(c) => return Box::pin(send_close(&mut conn, c)).await,
     };
     hub.metrics.open_tabs.inc();
     let end = session.serve(&mut conn).await;
@@ -99,7 +101,7 @@ pub async fn run(hub: Arc<Hub>, mut conn: Conn) {
     hub.metrics.open_tabs.dec();
     tracing::debug!(user = %session.user, tab = %session.tab, code = end.0, "tab closed");
     if end.0 != close::GOING_AWAY || end.1 != "closed by client" {
-        send_close(&mut conn, end).await;
+        Box::pin(send_close(&mut conn, end)).await;
     } else {
         // Answer the client's close; it is already waiting for ours.
         conn.close(close::GOING_AWAY, "");
@@ -182,6 +184,11 @@ async fn handshake(hub: &Arc<Hub>, conn: &mut Conn) -> Result<Session, Closing> 
         // Described before joining, so a refusal leaves no tab registered.
         let user = Hub::welcome_user(&t, &claims.sub)
             .ok_or_else(|| closing(close::FORBIDDEN, "unknown user"))?;
+        if hub.is_shutting_down() {
+            // Checked under the tenant's lock: `Hub::begin_shutdown` either
+            // already told this tenant's tabs, or this tab sees the mark.
+            return Err(closing(close::NODE_RESTARTING, "node restarting"));
+        }
         t.join(&claims.sub, tab, out.clone(), hub.config.max_tabs_per_user)
             .map_err(|e| match e {
                 JoinError::Forbidden => closing(close::FORBIDDEN, "user is not active"),
@@ -221,7 +228,6 @@ async fn handshake(hub: &Arc<Hub>, conn: &mut Conn) -> Result<Session, Closing> 
 
 impl Session {
     async fn serve(&mut self, conn: &mut Conn) -> Closing {
-        let mut shutdown = self.hub.shutdown_signal();
         let mut frames: Vec<Frame> = Vec::new();
         let mut ctrl: Vec<Control> = Vec::new();
         loop {
@@ -265,9 +271,7 @@ impl Session {
             let expiry = sleep_until(self.hub.clock.instant_at(self.exp_ms));
             tokio::select! {
                 biased;
-                _ = crate::hub::until_true(&mut shutdown) => {
-                    return closing(close::NODE_RESTARTING, "node restarting");
-                }
+                // Orders from the hub (1012 on shutdown included) arrive here.
                 _ = self.out.queued() => {}
                 _ = expiry => return closing(close::UNAUTHENTICATED, "token expired"),
                 msg = conn.recv() => match msg {

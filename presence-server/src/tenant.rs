@@ -279,6 +279,13 @@ impl Tenant {
         }
     }
 
+    /// Every open tab of this tenant (the node is stopping).
+    pub fn close_all(&self, code: u16, reason: &'static str) {
+        for t in self.tabs.values().flatten() {
+            t.out.control(Control::Close(code, reason));
+        }
+    }
+
     fn close_tabs(&self, user: &str, code: u16, reason: &'static str) {
         for t in self.tabs.get(user).into_iter().flatten() {
             t.out.control(Control::Close(code, reason));
@@ -368,10 +375,8 @@ impl Tenant {
             }
         }
         let full = visibility::sees_everything(&self.dir, user);
-        let users = self
-            .dir
-            .users
-            .keys()
+        let users = visibility::candidates(&self.dir, &roster)
+            .into_iter()
             .filter_map(|uid| visibility::entry(&self.dir, &self.presence(uid), uid, &roster, full))
             .collect();
         let stats = (roster == Roster::Directory).then(|| self.stats());
@@ -457,7 +462,7 @@ impl Tenant {
             }
         }
         let after = self.views(&users, &teams);
-        self.send_diffs(&before, &after, m);
+        self.send_diffs(&before, &after);
         if self.stats() != stats_before {
             self.publish_stats();
         }
@@ -482,7 +487,7 @@ impl Tenant {
         out
     }
 
-    fn send_diffs(&self, before: &Views, after: &Views, m: &Metrics) {
+    fn send_diffs(&self, before: &Views, after: &Views) {
         let keys: BTreeSet<&(String, Roster)> = before.keys().chain(after.keys()).collect();
         for key @ (uid, roster) in keys {
             let Some(ws) = self.watchers.get(roster).filter(|w| !w.is_empty()) else {

@@ -62,6 +62,27 @@ pub fn on_roster(dir: &TenantDir, user: &str, roster: &Roster) -> bool {
     }
 }
 
+/// Who may be on `roster`, without scanning the directory for a team or
+/// the attendants (a team's snapshot costs its size, not the tenant's).
+/// Each candidate still goes through [`entry`], which decides.
+pub fn candidates<'a>(dir: &'a TenantDir, roster: &Roster) -> Vec<&'a String> {
+    match roster {
+        Roster::Directory => dir.users.keys().collect(),
+        Roster::Team(t) => dir.members_of(t).map(|(u, _)| u).collect(),
+        Roster::Attendants => {
+            let mut users: Vec<&String> = dir
+                .teams
+                .values()
+                .filter(|t| t.crm && t.active)
+                .flat_map(|t| dir.members_of(&t.id).map(|(u, _)| u))
+                .collect();
+            users.sort();
+            users.dedup();
+            users
+        }
+    }
+}
+
 /// The rosters `user` appears on, directory first.
 pub fn rosters_of(dir: &TenantDir, user: &str) -> Vec<Roster> {
     let mut out = Vec::new();

@@ -14,6 +14,7 @@
 
 use std::io::{self, IoSlice};
 
+use tokio::io::Interest;
 use tokio::net::TcpStream;
 
 use crate::outbox::Frame;
@@ -111,15 +112,17 @@ impl Conn {
             if self.wbuf.is_empty() {
                 self.stream.readable().await?;
             } else {
-                tokio::select! {
-                    r = self.stream.readable() => r?,
-                    r = self.stream.writable() => {
-                        r?;
-                        if self.write_some()? {
-                            return Ok(Incoming::Written);
-                        }
-                        continue;
-                    }
+                // One readiness future for both directions: it is part of
+                // every tab's task, so its size is paid per tab.
+                let r = self
+                    .stream
+                    .ready(Interest::READABLE | Interest::WRITABLE)
+                    .await?;
+                if r.is_writable() && self.write_some()? {
+                    return Ok(Incoming::Written);
+                }
+                if !r.is_readable() {
+                    continue;
                 }
             }
             let mut tmp = [0u8; 4096];
