@@ -101,6 +101,9 @@ pub async fn serve(
     let background = tokio::spawn(hub.clone().run_background());
     let router = app(hub.clone());
     let (stop_http, stopping) = tokio::sync::watch::channel(false);
+    // Each HTTP connection holds a receiver; `closed()` says they are all
+    // gone, so the hub (and its store) is released when `serve` returns.
+    let (http_alive, _) = tokio::sync::watch::channel(());
     let mut closed = hub.shutdown_signal();
     let accepting = async {
         loop {
@@ -117,7 +120,9 @@ pub async fn serve(
             let _ = stream.set_nodelay(true);
             let svc = hyper_util::service::TowerToHyperService::new(router.clone());
             let mut stopping = stopping.clone();
+            let alive = http_alive.subscribe();
             tokio::spawn(async move {
+                let _alive = alive;
                 // HTTP/1.1 only: browsers and the ERP backend speak it, and
                 // the WebSocket upgrade needs it.
                 let conn = hyper::server::conn::http1::Builder::new()
@@ -155,6 +160,12 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("grace period over; dropping remaining connections");
+    }
+    if tokio::time::timeout(grace, http_alive.closed())
+        .await
+        .is_err()
+    {
+        tracing::warn!("grace period over; dropping remaining HTTP connections");
     }
     let _ = background.await;
     if let Err(e) = hub.flush_presence().await {

@@ -63,28 +63,24 @@ fn bad_frame(text: &str) -> (Option<ReqId>, String) {
     (id, message)
 }
 
-/// Sends the close frame, then waits briefly for the client's own close so
-/// that the connection ends cleanly on both sides. A peer that is gone or
-/// stopped reading changes nothing: both waits are bounded.
+/// Sends the close frame. A peer that is gone or stopped reading changes
+/// nothing: the wait is bounded. The socket is closed right after; the
+/// client has its close frame by then, whatever it answers.
 async fn send_close(conn: &mut Conn, c: Closing) {
     conn.close(c.0, &c.1);
-    if timeout(CLOSE_TIMEOUT, conn.flush()).await.is_err() {
-        return;
-    }
-    let _ = timeout(CLOSE_TIMEOUT, async {
-        loop {
-            match conn.recv().await {
-                Ok(Incoming::Close) | Err(_) => break,
-                Ok(_) => {}
-            }
-        }
-    })
-    .await;
+    let _ = timeout(CLOSE_TIMEOUT, conn.flush()).await;
 }
 
 /// Serves one upgraded connection to the end.
-pub async fn run(hub: Arc<Hub>, mut conn: Conn) {
-    let _alive = hub.session_started();
+pub async fn run(hub: Arc<Hub>, conn: Conn) {
+    let alive = hub.session_started();
+    serve_tab(hub, conn).await;
+    // Only now, with this task's hold on the hub gone: a node that waits
+    // for its sessions may then release the hub (and its store).
+    drop(alive);
+}
+
+async fn serve_tab(hub: Arc<Hub>, mut conn: Conn) {
     // Boxed: the handshake's state lives only while it runs, instead of
     // widening every idle tab's task for its whole life.
     let mut session = match Box::pin(handshake(&hub, &mut conn)).await {
@@ -100,13 +96,7 @@ pub async fn run(hub: Arc<Hub>, mut conn: Conn) {
         .leave(&session.user, session.out.conn, &session.rosters);
     hub.metrics.open_tabs.dec();
     tracing::debug!(user = %session.user, tab = %session.tab, code = end.0, "tab closed");
-    if end.0 != close::GOING_AWAY || end.1 != "closed by client" {
-        Box::pin(send_close(&mut conn, end)).await;
-    } else {
-        // Answer the client's close; it is already waiting for ours.
-        conn.close(close::GOING_AWAY, "");
-        let _ = timeout(CLOSE_TIMEOUT, conn.flush()).await;
-    }
+    Box::pin(send_close(&mut conn, end)).await;
 }
 
 struct Session {
