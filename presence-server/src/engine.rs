@@ -8,6 +8,7 @@
 //! opening, closing and reloading tabs cannot change a user's status. That is
 //! what makes reloads flap-free by construction.
 
+use std::borrow::Borrow;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::Hash;
@@ -77,12 +78,23 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
     /// `idle_ms` is clamped to the timeout; a report at or beyond it proves
     /// nothing and changes nothing. Returns the online transition if the user
     /// was offline.
-    pub fn activity(&mut self, user: &K, now: u64, idle_ms: u64) -> Option<Transition<K>> {
+    ///
+    /// Takes the user by reference (`&str` for `String` keys) and clones the
+    /// key only the first time or when a new deadline is queued: an
+    /// activity frame of a user already online allocates nothing.
+    pub fn activity<Q>(&mut self, user: &Q, now: u64, idle_ms: u64) -> Option<Transition<K>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         if idle_ms >= self.idle_timeout_ms {
             return None;
         }
         let last = now.saturating_sub(idle_ms);
-        let p = self.users.entry(user.clone()).or_default();
+        if !self.users.contains_key(user) {
+            self.users.insert(user.to_owned(), UserPresence::default());
+        }
+        let p = self.users.get_mut(user).expect("inserted above");
         if last > p.last_activity {
             p.last_activity = last;
         }
@@ -94,7 +106,7 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
         {
             let deadline = p.last_activity + self.idle_timeout_ms;
             p.queued = Some(deadline);
-            self.deadlines.push(Reverse((deadline, user.clone())));
+            self.deadlines.push(Reverse((deadline, user.to_owned())));
         }
         if p.status == Status::Online {
             return None;
@@ -103,7 +115,7 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
         p.since = now;
         p.v += 1;
         Some(Transition {
-            user: user.clone(),
+            user: user.to_owned(),
             status: Status::Online,
             at: now,
             v: p.v,

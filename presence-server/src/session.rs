@@ -218,6 +218,12 @@ async fn handshake(hub: &Arc<Hub>, conn: &mut Conn) -> Result<Session, Closing> 
 
 impl Session {
     async fn serve(&mut self, conn: &mut Conn) -> Closing {
+        // One timer for the token's life, moved on `refresh`: re-arming it
+        // on every frame would cost each activity frame two trips through
+        // the runtime's timer wheel.
+        let mut armed = self.exp_ms;
+        let expiry = sleep_until(self.hub.clock.instant_at(armed));
+        tokio::pin!(expiry);
         let mut frames: Vec<Frame> = Vec::new();
         let mut ctrl: Vec<Control> = Vec::new();
         loop {
@@ -258,12 +264,15 @@ impl Session {
                 }
                 frames = Vec::new();
             }
-            let expiry = sleep_until(self.hub.clock.instant_at(self.exp_ms));
+            if armed != self.exp_ms {
+                armed = self.exp_ms;
+                expiry.as_mut().reset(self.hub.clock.instant_at(armed));
+            }
             tokio::select! {
                 biased;
                 // Orders from the hub (1012 on shutdown included) arrive here.
                 _ = self.out.queued() => {}
-                _ = expiry => return closing(close::UNAUTHENTICATED, "token expired"),
+                _ = &mut expiry => return closing(close::UNAUTHENTICATED, "token expired"),
                 msg = conn.recv() => match msg {
                     Ok(Incoming::Text(text)) => {
                         if let Some(c) = self.on_text(&text) {

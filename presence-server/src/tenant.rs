@@ -142,7 +142,7 @@ impl Tenant {
     }
 
     pub fn activity(&mut self, user: &str, now: u64, idle_ms: u64, m: &Metrics) {
-        let t = self.engine.activity(&user.to_owned(), now, idle_ms);
+        let t = self.engine.activity(user, now, idle_ms);
         match &mut self.cluster {
             None => {
                 if let Some(t) = t {
