@@ -66,6 +66,7 @@ pub async fn run(
     let shared = Shared::new(users);
     let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
+    let (drivers_done, drivers_rx) = watch::channel(false);
     let hellos = (0..dashboards)
         .map(|i| {
             (
@@ -108,7 +109,7 @@ pub async fn run(
         let token = ctx.tokens.mint(T, &format!("u{i}"));
         let (hub, source) = (ctx.hubs[0], ctx.sources[k % ctx.sources.len()]);
         let (go, shared, caused, done) =
-            (go.clone(), shared.clone(), caused.clone(), done_rx.clone());
+            (go.clone(), shared.clone(), caused.clone(), drivers_rx.clone());
         drivers.push(tokio::spawn(async move {
             let (on, off) = (activity_frame(0), logout_frame());
             while !*done.borrow() {
@@ -169,7 +170,7 @@ pub async fn run(
 
     // Stop: every driver finishes its cycle (logs out), then nothing moves.
     ticker.abort();
-    let _ = done_tx.send(true);
+    let _ = drivers_done.send(true);
     go.add_permits(pool);
     go.close();
     for d in drivers {

@@ -75,7 +75,7 @@ pub struct ServeArgs {
     pub max_subscriptions: usize,
     #[arg(long, env = "PRESENCE_HELLO_TIMEOUT_MS", default_value_t = 5_000)]
     pub hello_timeout_ms: u64,
-    #[arg(long, env = "PRESENCE_OUTBOUND_QUEUE", default_value_t = 1024)]
+    #[arg(long, env = "PRESENCE_OUTBOUND_QUEUE", default_value_t = 32_768)]
     pub outbound_queue: usize,
     #[arg(long, env = "PRESENCE_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,

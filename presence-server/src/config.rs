@@ -46,7 +46,7 @@ impl Default for Config {
             rate_burst: 40,
             max_tabs_per_user: 32,
             max_subscriptions: 16,
-            outbound_queue: 1024,
+            outbound_queue: 32_768,
             allowed_origins: Vec::new(),
             node_id: "node".into(),
             shutdown_grace: Duration::from_secs(5),
