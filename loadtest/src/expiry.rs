@@ -31,6 +31,9 @@ pub struct Report {
     /// Arrival minus (send + idle timeout), over every dashboard and user.
     pub lateness_ms: Latency,
     pub early: u64,
+    /// The smallest `at` (the hub's deadline) minus the load generator's
+    /// bound on the deadline: the two clocks' offset, in ms.
+    pub at_minus_deadline_min_ms: i64,
     pub later_than_1s: u64,
     pub offline_deltas: u64,
     pub expected_offline_deltas: u64,
@@ -126,6 +129,7 @@ pub async fn run(ctx: &Ctx, users: usize, dashboards: usize, spread_ms: u64) -> 
     let _ = done_tx.send(true);
     let mut hist = crate::report::histogram();
     let (mut early, mut late, mut offline) = (0, 0, 0);
+    let mut at_offset_min = i64::MAX;
     let mut integrity = Integrity::default();
     let n_boards = boards.len();
     for b in boards {
@@ -139,7 +143,12 @@ pub async fn run(ctx: &Ctx, users: usize, dashboards: usize, spread_ms: u64) -> 
             }
             offline += 1;
             let deadline = sent + timeout_ms;
-            if arrival < deadline || seen.offline_at_ms[i] < deadline {
+            // `at` is on the hub's clock, anchored to the wall clock once at
+            // start (to the ms, rounded down): report its offset, judge on
+            // arrival.
+            let at = seen.offline_at_ms[i] as i64;
+            at_offset_min = at_offset_min.min(at - deadline as i64);
+            if arrival < deadline {
                 early += 1;
             } else {
                 let lateness = arrival - deadline;
@@ -157,6 +166,7 @@ pub async fn run(ctx: &Ctx, users: usize, dashboards: usize, spread_ms: u64) -> 
         activity_spread_ms: spread_ms,
         lateness_ms: Latency::of(&hist),
         early,
+        at_minus_deadline_min_ms: at_offset_min,
         later_than_1s: late,
         offline_deltas: offline,
         expected_offline_deltas: (writers.len() * n_boards) as u64,

@@ -19,6 +19,20 @@ use presence_server::{app, cluster, dev, directory_sync};
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
+/// A listener with a deep accept queue: Rust's default backlog (128) drops
+/// connections when a thousand tabs reconnect at once (after a deploy),
+/// and each dropped SYN costs its tab a one-second retransmit.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -131,9 +145,7 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             (hub, Some(url.clone()))
         }
     };
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("listen on {}", args.listen))?;
+    let listener = listen(args.listen).with_context(|| format!("listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, node = %hub.config.node_id, "presence hub listening");
     if dev_secrets.is_some() {
