@@ -136,8 +136,8 @@ pub async fn run(ctx: &Ctx, users: usize, dashboards: usize, spread_ms: u64) -> 
         let mut seen = b.await?;
         seen.view.settle(&truth);
         integrity.add(&seen.view.integrity);
-        for i in 0..users {
-            let (arrival, sent) = (seen.offline_arrival_ms[i], sent_ms[i]);
+        for (i, &sent) in sent_ms.iter().enumerate() {
+            let arrival = seen.offline_arrival_ms[i];
             if arrival == 0 || sent == 0 {
                 continue;
             }

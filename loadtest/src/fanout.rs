@@ -108,8 +108,12 @@ pub async fn run(
         let i = dashboards + k;
         let token = ctx.tokens.mint(T, &format!("u{i}"));
         let (hub, source) = (ctx.hubs[0], ctx.sources[k % ctx.sources.len()]);
-        let (go, shared, caused, done) =
-            (go.clone(), shared.clone(), caused.clone(), drivers_rx.clone());
+        let (go, shared, caused, done) = (
+            go.clone(),
+            shared.clone(),
+            caused.clone(),
+            drivers_rx.clone(),
+        );
         drivers.push(tokio::spawn(async move {
             let (on, off) = (activity_frame(0), logout_frame());
             while !*done.borrow() {

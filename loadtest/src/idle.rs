@@ -48,10 +48,9 @@ pub async fn run(
     let hellos = (0..tabs)
         .map(|i| {
             let token = ctx.tokens.mint(T, &format!("u{i}"));
-            let extra = if teams_of > 0 {
-                subscribe_frame(1, Roster::Team(format!("t{}", i / teams_of)))
-            } else {
-                Vec::new()
+            let extra = match i.checked_div(teams_of) {
+                Some(team) => subscribe_frame(1, Roster::Team(format!("t{team}"))),
+                None => Vec::new(),
             };
             let idle_ms = if no_proof {
                 crate::fanout::NO_PROOF_MS
