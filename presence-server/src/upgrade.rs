@@ -85,6 +85,10 @@ pub async fn ws(State(hub): State<Arc<Hub>>, mut req: Request) -> Response {
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
                 let conn = Conn::new(parts.io.into_inner(), &parts.read_buf, max_frame);
+                // The bytes read past the request are copied; let go of
+                // hyper's read buffer (8 KiB) they point into before the
+                // tab settles in for hours.
+                drop(parts.read_buf);
                 crate::session::run(hub, conn).await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TCP stream"),

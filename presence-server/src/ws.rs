@@ -12,7 +12,7 @@
 //! Every method is cancel safe, so a session can wait on the socket, its
 //! outbox and its timers in one `select!`.
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Read};
 
 use tokio::io::Interest;
 use tokio::net::TcpStream;
@@ -126,12 +126,26 @@ impl Conn {
                 }
             }
             let mut tmp = [0u8; 4096];
-            match self.stream.try_read(&mut tmp) {
+            let mut got = 0;
+            // A read shorter than the buffer drained the socket: say so
+            // (`WouldBlock`) so that tokio clears its readiness now, instead
+            // of learning it from a second `recv` per frame. Readiness that
+            // arrived meanwhile is kept (tokio compares event ticks).
+            let read = self.stream.try_io(Interest::READABLE, || {
+                let n = (&*socket2::SockRef::from(&self.stream)).read(&mut tmp)?;
+                got = n;
+                if n > 0 && n < tmp.len() {
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Ok(n)
+            });
+            match read {
                 Ok(0) => return Err(WsError::Eof),
-                Ok(n) => self.rbuf.extend_from_slice(&tmp[..n]),
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e.into()),
             }
+            self.rbuf.extend_from_slice(&tmp[..got]);
         }
     }
 
