@@ -146,13 +146,11 @@ impl Outbox {
         }
     }
 
-    /// Session side: resolves once something may have been queued.
-    ///
-    /// # Cancel safety
-    /// Cancel safe: a wake-up that happens while nobody waits is kept and
-    /// resolves the next call.
-    pub async fn queued(&self) {
-        self.shared.wake.notified().await;
+    /// Session side: a handle to wait on without borrowing the outbox, so a
+    /// session can keep one pending wait across many frames instead of
+    /// registering a new one each time.
+    pub fn wake(&self) -> Wake {
+        Wake(self.shared.clone())
     }
 
     /// Session side: the tab is gone; what is queued is dropped and nothing
@@ -163,6 +161,20 @@ impl Outbox {
         s.frames = VecDeque::new();
         s.stats = None;
         s.ctrl.clear();
+    }
+}
+
+/// See [`Outbox::wake`].
+pub struct Wake(Arc<Shared>);
+
+impl Wake {
+    /// Resolves once something may have been queued.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a wake-up that happens while nobody waits is kept and
+    /// resolves the next wait.
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.0.wake.notified()
     }
 }
 

@@ -224,6 +224,12 @@ impl Session {
         let mut armed = self.exp_ms;
         let expiry = sleep_until(self.hub.clock.instant_at(armed));
         tokio::pin!(expiry);
+        // One pending wait on the outbox for as long as nothing is queued:
+        // a new wait per loop would cost each activity frame a trip through
+        // the `Notify`'s lock to register and another to deregister.
+        let wake = self.out.wake();
+        let queued = wake.notified();
+        tokio::pin!(queued);
         let mut frames: Vec<Frame> = Vec::new();
         let mut ctrl: Vec<Control> = Vec::new();
         loop {
@@ -271,7 +277,7 @@ impl Session {
             tokio::select! {
                 biased;
                 // Orders from the hub (1012 on shutdown included) arrive here.
-                _ = self.out.queued() => {}
+                _ = &mut queued => queued.set(wake.notified()),
                 _ = &mut expiry => return closing(close::UNAUTHENTICATED, "token expired"),
                 msg = conn.recv() => match msg {
                     Ok(Incoming::Text(text)) => {
