@@ -7,15 +7,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use presence_protocol::Roster;
+use anyhow::Context;
 use rand::Rng;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::{mpsc, watch};
 
-use crate::common::{hello, hello_tab, subscribe_frame, Usage};
+use crate::common::{hello_tab, Usage};
 use crate::dashboard::{self, Shared};
-use crate::fanout::NO_PROOF_MS;
 use crate::report::{emit, histogram, Latency};
 use crate::wire;
 use crate::Ctx;
@@ -52,21 +51,10 @@ pub async fn run(ctx: &Ctx, users: usize, every_ms: u64, secs: u64) -> anyhow::R
         .collect();
     let opened = ctx.plan().open(hellos, &ctx.stop, "tabs").await?;
     let shared = Shared::new(users);
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
-    let board_tab = wire::open(
-        ctx.hubs[0],
-        ctx.sources[0],
-        &hello(ctx.tokens.mint(T, "w0"), NO_PROOF_MS),
-    )
-    .await?;
-    let mut board_tab = board_tab;
-    board_tab
-        .writer
-        .write_all(&subscribe_frame(1, Roster::Directory))
-        .await?;
-    let board = dashboard::spawn(board_tab, users, shared.clone(), ready_tx, done_rx.clone());
-    ready_rx.recv().await;
+    let board = dashboard::open_all(ctx, T, &["w0".to_owned()], users, &shared, &done_rx)
+        .await?
+        .handles;
     // Coming online is over once every tab is in; count from here.
     tokio::time::sleep(Duration::from_millis(500)).await;
     shared.measuring.store(true, Ordering::Relaxed);
@@ -133,7 +121,11 @@ pub async fn run(ctx: &Ctx, users: usize, every_ms: u64, secs: u64) -> anyhow::R
     let after = Usage::read(&ctx.pids)?;
     shared.measuring.store(false, Ordering::Relaxed);
     let _ = done_tx.send(true);
-    let seen = board.await?;
+    let mut seen = None;
+    for b in board {
+        seen = Some(b.await?);
+    }
+    let seen = seen.context("the dashboard did not open")?;
     for t in tasks {
         t.abort();
     }

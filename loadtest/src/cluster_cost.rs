@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
@@ -40,13 +40,6 @@ pub struct Latency {
     pub p99: f64,
     pub max: f64,
     pub count: u64,
-}
-
-#[derive(Serialize)]
-struct Claims<'a> {
-    sub: String,
-    tid: &'a str,
-    exp: u64,
 }
 
 /// Commands Redis executed (those inside scripts included) and script calls
@@ -84,66 +77,19 @@ pub async fn run(
     source: IpAddr,
 ) -> anyhow::Result<Report> {
     const TENANT: &str = "clustercost";
-    let http = reqwest::Client::new();
-    let put = http
-        .put(format!("http://{a}/v1/tenants/{TENANT}"))
-        .bearer_auth(admin_key)
-        .json(&serde_json::json!({ "user_limit": tabs as u64 + 10 }))
-        .send()
-        .await?;
-    if !put.status().is_success() {
-        bail!("create tenant: {}", put.status());
-    }
-    let mut csv = String::from("id;name;email;profile\nwatcher;Watcher;w@x;admin\n");
-    for i in 0..tabs {
-        csv.push_str(&format!("u{i};User {i};u{i}@load.test;standard\n"));
-    }
-    let r = http
-        .post(format!(
-            "http://{a}/v1/tenants/{TENANT}/users/import?dry_run=false"
-        ))
-        .bearer_auth(admin_key)
-        .header("content-type", "text/csv")
-        .body(csv)
-        .send()
-        .await?;
-    if !r.status().is_success() {
-        bail!("import: {} {}", r.status(), r.text().await?);
-    }
+    let admin = crate::common::Admin::new(a, admin_key);
+    admin.tenant(TENANT, tabs + 10).await?;
+    let mut rows: Vec<(String, &str)> = vec![("watcher".into(), "admin")];
+    rows.extend((0..tabs).map(|i| (format!("u{i}"), "standard")));
+    admin.users(TENANT, &rows).await?;
     // The directory reaches node B through Redis.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = http
-            .get(format!(
-                "http://{b}/v1/tenants/{TENANT}/users/u{}",
-                tabs - 1
-            ))
-            .bearer_auth(admin_key)
-            .send()
-            .await?;
-        if r.status().is_success() {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("node B never saw the imported users");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let exp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() + 3600;
-    let key = jsonwebtoken::EncodingKey::from_secret(jwt_secret.as_bytes());
-    let token = |sub: String| {
-        jsonwebtoken::encode(
-            &jsonwebtoken::Header::default(),
-            &Claims {
-                sub,
-                tid: TENANT,
-                exp,
-            },
-            &key,
-        )
-    };
+    crate::common::Admin::new(b, admin_key)
+        .wait_user(TENANT, &format!("u{}", tabs - 1))
+        .await?;
+    let tokens = crate::common::Tokens::new(jwt_secret);
+
     // The watcher on B.
-    let mut watcher = crate::tab::open(b, source, &token("watcher".into())?).await?;
+    let mut watcher = crate::tab::open(b, source, &tokens.mint(TENANT, "watcher")).await?;
     let sub = ClientMessage::Subscribe {
         id: ReqId::Num(1),
         roster: Roster::Directory,
@@ -176,7 +122,7 @@ pub async fn run(
     let mut holders = Vec::new();
     for i in 0..tabs {
         let user = format!("u{i}");
-        let t = token(user.clone())?;
+        let t = tokens.mint(TENANT, &user);
         sent.lock().await.insert(user, Instant::now());
         let mut ws = crate::tab::open(a, source, &t).await?;
         holders.push(tokio::spawn(async move {

@@ -188,13 +188,7 @@ impl Tokens {
 /// The `hello` payload. `idle_ms` at or beyond the idle timeout connects a
 /// tab without proving interaction (a dashboard that only watches).
 pub fn hello(token: String, idle_ms: u64) -> Vec<u8> {
-    serde_json::to_vec(&ClientMessage::Hello {
-        token,
-        tab: uuid::Uuid::new_v4(),
-        idle_ms,
-        client: Some("loadtest/0.1".into()),
-    })
-    .expect("serialisable")
+    hello_tab(token, uuid::Uuid::new_v4(), idle_ms)
 }
 
 /// The same, for a given tab id (a reload keeps its tab).

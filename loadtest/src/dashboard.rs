@@ -9,9 +9,14 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use tokio::sync::{mpsc, watch};
 
+use presence_protocol::Roster;
+
+use crate::common::{hello, idle_timeout_ms, subscribe_frame};
 use crate::deltas::{parse, Applied, Msg, View};
+use crate::fanout::NO_PROOF_MS;
 use crate::report::histogram;
 use crate::wire::Tab;
+use crate::Ctx;
 
 /// What the load generator shares with its dashboards.
 pub struct Shared {
@@ -68,13 +73,69 @@ pub struct Seen {
     /// Per user: wall-clock ms of the last offline delta, and its `at`.
     pub offline_arrival_ms: Vec<u64>,
     pub offline_at_ms: Vec<u64>,
-    pub errors: Vec<String>,
     pub closed: bool,
+}
+
+/// Dashboards running, and the idle timeout their hub announced.
+pub struct Boards {
+    pub handles: Vec<tokio::task::JoinHandle<Seen>>,
+    pub idle_timeout_ms: u64,
+}
+
+/// Opens a dashboard for each of `admins` (dashboard *j* on hub *j* mod
+/// hubs), without proof of interaction so they never turn online
+/// themselves, and returns once every one applied its snapshot (or the run
+/// was stopped). They run until `done`.
+pub async fn open_all(
+    ctx: &Ctx,
+    tenant: &str,
+    admins: &[String],
+    users: usize,
+    shared: &Arc<Shared>,
+    done: &watch::Receiver<bool>,
+) -> anyhow::Result<Boards> {
+    let hellos = admins
+        .iter()
+        .map(|a| {
+            (
+                hello(ctx.tokens.mint(tenant, a), NO_PROOF_MS),
+                subscribe_frame(1, Roster::Directory),
+            )
+        })
+        .collect();
+    // A directory snapshot is big: a few at a time.
+    let mut plan = ctx.plan();
+    plan.in_flight = plan.in_flight.min(32);
+    let opened = plan.open(hellos, &ctx.stop, "dashboards").await?;
+    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
+    let mut boards = Boards {
+        handles: Vec::new(),
+        idle_timeout_ms: 0,
+    };
+    for tab in opened.tabs.into_iter().flatten() {
+        boards.idle_timeout_ms = idle_timeout_ms(&tab.welcome)?;
+        boards.handles.push(spawn(
+            tab,
+            users,
+            shared.clone(),
+            ready_tx.clone(),
+            done.clone(),
+        ));
+    }
+    let progress = crate::control::bar(boards.handles.len() as u64, "snapshots");
+    for _ in 0..boards.handles.len() {
+        tokio::select! {
+            _ = ready_rx.recv() => progress.inc(1),
+            _ = ctx.stop.wait() => break,
+        }
+    }
+    progress.finish_and_clear();
+    Ok(boards)
 }
 
 /// Starts a dashboard on a tab that already sent its `subscribe`. `ready`
 /// gets a message once its snapshot is applied; it runs until `done`.
-pub fn spawn(
+fn spawn(
     tab: Tab,
     users: usize,
     shared: Arc<Shared>,
@@ -94,16 +155,14 @@ pub fn spawn(
             offline_deltas: 0,
             offline_arrival_ms: vec![0; users],
             offline_at_ms: vec![0; users],
-            errors: Vec::new(),
             closed: false,
         };
         loop {
             let text = tokio::select! {
                 t = reader.text() => match t {
                     Ok(t) => t,
-                    Err(e) => {
+                    Err(_) => {
                         seen.closed = true;
-                        seen.errors.push(e.to_string());
                         break;
                     }
                 },
@@ -142,8 +201,7 @@ pub fn spawn(
                         }
                     }
                 }
-                Msg::Error(e) => seen.errors.push(e),
-                Msg::Stats | Msg::Other => {}
+                Msg::Other => {}
             }
         }
         seen

@@ -10,12 +10,11 @@
 
 use std::time::Duration;
 
-use presence_protocol::Roster;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::common::{activity_frame, hello, idle_timeout_ms, now_ms, subscribe_frame, Usage};
+use crate::common::{activity_frame, hello, now_ms, Usage};
 use crate::dashboard::{self, Shared};
 use crate::deltas::Integrity;
 use crate::fanout::NO_PROOF_MS;
@@ -49,35 +48,10 @@ pub async fn run(ctx: &Ctx, users: usize, dashboards: usize, spread_ms: u64) -> 
     rows.extend((0..dashboards).map(|j| (format!("w{j}"), "admin")));
     admin.users(T, &rows).await?;
     let shared = Shared::new(users);
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
-    let boards_hellos = (0..dashboards)
-        .map(|j| {
-            (
-                hello(ctx.tokens.mint(T, &format!("w{j}")), NO_PROOF_MS),
-                subscribe_frame(1, Roster::Directory),
-            )
-        })
-        .collect();
-    let opened = ctx
-        .plan()
-        .open(boards_hellos, &ctx.stop, "dashboards")
-        .await?;
-    let mut timeout_ms = 0;
-    let mut boards = Vec::new();
-    for tab in opened.tabs.into_iter().flatten() {
-        timeout_ms = idle_timeout_ms(&tab.welcome)?;
-        boards.push(dashboard::spawn(
-            tab,
-            users,
-            shared.clone(),
-            ready_tx.clone(),
-            done_rx.clone(),
-        ));
-    }
-    for _ in 0..boards.len() {
-        ready_rx.recv().await;
-    }
+    let admins: Vec<String> = (0..dashboards).map(|j| format!("w{j}")).collect();
+    let opened = dashboard::open_all(ctx, T, &admins, users, &shared, &done_rx).await?;
+    let (timeout_ms, boards) = (opened.idle_timeout_ms, opened.handles);
     // The users' tabs, connected without proof: nobody is online yet.
     let hellos = (0..users)
         .map(|i| {

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use presence_protocol::Roster;
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::{mpsc, watch, Semaphore};
+use tokio::sync::{watch, Semaphore};
 
 use crate::common::{activity_frame, hello, logout_frame, subscribe_frame, Usage};
 use crate::dashboard::{self, Shared};
@@ -64,38 +64,12 @@ pub async fn run(
         .collect();
     admin.users(T, &rows).await?;
     let shared = Shared::new(users);
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
     let (drivers_done, drivers_rx) = watch::channel(false);
-    let hellos = (0..dashboards)
-        .map(|i| {
-            (
-                hello(ctx.tokens.mint(T, &format!("u{i}")), NO_PROOF_MS),
-                subscribe_frame(1, Roster::Directory),
-            )
-        })
-        .collect();
-    let mut plan = ctx.plan();
-    plan.in_flight = plan.in_flight.min(32);
-    let opened = plan.open(hellos, &ctx.stop, "dashboards").await?;
-    let mut boards = Vec::new();
-    for tab in opened.tabs.into_iter().flatten() {
-        boards.push(dashboard::spawn(
-            tab,
-            users,
-            shared.clone(),
-            ready_tx.clone(),
-            done_rx.clone(),
-        ));
-    }
-    let progress = crate::control::bar(boards.len() as u64, "snapshots");
-    for _ in 0..boards.len() {
-        tokio::select! {
-            _ = ready_rx.recv() => progress.inc(1),
-            _ = ctx.stop.wait() => break,
-        }
-    }
-    progress.finish_and_clear();
+    let admins: Vec<String> = (0..dashboards).map(|i| format!("u{i}")).collect();
+    let boards = dashboard::open_all(ctx, T, &admins, users, &shared, &done_rx)
+        .await?
+        .handles;
 
     // The drivers: each user goes online, stays `hold_ms`, logs out; a new
     // online is allowed `rate / 2` times a second.

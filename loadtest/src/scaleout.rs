@@ -11,14 +11,12 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use presence_protocol::Roster;
 use serde::Serialize;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use crate::common::{hello, subscribe_frame, Usage};
+use crate::common::{hello, Usage};
 use crate::dashboard::{self, Shared};
 use crate::deltas::Integrity;
-use crate::fanout::NO_PROOF_MS;
 use crate::report::emit;
 use crate::Ctx;
 
@@ -89,32 +87,11 @@ pub async fn run(ctx: &Ctx, tabs: usize) -> anyhow::Result<()> {
     }
     // One dashboard per hub.
     let shared = Shared::new(tabs);
-    let (ready_tx, mut ready_rx) = mpsc::unbounded_channel();
     let (done_tx, done_rx) = watch::channel(false);
-    let mut boards = Vec::new();
-    for (j, &hub) in ctx.hubs.iter().enumerate() {
-        let mut tab = crate::wire::open(
-            hub,
-            ctx.sources[0],
-            &hello(ctx.tokens.mint(T, &format!("w{j}")), NO_PROOF_MS),
-        )
-        .await?;
-        tokio::io::AsyncWriteExt::write_all(
-            &mut tab.writer,
-            &subscribe_frame(1, Roster::Directory),
-        )
-        .await?;
-        boards.push(dashboard::spawn(
-            tab,
-            tabs,
-            shared.clone(),
-            ready_tx.clone(),
-            done_rx.clone(),
-        ));
-    }
-    for _ in 0..boards.len() {
-        ready_rx.recv().await;
-    }
+    let admins: Vec<String> = (0..ctx.hubs.len()).map(|j| format!("w{j}")).collect();
+    let boards = dashboard::open_all(ctx, T, &admins, tabs, &shared, &done_rx)
+        .await?
+        .handles;
     let before = Usage::read(&ctx.pids)?;
     // Workers, each with its slice.
     let workers = tabs.div_ceil(PER_WORKER);

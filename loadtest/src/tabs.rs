@@ -10,8 +10,8 @@ use anyhow::Context;
 use crate::control::{bar, Stop};
 use crate::wire::{self, Tab};
 
-/// What to open: the `hello` payload of each tab, and frames to send right
-/// after it (subscriptions), in the same write.
+/// Where tabs go: hubs and source addresses in turn, with at most
+/// `in_flight` handshakes at once.
 pub struct Plan {
     pub hubs: Vec<SocketAddr>,
     pub sources: Vec<IpAddr>,
@@ -25,7 +25,9 @@ pub struct Opened {
 }
 
 impl Plan {
-    /// Tab `i` goes to hub `i % hubs` from source `i % sources`.
+    /// Opens one tab per `(hello, extra)`: `extra` (subscriptions) is sent
+    /// once `welcome` arrived. Tab `i` goes to hub `i % hubs` from source
+    /// `i % sources`.
     pub async fn open(
         &self,
         hellos: Vec<(Vec<u8>, Vec<u8>)>,
@@ -71,18 +73,18 @@ impl Plan {
     }
 }
 
-/// Keeps a tab open, reading and discarding what the hub sends; returns
-/// the close code if the hub closed it.
-pub fn hold(tab: Tab) -> tokio::task::JoinHandle<(wire::Reader, tokio::net::tcp::OwnedWriteHalf)> {
+/// Keeps a tab open, reading and discarding what the hub sends, until the
+/// hub closes it or the task is aborted.
+pub fn hold(tab: Tab) -> tokio::task::JoinHandle<()> {
     let Tab {
         mut reader, writer, ..
     } = tab;
     tokio::spawn(async move {
+        let _keep_open = writer;
         while let Ok(Some(f)) = reader.next().await {
             if matches!(f, wire::Frame::Close(_)) {
                 break;
             }
         }
-        (reader, writer)
     })
 }

@@ -91,35 +91,14 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
             return None;
         }
         let last = now.saturating_sub(idle_ms);
-        if !self.users.contains_key(user) {
-            self.users.insert(user.to_owned(), UserPresence::default());
+        let timeout = self.idle_timeout_ms;
+        // One lookup for a user already known; the key is cloned only when
+        // the user is new.
+        if let Some(p) = self.users.get_mut(user) {
+            return prove(p, &mut self.deadlines, timeout, user, last, now);
         }
-        let p = self.users.get_mut(user).expect("inserted above");
-        if last > p.last_activity {
-            p.last_activity = last;
-        }
-        p.last_seen = p.last_seen.max(last);
-        // A queued entry later than the true deadline (possible after a
-        // forced offline lowered `last_activity`) would expire the user late.
-        if p.queued
-            .is_none_or(|q| q > p.last_activity + self.idle_timeout_ms)
-        {
-            let deadline = p.last_activity + self.idle_timeout_ms;
-            p.queued = Some(deadline);
-            self.deadlines.push(Reverse((deadline, user.to_owned())));
-        }
-        if p.status == Status::Online {
-            return None;
-        }
-        p.status = Status::Online;
-        p.since = now;
-        p.v += 1;
-        Some(Transition {
-            user: user.to_owned(),
-            status: Status::Online,
-            at: now,
-            v: p.v,
-        })
+        let p = self.users.entry(user.to_owned()).or_default();
+        prove(p, &mut self.deadlines, timeout, user, last, now)
     }
 
     /// Offline at once (logout, deactivation, deletion). Past interaction no
@@ -221,6 +200,44 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
             .filter(|p| p.status == Status::Online)
             .count()
     }
+}
+
+/// Records proof of interaction at `last` for one user's state.
+fn prove<K, Q>(
+    p: &mut UserPresence,
+    deadlines: &mut BinaryHeap<Reverse<(u64, K)>>,
+    timeout: u64,
+    user: &Q,
+    last: u64,
+    now: u64,
+) -> Option<Transition<K>>
+where
+    K: Borrow<Q> + Ord,
+    Q: ToOwned<Owned = K> + ?Sized,
+{
+    if last > p.last_activity {
+        p.last_activity = last;
+    }
+    p.last_seen = p.last_seen.max(last);
+    // A queued entry later than the true deadline (possible after a forced
+    // offline lowered `last_activity`) would expire the user late.
+    if p.queued.is_none_or(|q| q > p.last_activity + timeout) {
+        let deadline = p.last_activity + timeout;
+        p.queued = Some(deadline);
+        deadlines.push(Reverse((deadline, user.to_owned())));
+    }
+    if p.status == Status::Online {
+        return None;
+    }
+    p.status = Status::Online;
+    p.since = now;
+    p.v += 1;
+    Some(Transition {
+        user: user.to_owned(),
+        status: Status::Online,
+        at: now,
+        v: p.v,
+    })
 }
 
 #[cfg(test)]
