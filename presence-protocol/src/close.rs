@@ -10,7 +10,7 @@ pub const UNAUTHENTICATED: u16 = 4001;
 pub const FORBIDDEN: u16 = 4003;
 /// The user logged out (from this tab or another).
 pub const LOGGED_OUT: u16 = 4004;
-/// Policy violation: frame too large, flood, repeated bad JSON, binary frames.
+/// Policy violation: message too large, flood, repeated bad JSON.
 pub const POLICY_VIOLATION: u16 = 4008;
 /// The user already has the maximum number of tabs open.
 pub const TOO_MANY_TABS: u16 = 4029;
@@ -23,3 +23,9 @@ pub const GOING_AWAY: u16 = 1001;
 pub const SLOW_CONSUMER: u16 = 1013;
 /// Another connection took over the same tab id (a reload raced its own close).
 pub const REPLACED: u16 = 4000;
+/// RFC 6455 §7.4.1: a frame that breaks the framing rules.
+pub const PROTOCOL_ERROR: u16 = 1002;
+/// RFC 6455 §7.4.1: a binary message; the hub takes only text.
+pub const UNSUPPORTED_DATA: u16 = 1003;
+/// RFC 6455 §7.4.1: text (or a close reason) that is not UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;

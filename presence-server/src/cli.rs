@@ -50,8 +50,11 @@ pub struct ServeArgs {
     pub admin_key: Option<String>,
     #[arg(long, env = "PRESENCE_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
     pub idle_timeout_ms: u64,
-    #[arg(long, env = "PRESENCE_ACTIVITY_INTERVAL_MS", default_value_t = 10_000)]
-    pub activity_interval_ms: u64,
+    /// How often tabs report activity while someone interacts; unset:
+    /// a third of the idle timeout, at most 10 s. At most half the idle
+    /// timeout, or users would flap between reports.
+    #[arg(long, env = "PRESENCE_ACTIVITY_INTERVAL_MS")]
+    pub activity_interval_ms: Option<u64>,
     /// Directory of the embedded store.
     #[arg(long, env = "PRESENCE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -79,6 +82,18 @@ pub struct ServeArgs {
     pub outbound_queue: usize,
     #[arg(long, env = "PRESENCE_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
     pub shutdown_grace_ms: u64,
+    /// A tab silent on the wire this long is pinged.
+    #[arg(long, env = "PRESENCE_PING_INTERVAL_MS", default_value_t = 25_000)]
+    pub ping_interval_ms: u64,
+    /// A pinged tab silent this long more is closed as gone.
+    #[arg(long, env = "PRESENCE_PONG_TIMEOUT_MS", default_value_t = 20_000)]
+    pub pong_timeout_ms: u64,
+    /// How long a closing connection waits for the client's close frame.
+    #[arg(long, env = "PRESENCE_CLOSE_LINGER_MS", default_value_t = 1_000)]
+    pub close_linger_ms: u64,
+    /// Bytes of frames handed to a tab's socket at once (bounds its write buffer).
+    #[arg(long, env = "PRESENCE_WRITE_BUFFER_BYTES", default_value_t = 1 << 20)]
+    pub write_buffer_bytes: usize,
     /// `text` or `json` log lines.
     #[arg(long, env = "PRESENCE_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
@@ -102,6 +117,8 @@ pub enum ConfigError {
     WeakJwtSecret,
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    #[error("PRESENCE_ACTIVITY_INTERVAL_MS ({interval_ms}) must be at most half of PRESENCE_IDLE_TIMEOUT_MS ({idle_ms}): users would go offline between two reports")]
+    ActivityInterval { interval_ms: u64, idle_ms: u64 },
     #[error(transparent)]
     Key(#[from] crate::auth::KeyError),
 }
@@ -111,7 +128,10 @@ impl ServeArgs {
     pub fn config(&self) -> Result<Config, ConfigError> {
         for (name, v) in [
             ("PRESENCE_IDLE_TIMEOUT_MS", self.idle_timeout_ms),
-            ("PRESENCE_ACTIVITY_INTERVAL_MS", self.activity_interval_ms),
+            (
+                "PRESENCE_ACTIVITY_INTERVAL_MS",
+                self.activity_interval_ms.unwrap_or(1),
+            ),
             ("PRESENCE_HELLO_TIMEOUT_MS", self.hello_timeout_ms),
             ("PRESENCE_MAX_FRAME_BYTES", self.max_frame_bytes as u64),
             ("PRESENCE_RATE_PER_SEC", self.rate_per_sec as u64),
@@ -119,14 +139,28 @@ impl ServeArgs {
             ("PRESENCE_MAX_TABS_PER_USER", self.max_tabs_per_user as u64),
             ("PRESENCE_MAX_SUBSCRIPTIONS", self.max_subscriptions as u64),
             ("PRESENCE_OUTBOUND_QUEUE", self.outbound_queue as u64),
+            ("PRESENCE_PING_INTERVAL_MS", self.ping_interval_ms),
+            ("PRESENCE_PONG_TIMEOUT_MS", self.pong_timeout_ms),
+            (
+                "PRESENCE_WRITE_BUFFER_BYTES",
+                self.write_buffer_bytes as u64,
+            ),
         ] {
             if v == 0 {
                 return Err(ConfigError::Zero(name));
             }
         }
+        if let Some(interval_ms) = self.activity_interval_ms {
+            if interval_ms > self.idle_timeout_ms / 2 {
+                return Err(ConfigError::ActivityInterval {
+                    interval_ms,
+                    idle_ms: self.idle_timeout_ms,
+                });
+            }
+        }
         Ok(Config {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
-            activity_interval: Duration::from_millis(self.activity_interval_ms),
+            activity_interval: self.activity_interval_ms.map(Duration::from_millis),
             hello_timeout: Duration::from_millis(self.hello_timeout_ms),
             max_frame_bytes: self.max_frame_bytes,
             rate_per_sec: self.rate_per_sec,
@@ -143,6 +177,10 @@ impl ServeArgs {
             node_id: self.node_id.clone().unwrap_or_else(|| "node-1".into()),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             presence_flush: Duration::from_secs(1),
+            ping_interval: Duration::from_millis(self.ping_interval_ms),
+            pong_timeout: Duration::from_millis(self.pong_timeout_ms),
+            close_linger: Duration::from_millis(self.close_linger_ms),
+            write_buffer_bytes: self.write_buffer_bytes,
         })
     }
 

@@ -8,8 +8,9 @@ pub struct Config {
     /// A user is online this long after their last interaction. Default is 60 s.
     pub idle_timeout: Duration,
     /// How often a tab should report activity while someone interacts;
-    /// sent in `welcome`. Default is 10 s.
-    pub activity_interval: Duration,
+    /// sent in `welcome`. `None` derives it from the idle timeout (see
+    /// [`Config::activity_interval`]). Default is `None`.
+    pub activity_interval: Option<Duration>,
     /// The first frame must be `hello` within this. Default is 5 s.
     pub hello_timeout: Duration,
     /// Larger frames close the tab with 4008. Default is 16 KiB.
@@ -33,13 +34,48 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// How often the presence of users who changed is persisted. Default is 1 s.
     pub presence_flush: Duration,
+
+    // The WebSocket connection (SPEC §9).
+    /// A tab that sent nothing for this long is pinged. Default is 25 s.
+    pub ping_interval: Duration,
+    /// A pinged tab that sends nothing (no pong, no frame) for this long is
+    /// closed: its peer is gone. Default is 20 s.
+    pub pong_timeout: Duration,
+    /// After its close frame the hub reads (and drops) what the client
+    /// still sends, for at most this long, waiting for the client's close
+    /// frame before it closes TCP. Default is 1 s.
+    pub close_linger: Duration,
+    /// Bytes of queued frames a session hands the socket at once; what the
+    /// socket does not take waits in the tab's write buffer, so this bounds
+    /// it (a single larger frame still goes). Default is 1 MiB.
+    pub write_buffer_bytes: usize,
+}
+
+/// The report interval used when none is set: often enough that a person
+/// who keeps interacting proves it at least three times per idle timeout
+/// (so one late or lost report cannot flap them), and at most every 10 s.
+pub const fn derived_activity_interval(idle_timeout: Duration) -> Duration {
+    let third = Duration::from_millis((idle_timeout.as_millis() / 3) as u64);
+    if third.as_millis() < 10_000 {
+        third
+    } else {
+        Duration::from_secs(10)
+    }
+}
+
+impl Config {
+    /// How often a tab should report activity, as `welcome` says.
+    pub fn activity_interval(&self) -> Duration {
+        self.activity_interval
+            .unwrap_or_else(|| derived_activity_interval(self.idle_timeout))
+    }
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             idle_timeout: Duration::from_secs(60),
-            activity_interval: Duration::from_secs(10),
+            activity_interval: None,
             hello_timeout: Duration::from_secs(5),
             max_frame_bytes: 16 * 1024,
             rate_per_sec: 20,
@@ -51,6 +87,26 @@ impl Default for Config {
             node_id: "node".into(),
             shutdown_grace: Duration::from_secs(5),
             presence_flush: Duration::from_secs(1),
+            ping_interval: Duration::from_secs(25),
+            pong_timeout: Duration::from_secs(20),
+            close_linger: Duration::from_secs(1),
+            write_buffer_bytes: 1 << 20,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_activity_interval_follows_a_short_idle_timeout() {
+        let c = |ms| Config {
+            idle_timeout: Duration::from_millis(ms),
+            ..Config::default()
+        };
+        assert_eq!(c(60_000).activity_interval(), Duration::from_secs(10));
+        assert_eq!(c(2_000).activity_interval(), Duration::from_millis(666));
+        assert_eq!(c(300_000).activity_interval(), Duration::from_secs(10));
     }
 }

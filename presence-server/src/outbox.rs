@@ -131,19 +131,39 @@ impl Outbox {
     }
 
     /// Session side: moves the control messages into `ctrl` and, if
-    /// `with_frames`, the queued frames into `frames` (in order, the counters
-    /// last).
-    pub fn take_if(&self, with_frames: bool, frames: &mut Vec<Frame>, ctrl: &mut Vec<Control>) {
+    /// `with_frames`, queued frames into `frames` (in order, the counters
+    /// last) up to `max_bytes` of them (always at least one frame): what a
+    /// socket has not taken waits in its write buffer, so this bounds that
+    /// buffer, and the rest waits here, in the queue whose bound closes a
+    /// tab that stopped reading. Returns whether frames were left.
+    pub fn take_if(
+        &self,
+        with_frames: bool,
+        max_bytes: usize,
+        frames: &mut Vec<Frame>,
+        ctrl: &mut Vec<Control>,
+    ) -> bool {
         let mut s = self.shared.state.lock();
         ctrl.append(&mut s.ctrl);
         if !with_frames {
-            return;
+            return !s.frames.is_empty() || s.stats.is_some();
         }
-        frames.extend(s.frames.drain(..));
+        let mut bytes = 0usize;
+        while let Some(f) = s.frames.front() {
+            if bytes > 0 && bytes + f.len() > max_bytes {
+                break;
+            }
+            bytes += f.len();
+            frames.extend(s.frames.pop_front());
+        }
+        if !s.frames.is_empty() {
+            return true;
+        }
         frames.extend(s.stats.take());
         if s.frames.capacity() > KEEP_CAPACITY {
             s.frames = VecDeque::new();
         }
+        false
     }
 
     /// Session side: a handle to wait on without borrowing the outbox, so a
@@ -194,7 +214,7 @@ mod tests {
         o.send_stats(&f("s2"));
         o.send(&f("b"));
         let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
-        o.take_if(true, &mut frames, &mut ctrl);
+        o.take_if(true, usize::MAX, &mut frames, &mut ctrl);
         let got: Vec<&str> = frames.iter().map(|f| &**f).collect();
         assert_eq!(got, ["a", "b", "s2"]);
         assert!(ctrl.is_empty());
@@ -208,12 +228,31 @@ mod tests {
         o.send(&f("c"));
         o.send(&f("d"));
         let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
-        o.take_if(true, &mut frames, &mut ctrl);
+        o.take_if(true, usize::MAX, &mut frames, &mut ctrl);
         assert_eq!(frames.len(), 2);
         assert!(matches!(
             ctrl.as_slice(),
             [Control::Close(presence_protocol::close::SLOW_CONSUMER, _)]
         ));
+    }
+
+    #[test]
+    fn frames_are_taken_up_to_a_byte_budget_and_the_counters_wait_for_the_rest() {
+        let o = Outbox::new(1, 8);
+        o.send(&f("aaaa"));
+        o.send(&f("bbbb"));
+        o.send(&f("cc"));
+        o.send_stats(&f("s"));
+        let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
+        assert!(o.take_if(true, 9, &mut frames, &mut ctrl));
+        assert_eq!(
+            frames.iter().map(|f| &**f).collect::<Vec<_>>(),
+            ["aaaa", "bbbb"]
+        );
+        frames.clear();
+        // A frame larger than the budget still goes, alone.
+        assert!(!o.take_if(true, 1, &mut frames, &mut ctrl));
+        assert_eq!(frames.iter().map(|f| &**f).collect::<Vec<_>>(), ["cc", "s"]);
     }
 
     #[test]
@@ -223,7 +262,7 @@ mod tests {
         o.send(&f("a"));
         o.control(Control::Close(1000, "x"));
         let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
-        o.take_if(true, &mut frames, &mut ctrl);
+        o.take_if(true, usize::MAX, &mut frames, &mut ctrl);
         assert!(frames.is_empty() && ctrl.is_empty());
     }
 }

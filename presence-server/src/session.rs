@@ -1,14 +1,17 @@
 //! One tab's WebSocket connection: the `hello` handshake, then frames in
 //! (activity, subscriptions, refresh, logout) and frames out (from the tab's
-//! outbox), until the tab, the hub or the token ends it.
+//! outbox), until the tab, the hub, the token or the network ends it.
 //!
 //! One task per connection owns the socket; everything the hub wants to tell
 //! the tab arrives through the tab's [`Outbox`], so no lock is ever held
-//! across a socket write.
+//! across a socket write. Every way a session can end is an [`End`], and
+//! [`End::close`] is the one place that turns it into what goes on the wire.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use presence_protocol::{close, ClientMessage, ErrorCode, ReqId, Roster, ServerMessage};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::{sleep_until, timeout, Instant};
 use uuid::Uuid;
 
@@ -17,22 +20,125 @@ use crate::hub::{Hub, TenantRef};
 use crate::outbox::{Control, Frame, Outbox};
 use crate::rate::Bucket;
 use crate::tenant::JoinError;
-use crate::ws::{Conn, Incoming, WsError};
+use crate::ws::{CloseFrame, Conn, ConnError, FrameError, Incoming};
 
 /// Strikes a tab may accumulate (rate-limited frames cost 1, malformed frames
 /// cost [`MALFORMED_COST`]) before it is closed with 4008; they refill at one
 /// per second, so only a persistent abuser is closed.
 const MALFORMED_COST: f64 = 8.0;
 
-/// How long the close frame may take to leave: a peer that stopped reading
-/// must not hold the connection's task forever.
-const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+/// Every way a session ends.
+#[derive(Debug)]
+enum End {
+    // The client.
+    /// It sent its close frame (validated by the codec): echoed.
+    ClientClosed(Option<CloseFrame>),
+    /// It vanished: TCP closed or failed without a close frame.
+    Vanished,
+    /// It answered no ping: its peer is gone.
+    PingTimeout,
+    /// It sent something that is not RFC 6455, bad UTF-8, or a message
+    /// over the size limit.
+    Frame(FrameError),
+    /// A binary message: the hub takes only text.
+    Binary,
+    /// Over the frame rate for longer than its strikes allow.
+    TooManyMessages,
+    /// Malformed JSON, over and over.
+    RepeatedBadFrames,
 
-/// Why a session ends, as a close frame.
-struct Closing(u16, String);
+    // The handshake.
+    NoHello,
+    NotHello(String),
+    BadToken(AuthError),
+    UnknownTenant,
+    UnknownUser,
+    NotActive,
+    TooManyTabs,
+    /// The node began to stop before the tab joined.
+    Restarting,
 
-fn closing(code: u16, reason: impl Into<String>) -> Closing {
-    Closing(code, reason.into())
+    // The token.
+    TokenExpired,
+
+    // The hub, through the tab's outbox: logout (4004), deactivation
+    // (4003), a newer connection of the tab (4000), shutdown (1012), a full
+    // queue (1013), or a close decided by another node. These carry their
+    // code already: the cluster passes it between nodes as a number.
+    Ordered(u16, &'static str),
+}
+
+/// What ending a session sends.
+enum Wire {
+    /// Our close frame, then the linger for the client's.
+    Close(u16, Cow<'static, str>),
+    /// The echo of the client's close.
+    Echo(Option<CloseFrame>),
+    /// Nothing: there is nobody to tell.
+    Nothing,
+}
+
+impl End {
+    fn close(self) -> Wire {
+        use Wire::Close;
+        match self {
+            End::ClientClosed(theirs) => Wire::Echo(theirs),
+            End::Vanished => Wire::Nothing,
+            End::PingTimeout => Close(close::GOING_AWAY, "no answer to ping".into()),
+            End::Frame(e) => Close(e.close_code(), e.to_string().into()),
+            End::Binary => Close(
+                close::UNSUPPORTED_DATA,
+                "binary frames are not accepted".into(),
+            ),
+            End::TooManyMessages => Close(close::POLICY_VIOLATION, "too many messages".into()),
+            End::RepeatedBadFrames => Close(close::POLICY_VIOLATION, "repeated bad frames".into()),
+            End::NoHello => Close(
+                close::UNAUTHENTICATED,
+                "no hello within the time limit".into(),
+            ),
+            End::NotHello(why) => Close(close::UNAUTHENTICATED, why.into()),
+            End::BadToken(AuthError::Expired) => {
+                Close(close::UNAUTHENTICATED, "token expired".into())
+            }
+            End::BadToken(AuthError::Algorithm | AuthError::Invalid(_)) => {
+                Close(close::UNAUTHENTICATED, "invalid token".into())
+            }
+            End::UnknownTenant => Close(close::FORBIDDEN, "unknown tenant".into()),
+            End::UnknownUser => Close(close::FORBIDDEN, "unknown user".into()),
+            End::NotActive => Close(close::FORBIDDEN, "user is not active".into()),
+            End::TooManyTabs => Close(close::TOO_MANY_TABS, "too many tabs for this user".into()),
+            End::Restarting => Close(close::NODE_RESTARTING, "node restarting".into()),
+            End::TokenExpired => Close(close::UNAUTHENTICATED, "token expired".into()),
+            End::Ordered(code, reason) => Close(code, reason.into()),
+        }
+    }
+
+    /// The label of `presence_rejected_frames_total`, for ends caused by
+    /// what the client sent.
+    fn rejected(&self) -> Option<&'static str> {
+        match self {
+            End::Frame(FrameError::TooLarge { .. }) => Some("too_large"),
+            End::Frame(FrameError::InvalidUtf8 | FrameError::InvalidCloseReason) => {
+                Some("invalid_utf8")
+            }
+            End::Frame(_) => Some("protocol"),
+            End::Binary => Some("binary"),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConnError> for End {
+    fn from(e: ConnError) -> End {
+        match e {
+            ConnError::Eof => End::Vanished,
+            ConnError::Frame(f) => End::Frame(f),
+            ConnError::Io(e) => {
+                tracing::debug!(error = %e, "connection failed");
+                End::Vanished
+            }
+        }
+    }
 }
 
 /// A frame the client sent that we could not accept.
@@ -63,16 +169,8 @@ fn bad_frame(text: &str) -> (Option<ReqId>, String) {
     (id, message)
 }
 
-/// Sends the close frame. A peer that is gone or stopped reading changes
-/// nothing: the wait is bounded. The socket is closed right after; the
-/// client has its close frame by then, whatever it answers.
-async fn send_close(conn: &mut Conn, c: Closing) {
-    conn.close(c.0, &c.1);
-    let _ = timeout(CLOSE_TIMEOUT, conn.flush()).await;
-}
-
 /// Serves one upgraded connection to the end.
-pub async fn run(hub: Arc<Hub>, conn: Conn) {
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, conn: Conn<S>) {
     let alive = hub.session_started();
     serve_tab(hub, conn).await;
     // Only now, with this task's hold on the hub gone: a node that waits
@@ -80,23 +178,60 @@ pub async fn run(hub: Arc<Hub>, conn: Conn) {
     drop(alive);
 }
 
-async fn serve_tab(hub: Arc<Hub>, mut conn: Conn) {
+async fn serve_tab<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, mut conn: Conn<S>) {
+    let linger = hub.config.close_linger;
     // Boxed: the handshake's state lives only while it runs, instead of
     // widening every idle tab's task for its whole life.
-    let mut session = match Box::pin(handshake(&hub, &mut conn)).await {
-        Ok(s) => s,
-        Err(c) => return Box::pin(send_close(&mut conn, c)).await,
+    let end = match Box::pin(handshake(&hub, &mut conn)).await {
+        Ok((session, limits)) => {
+            let mut joined = Joined(session);
+            let end = joined.0.serve(&mut conn, limits).await;
+            tracing::debug!(user = %joined.0.user, tab = %joined.0.tab, end = ?end, "tab closed");
+            drop(joined);
+            end
+        }
+        Err(end) => end,
     };
-    hub.metrics.open_tabs.inc();
-    let end = session.serve(&mut conn).await;
-    session.out.end();
-    session
-        .tenant
-        .lock()
-        .leave(&session.user, session.out.conn, &session.rosters);
-    hub.metrics.open_tabs.dec();
-    tracing::debug!(user = %session.user, tab = %session.tab, code = end.0, "tab closed");
-    Box::pin(send_close(&mut conn, end)).await;
+    if let Some(label) = end.rejected() {
+        reject(&hub, label);
+    }
+    Box::pin(finish(&mut conn, end, linger)).await;
+}
+
+/// Says goodbye on the wire as `end` requires.
+async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+    conn: &mut Conn<S>,
+    end: End,
+    linger: std::time::Duration,
+) {
+    match end.close() {
+        Wire::Close(code, reason) => {
+            conn.close(code, &reason, linger).await;
+        }
+        Wire::Echo(theirs) => conn.answer_close(theirs.as_ref(), linger).await,
+        Wire::Nothing => {}
+    }
+}
+
+fn reject(hub: &Hub, reason: &str) {
+    hub.metrics
+        .rejected_frames
+        .with_label_values(&[reason])
+        .inc();
+}
+
+/// A tab registered in its tenant. Dropping it unregisters the tab, so
+/// nothing (not even a panic in the session) can leave a dead tab in the
+/// user's list or in the open-tabs count.
+struct Joined(Session);
+
+impl Drop for Joined {
+    fn drop(&mut self) {
+        let s = &self.0;
+        s.out.end();
+        s.tenant.lock().leave(&s.user, s.out.conn, &s.rosters);
+        s.hub.metrics.open_tabs.dec();
+    }
 }
 
 struct Session {
@@ -109,8 +244,35 @@ struct Session {
     rosters: Vec<Roster>,
     /// Token expiry, ms since the epoch.
     exp_ms: u64,
+}
+
+/// The frame rate of one tab: every frame costs a token of `rate`; a frame
+/// over the rate costs a strike, and a malformed one several.
+struct Limits {
     rate: Bucket,
     strikes: Bucket,
+}
+
+impl Limits {
+    fn new(hub: &Hub) -> Limits {
+        Limits {
+            rate: Bucket::new(hub.config.rate_per_sec, hub.config.rate_burst),
+            strikes: Bucket::new(1, hub.config.rate_burst),
+        }
+    }
+
+    /// Counts one frame: `Ok(true)` within the rate, `Ok(false)` over it
+    /// (the frame is dropped), `Err` once the strikes are used up.
+    fn frame(&mut self, now: Instant) -> Result<bool, End> {
+        if self.rate.take(1.0, now) {
+            return Ok(true);
+        }
+        if self.strikes.take(1.0, now) {
+            Ok(false)
+        } else {
+            Err(End::TooManyMessages)
+        }
+    }
 }
 
 fn exp_ms(c: &Claims) -> u64 {
@@ -118,31 +280,27 @@ fn exp_ms(c: &Claims) -> u64 {
 }
 
 /// Waits for `hello`, authenticates, joins the tenant and sends `welcome`.
-async fn handshake(hub: &Arc<Hub>, conn: &mut Conn) -> Result<Session, Closing> {
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: &Arc<Hub>,
+    conn: &mut Conn<S>,
+) -> Result<(Session, Limits), End> {
+    let mut limits = Limits::new(hub);
     let first = timeout(hub.config.hello_timeout, async {
         loop {
-            match conn.recv().await {
-                Ok(Incoming::Ping | Incoming::Pong | Incoming::Written) => {}
-                other => return other,
+            match conn.recv().await? {
+                Incoming::Written => {}
+                Incoming::Ping | Incoming::Pong => {
+                    limits.frame(Instant::now())?;
+                }
+                Incoming::Text(t) => return Ok(t),
+                Incoming::Binary => return Err(End::Binary),
+                Incoming::Close(theirs) => return Err(End::ClientClosed(theirs)),
             }
         }
     })
     .await
-    .map_err(|_| closing(close::UNAUTHENTICATED, "no hello within the time limit"))?;
-    let text = match first {
-        Ok(Incoming::Text(t)) => t,
-        Ok(Incoming::Binary) => {
-            return Err(closing(
-                close::POLICY_VIOLATION,
-                "binary frames are not accepted",
-            ))
-        }
-        Err(WsError::TooLarge) => return Err(closing(close::POLICY_VIOLATION, "frame too large")),
-        _ => return Err(closing(close::UNAUTHENTICATED, "expected hello")),
-    };
-    if text.len() > hub.config.max_frame_bytes {
-        return Err(closing(close::POLICY_VIOLATION, "frame too large"));
-    }
+    .map_err(|_| End::NoHello)?;
+    let text = first?;
     hub.metrics.frames_in.inc();
     let Ok(ClientMessage::Hello {
         token,
@@ -157,35 +315,28 @@ async fn handshake(hub: &Arc<Hub>, conn: &mut Conn) -> Result<Session, Closing> 
         } else {
             "the first frame must be hello".into()
         };
-        return Err(closing(close::UNAUTHENTICATED, why));
+        return Err(End::NotHello(why));
     };
-    let claims = hub.verifier.verify(&token).map_err(|e| match e {
-        AuthError::Expired => closing(close::UNAUTHENTICATED, "token expired"),
-        AuthError::Algorithm | AuthError::Invalid(_) => {
-            closing(close::UNAUTHENTICATED, "invalid token")
-        }
-    })?;
-    let tenant = hub
-        .tenant(&claims.tid)
-        .ok_or_else(|| closing(close::FORBIDDEN, "unknown tenant"))?;
+    let claims = hub.verifier.verify(&token).map_err(End::BadToken)?;
+    let tenant = hub.tenant(&claims.tid).ok_or(End::UnknownTenant)?;
     let out = Outbox::new(hub.next_conn_id(), hub.config.outbound_queue);
     {
         let mut t = tenant.lock();
         // Described before joining, so a refusal leaves no tab registered.
-        let user = Hub::welcome_user(&t, &claims.sub)
-            .ok_or_else(|| closing(close::FORBIDDEN, "unknown user"))?;
+        let user = Hub::welcome_user(&t, &claims.sub).ok_or(End::UnknownUser)?;
         if hub.is_shutting_down() {
             // Checked under the tenant's lock: `Hub::begin_shutdown` either
             // already told this tenant's tabs, or this tab sees the mark.
-            return Err(closing(close::NODE_RESTARTING, "node restarting"));
+            return Err(End::Restarting);
         }
         t.join(&claims.sub, tab, out.clone(), hub.config.max_tabs_per_user)
             .map_err(|e| match e {
-                JoinError::Forbidden => closing(close::FORBIDDEN, "user is not active"),
-                JoinError::TooManyTabs => {
-                    closing(close::TOO_MANY_TABS, "too many tabs for this user")
-                }
+                JoinError::Forbidden => End::NotActive,
+                JoinError::TooManyTabs => End::TooManyTabs,
             })?;
+        // Counted under the lock that registered the tab; `Joined`
+        // undoes both.
+        hub.metrics.open_tabs.inc();
         let now = hub.now_ms();
         // Queue welcome before the activity so nothing this tab watches can
         // precede it; the transition itself reaches only watchers.
@@ -194,7 +345,7 @@ async fn handshake(hub: &Arc<Hub>, conn: &mut Conn) -> Result<Session, Closing> 
                 user,
                 tab,
                 idle_timeout_ms: hub.config.idle_timeout.as_millis() as u64,
-                activity_interval_ms: hub.config.activity_interval.as_millis() as u64,
+                activity_interval_ms: hub.config.activity_interval().as_millis() as u64,
                 server_time: now,
             }
             .to_json(),
@@ -210,20 +361,46 @@ async fn handshake(hub: &Arc<Hub>, conn: &mut Conn) -> Result<Session, Closing> 
         out,
         rosters: Vec::new(),
         exp_ms: exp_ms(&claims),
-        rate: Bucket::new(hub.config.rate_per_sec, hub.config.rate_burst),
-        strikes: Bucket::new(1, hub.config.rate_burst),
     };
-    Ok(session)
+    Ok((session, limits))
+}
+
+/// Whether the peer is still there: a tab silent on the wire for the ping
+/// interval is pinged, and one that then stays silent for the pong timeout
+/// is gone. Browsers answer pings by themselves, so this costs a page
+/// nothing, and it works through proxies, which pass pings on.
+struct Liveness {
+    /// When the tab last sent a whole frame.
+    heard: Instant,
+    /// When an unanswered ping of ours runs out.
+    pong_due: Option<Instant>,
 }
 
 impl Session {
-    async fn serve(&mut self, conn: &mut Conn) -> Closing {
-        // One timer for the token's life, moved on `refresh`: re-arming it
-        // on every frame would cost each activity frame two trips through
-        // the runtime's timer wheel.
-        let mut armed = self.exp_ms;
-        let expiry = sleep_until(self.hub.clock.instant_at(armed));
-        tokio::pin!(expiry);
+    async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+        mut limits: Limits,
+    ) -> End {
+        let config = &self.hub.config;
+        let (ping_every, pong_within) = (config.ping_interval, config.pong_timeout);
+        let budget = config.write_buffer_bytes;
+        let mut live = Liveness {
+            heard: Instant::now(),
+            pong_due: None,
+        };
+        // One timer for the token's expiry and the liveness checks, moved
+        // only when it fires or on `refresh`: re-arming it on every frame
+        // would cost each activity frame two trips through the runtime's
+        // timer wheel.
+        let mut armed_exp = self.exp_ms;
+        let clock = self.hub.clock;
+        let wake_at = move |exp_ms: u64, live: &Liveness| {
+            let check = live.pong_due.unwrap_or(live.heard + ping_every);
+            clock.instant_at(exp_ms).min(check)
+        };
+        let timer = sleep_until(wake_at(armed_exp, &live));
+        tokio::pin!(timer);
         // One pending wait on the outbox for as long as nothing is queued:
         // a new wait per loop would cost each activity frame a trip through
         // the `Notify`'s lock to register and another to deregister.
@@ -236,14 +413,16 @@ impl Session {
             // What the hub queued goes out first, as one write, unless the
             // socket has not taken the previous write yet: then the queue
             // grows, and a queue that overflows ends the session below.
-            self.out.take_if(!conn.pending(), &mut frames, &mut ctrl);
+            let mut more = self
+                .out
+                .take_if(!conn.pending(), budget, &mut frames, &mut ctrl);
             for c in ctrl.drain(..) {
                 match c {
                     Control::Close(code, reason) => {
                         if code == close::SLOW_CONSUMER {
                             self.hub.metrics.slow_consumers.inc();
                         }
-                        return closing(code, reason);
+                        return End::Ordered(code, reason);
                     }
                     Control::Ended {
                         roster,
@@ -266,55 +445,81 @@ impl Session {
             if !frames.is_empty() {
                 self.hub.metrics.frames_out.inc_by(frames.len() as u64);
                 if conn.send(&frames).is_err() {
-                    return closing(close::GOING_AWAY, "write failed");
+                    return End::Vanished;
                 }
                 frames = Vec::new();
+                // Frames left behind by the budget are taken as soon as
+                // the socket has taken these.
+                more &= !conn.pending();
+                if more {
+                    continue;
+                }
             }
-            if armed != self.exp_ms {
-                armed = self.exp_ms;
-                expiry.as_mut().reset(self.hub.clock.instant_at(armed));
+            if armed_exp != self.exp_ms {
+                armed_exp = self.exp_ms;
+                timer.as_mut().reset(wake_at(armed_exp, &live));
             }
             tokio::select! {
                 biased;
                 // Orders from the hub (1012 on shutdown included) arrive here.
                 _ = &mut queued => queued.set(wake.notified()),
-                _ = &mut expiry => return closing(close::UNAUTHENTICATED, "token expired"),
-                msg = conn.recv() => match msg {
-                    Ok(Incoming::Text(text)) => {
-                        if let Some(c) = self.on_text(&text) {
-                            return c;
+                _ = &mut timer => {
+                    let now = Instant::now();
+                    if now >= clock.instant_at(self.exp_ms) {
+                        return End::TokenExpired;
+                    }
+                    match live.pong_due {
+                        Some(due) if now >= due => return End::PingTimeout,
+                        Some(_) => {}
+                        None if now >= live.heard + ping_every => {
+                            conn.ping(b"");
+                            live.pong_due = Some(now + pong_within);
+                        }
+                        None => {}
+                    }
+                    timer.as_mut().reset(wake_at(self.exp_ms, &live));
+                }
+                msg = conn.recv() => {
+                    let msg = match msg {
+                        Ok(m) => m,
+                        Err(e) => return e.into(),
+                    };
+                    if matches!(msg, Incoming::Written) {
+                        continue;
+                    }
+                    let now = Instant::now();
+                    live.heard = now;
+                    live.pong_due = None;
+                    let within = match limits.frame(now) {
+                        Ok(within) => within,
+                        Err(end) => {
+                            reject(&self.hub, "rate_limited");
+                            return end;
+                        }
+                    };
+                    match msg {
+                        Incoming::Text(text) => {
+                            self.hub.metrics.frames_in.inc();
+                            if !within {
+                                reject(&self.hub, "rate_limited");
+                                self.error(None, ErrorCode::RateLimited, "too many messages; slow down");
+                                continue;
+                            }
+                            if let Some(end) = self.on_text(&text, &mut limits, now) {
+                                return end;
+                            }
+                        }
+                        Incoming::Binary => return End::Binary,
+                        Incoming::Close(theirs) => return End::ClientClosed(theirs),
+                        Incoming::Ping | Incoming::Pong | Incoming::Written => {
+                            if !within {
+                                reject(&self.hub, "rate_limited");
+                            }
                         }
                     }
-                    Ok(Incoming::Binary) => {
-                        self.reject("binary");
-                        return closing(close::POLICY_VIOLATION, "binary frames are not accepted");
-                    }
-                    Ok(Incoming::Ping | Incoming::Pong | Incoming::Written) => {}
-                    Ok(Incoming::Close) | Err(WsError::Eof) => return closing(close::GOING_AWAY, "closed by client"),
-                    Err(WsError::TooLarge) => {
-                        self.reject("too_large");
-                        return closing(close::POLICY_VIOLATION, "frame too large");
-                    }
-                    Err(WsError::Io(e)) => {
-                        tracing::debug!(error = %e, "connection failed");
-                        return closing(close::GOING_AWAY, "connection failed");
-                    }
-                    Err(e) => {
-                        self.reject("protocol");
-                        tracing::debug!(error = %e, "websocket error");
-                        return closing(close::POLICY_VIOLATION, "websocket protocol error");
-                    }
-                },
+                }
             }
         }
-    }
-
-    fn reject(&self, reason: &str) {
-        self.hub
-            .metrics
-            .rejected_frames
-            .with_label_values(&[reason])
-            .inc();
     }
 
     fn reply(&self, msg: ServerMessage) {
@@ -330,38 +535,25 @@ impl Session {
         });
     }
 
-    /// Handles one text frame; `Some` ends the session.
-    fn on_text(&mut self, text: &str) -> Option<Closing> {
-        self.hub.metrics.frames_in.inc();
-        if text.len() > self.hub.config.max_frame_bytes {
-            self.reject("too_large");
-            return Some(closing(close::POLICY_VIOLATION, "frame too large"));
-        }
-        let now = Instant::now();
-        if !self.rate.take(1.0, now) {
-            self.reject("rate_limited");
-            if !self.strikes.take(1.0, now) {
-                return Some(closing(close::POLICY_VIOLATION, "too many messages"));
-            }
-            self.error(None, ErrorCode::RateLimited, "too many messages; slow down");
-            return None;
-        }
+    /// Handles one text frame within the rate; `Some` ends the session.
+    fn on_text(&mut self, text: &str, limits: &mut Limits, now: Instant) -> Option<End> {
         let msg = match serde_json::from_str::<ClientMessage>(text) {
             Ok(m) => m,
             Err(_) => {
-                self.reject("malformed");
+                reject(&self.hub, "malformed");
                 let (id, why) = bad_frame(text);
-                if !self.strikes.take(MALFORMED_COST, now) {
-                    return Some(closing(close::POLICY_VIOLATION, "repeated bad frames"));
+                if !limits.strikes.take(MALFORMED_COST, now) {
+                    return Some(End::RepeatedBadFrames);
                 }
                 self.error(id, ErrorCode::BadRequest, why);
                 return None;
             }
         };
-        self.on_message(msg)
+        self.on_message(msg);
+        None
     }
 
-    fn on_message(&mut self, msg: ClientMessage) -> Option<Closing> {
+    fn on_message(&mut self, msg: ClientMessage) {
         let hub = &self.hub;
         match msg {
             ClientMessage::Activity { idle_ms } => {
@@ -380,7 +572,7 @@ impl Session {
                             hub.config.max_subscriptions
                         ),
                     );
-                    return None;
+                    return;
                 }
                 let res =
                     self.tenant
@@ -423,6 +615,5 @@ impl Session {
                 self.error(None, ErrorCode::BadRequest, "already authenticated")
             }
         }
-        None
     }
 }

@@ -76,7 +76,7 @@ pub async fn ws(State(hub): State<Arc<Hub>>, mut req: Request) -> Response {
     };
     let accept = accept_key(key.as_bytes());
     let on_upgrade = hyper::upgrade::on(&mut req);
-    let max_frame = hub.config.max_frame_bytes;
+    let (max_frame, pong_room) = (hub.config.max_frame_bytes, hub.config.write_buffer_bytes);
     tokio::spawn(async move {
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
@@ -84,7 +84,9 @@ pub async fn ws(State(hub): State<Arc<Hub>>, mut req: Request) -> Response {
         };
         match upgraded.downcast::<TokioIo<TcpStream>>() {
             Ok(parts) => {
-                let conn = Conn::new(parts.io.into_inner(), &parts.read_buf, max_frame);
+                let stream = parts.io.into_inner();
+                let _ = stream.set_nodelay(true);
+                let conn = Conn::new(stream, &parts.read_buf, max_frame, pong_room);
                 // The bytes read past the request are copied; let go of
                 // hyper's read buffer (8 KiB) they point into before the
                 // tab settles in for hours.

@@ -17,3 +17,4 @@ mod redis_store;
 mod session_protocol;
 mod store_conformance;
 mod visibility;
+mod ws_edge;

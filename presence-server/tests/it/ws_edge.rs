@@ -1,0 +1,331 @@
+//! The WebSocket edge seen from real clients (tokio-tungstenite over
+//! loopback): crafted frames cannot crash or leak a tab, every close the hub
+//! sends arrives even while the client is still sending, the client's own
+//! close is echoed, pings are bounded, and a peer that stopped answering is
+//! found and freed (SPEC §9).
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use presence_protocol::{close, ErrorCode, ServerMessage};
+use presence_server::config::Config;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::MaybeTlsStream;
+
+use crate::support::*;
+
+/// Waits until `presence_open_tabs` reads `want`.
+async fn open_tabs_become(h: &TestHub, want: f64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let n = h.metric("presence_open_tabs").await;
+        if n == Some(want) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "presence_open_tabs stayed at {n:?}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Bytes written to the tab's socket as they are, past the WebSocket
+/// library (which would refuse to send them).
+async fn write_raw(t: &mut Tab, bytes: &[u8]) {
+    t.ws.flush().await.unwrap();
+    match t.ws.get_mut() {
+        MaybeTlsStream::Plain(s) => s.write_all(bytes).await.unwrap(),
+        _ => unreachable!("tests speak plain ws://"),
+    }
+}
+
+/// A masked client frame header for a payload of `len` bytes in the 64-bit
+/// form, and `payload` after it (which may be shorter than `len`).
+fn frame64(first: u8, len: u64, payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![first, 0x80 | 127];
+    f.extend(len.to_be_bytes());
+    f.extend([0, 0, 0, 0]);
+    f.extend(payload);
+    f
+}
+
+#[tokio::test]
+async fn a_crafted_continuation_length_closes_with_1002_and_leaks_no_tab() {
+    // The attack that panicked the session: a 3-byte first fragment, then a
+    // continuation whose 64-bit length (2^64 - 3) wraps the size check.
+    let h = TestHub::start().await;
+    h.seed("acme", &["ann"]).await;
+    let mut attack = vec![0x01, 0x83, 0, 0, 0, 0, b'a', b'b', b'c'];
+    attack.extend(frame64(0x80, u64::MAX - 2, b"xyz"));
+    // More attempts than the user may have tabs: each must be freed.
+    for _ in 0..33 {
+        let mut t = h.tab("acme", "ann").await;
+        write_raw(&mut t, &attack).await;
+        let c = t.closed().await;
+        assert_eq!(c.code, close::PROTOCOL_ERROR, "{c:?}");
+    }
+    open_tabs_become(&h, 0.0).await;
+    // A length with the top bit clear is over the size limit instead.
+    let mut t = h.tab("acme", "ann").await;
+    let mut big = vec![0x01, 0x83, 0, 0, 0, 0, b'a', b'b', b'c'];
+    big.extend(frame64(0x80, u64::MAX >> 1, b"xyz"));
+    write_raw(&mut t, &big).await;
+    assert_eq!(t.closed().await.code, close::POLICY_VIOLATION);
+    // The user can still open a tab, and only that one is counted.
+    let _t = h.tab("acme", "ann").await;
+    open_tabs_become(&h, 1.0).await;
+}
+
+/// Sends `frame` every millisecond on the tab's socket until it fails, and
+/// returns what the tab read meanwhile: messages, then the close.
+async fn read_while_sending(
+    t: Tab,
+    frame: &str,
+    during: impl std::future::Future<Output = ()>,
+) -> (Vec<ServerMessage>, Option<(u16, String)>) {
+    let (mut tx, mut rx) = t.ws.split();
+    let frame = frame.to_owned();
+    let sender = tokio::spawn(async move {
+        loop {
+            if tx.send(Message::Text(frame.clone().into())).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let reader = async {
+        let mut got = Vec::new();
+        loop {
+            let next = tokio::time::timeout(WAIT, rx.next())
+                .await
+                .expect("hub said nothing in time");
+            match next {
+                Some(Ok(Message::Text(s))) => got.push(serde_json::from_str(&s).unwrap()),
+                Some(Ok(Message::Close(Some(f)))) => {
+                    return (got, Some((u16::from(f.code), f.reason.to_string())))
+                }
+                Some(Ok(_)) => {}
+                // A reset or an EOF without a close frame: what this test
+                // exists to rule out.
+                Some(Err(_)) | None => return (got, None),
+            }
+        }
+    };
+    let (out, ()) = tokio::join!(reader, during);
+    sender.abort();
+    out
+}
+
+fn activity() -> String {
+    json!({"type": "activity", "idle_ms": 0}).to_string()
+}
+
+#[tokio::test]
+async fn a_flooding_tab_reads_its_rate_limited_errors_and_then_4008() {
+    let h = TestHub::start().await;
+    h.seed("acme", &["ann"]).await;
+    let t = h.tab("acme", "ann").await;
+    let (got, close) = read_while_sending(t, &activity(), async {}).await;
+    let limited = got
+        .iter()
+        .filter(|m| {
+            matches!(
+                m,
+                ServerMessage::Error {
+                    code: ErrorCode::RateLimited,
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(limited > 0, "no rate_limited error arrived: {got:?}");
+    let (code, reason) = close.expect("the close frame was lost (reset)");
+    assert_eq!(code, close::POLICY_VIOLATION);
+    assert_eq!(reason, "too many messages");
+}
+
+#[tokio::test]
+async fn a_tab_still_sending_when_its_user_is_deactivated_gets_4003() {
+    let h = TestHub::with_config(Config {
+        rate_per_sec: 10_000,
+        rate_burst: 10_000,
+        ..test_config()
+    })
+    .await;
+    h.seed("acme", &["ann"]).await;
+    let t = h.tab("acme", "ann").await;
+    let admin = h.admin();
+    let (_, close) = read_while_sending(t, &activity(), async {
+        admin
+            .ok(
+                "POST",
+                "/v1/tenants/acme/users/deactivate",
+                json!({"ids": ["ann"]}),
+            )
+            .await;
+    })
+    .await;
+    assert_eq!(
+        close.expect("the close frame was lost (reset)").0,
+        close::FORBIDDEN
+    );
+}
+
+#[tokio::test]
+async fn a_tab_still_sending_at_shutdown_gets_1012() {
+    let mut h = TestHub::with_config(Config {
+        rate_per_sec: 10_000,
+        rate_burst: 10_000,
+        ..test_config()
+    })
+    .await;
+    h.seed("acme", &["ann"]).await;
+    let t = h.tab("acme", "ann").await;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let stopping = async {
+        // Stop once the sender is surely busy.
+        let _ = tokio::time::timeout(Duration::from_millis(50), rx).await;
+        h.stop().await;
+    };
+    let (_, close) = read_while_sending(t, &activity(), stopping).await;
+    drop(tx);
+    assert_eq!(
+        close.expect("the close frame was lost (reset)").0,
+        close::NODE_RESTARTING
+    );
+}
+
+#[tokio::test]
+async fn the_client_s_close_code_is_echoed() {
+    let h = TestHub::start().await;
+    h.seed("acme", &["ann"]).await;
+    for code in [1000u16, 1001, 3000, 4321] {
+        let mut t = h.tab("acme", "ann").await;
+        t.ws.close(Some(CloseFrame {
+            code: CloseCode::from(code),
+            reason: "bye".into(),
+        }))
+        .await
+        .unwrap();
+        let c = t.closed().await;
+        assert_eq!(c.code, code, "{c:?}");
+    }
+    open_tabs_become(&h, 0.0).await;
+}
+
+#[tokio::test]
+async fn a_ping_storm_counts_against_the_frame_rate_and_ends_in_4008() {
+    let h = TestHub::start().await;
+    h.seed("acme", &["ann"]).await;
+    let mut t = h.tab("acme", "ann").await;
+    for _ in 0..500 {
+        if t.ws
+            .feed(Message::Ping(b"storm".to_vec().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = t.ws.flush().await;
+    let c = t.closed().await;
+    assert_eq!(c.code, close::POLICY_VIOLATION, "{c:?}");
+    open_tabs_become(&h, 0.0).await;
+}
+
+fn lively_config() -> Config {
+    Config {
+        ping_interval: Duration::from_millis(300),
+        pong_timeout: Duration::from_millis(300),
+        max_tabs_per_user: 1,
+        ..test_config()
+    }
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_answering_pings_is_closed_and_its_tab_slot_freed() {
+    let h = TestHub::with_config(lively_config()).await;
+    h.seed("acme", &["ann"]).await;
+    // A tab whose client stops reading: its library answers no ping.
+    let mut gone = h.tab("acme", "ann").await;
+    open_tabs_become(&h, 0.0).await;
+    // The one slot of this user is free again.
+    let _next = h.tab("acme", "ann").await;
+    // What the stale client finds in its socket: a ping, then the hub's
+    // close saying why, then the end. Read raw: a library would answer the
+    // ping into a closed socket first.
+    let mut bytes = Vec::new();
+    match gone.ws.get_mut() {
+        MaybeTlsStream::Plain(s) => {
+            tokio::time::timeout(WAIT, s.read_to_end(&mut bytes))
+                .await
+                .expect("the hub never closed TCP")
+                .unwrap();
+        }
+        _ => unreachable!("tests speak plain ws://"),
+    }
+    let frames = server_frames(&bytes);
+    let opcodes: Vec<u8> = frames.iter().map(|(op, _)| *op).collect();
+    assert!(opcodes.contains(&0x9), "never pinged: {opcodes:?}");
+    let (op, payload) = frames.last().unwrap();
+    assert_eq!(*op, 0x8);
+    assert_eq!(&payload[..2], &close::GOING_AWAY.to_be_bytes());
+    assert_eq!(&payload[2..], b"no answer to ping");
+}
+
+/// Unmasked server frames (opcode, payload) in `bytes`.
+fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while bytes.len() >= 2 {
+        let (op, len7) = (bytes[0] & 0x0f, (bytes[1] & 0x7f) as usize);
+        let (len, head) = match len7 {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n, 2),
+        };
+        out.push((op, bytes[head..head + len].to_vec()));
+        bytes = &bytes[head + len..];
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_peer_that_answers_pings_stays_open_while_silent() {
+    let h = TestHub::with_config(lively_config()).await;
+    h.seed("acme", &["ann"]).await;
+    let mut t = h.tab("acme", "ann").await;
+    // Reading answers each ping (the library does it); the tab says nothing
+    // else for many ping intervals.
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + Duration::from_millis(2_000);
+    while let Ok(m) = tokio::time::timeout_at(until, t.ws.next()).await {
+        match m {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("the tab was not kept: {other:?}"),
+        }
+    }
+    assert!(pings >= 3, "{pings} pings in 2 s at a 300 ms interval");
+    assert_eq!(h.metric("presence_open_tabs").await, Some(1.0));
+    // And it is still a working tab.
+    t.send_text(r#"{"type":"unsubscribe","id":"x","roster":"directory"}"#)
+        .await;
+    let reply = t.recv().await;
+    assert!(
+        matches!(
+            reply,
+            ServerMessage::Error {
+                code: ErrorCode::NotFound,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+}
