@@ -41,12 +41,19 @@ pub fn close_frame() -> Vec<u8> {
     vec![0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]
 }
 
+/// A pong for `payload` (≤ 125 bytes), masked with the zero key.
+pub fn pong_frame(payload: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x8A, 0x80 | payload.len().min(125) as u8, 0, 0, 0, 0];
+    f.extend_from_slice(&payload[..payload.len().min(125)]);
+    f
+}
+
 /// One frame from the hub.
 #[derive(Debug)]
 pub enum Frame {
     Text(Vec<u8>),
     Close(u16),
-    /// Ping, pong or binary: nothing a scenario reads.
+    /// Ping (already answered), pong or binary: nothing a scenario reads.
     Other,
 }
 
@@ -62,6 +69,9 @@ impl Reader {
     pub async fn next(&mut self) -> io::Result<Option<Frame>> {
         loop {
             if let Some((frame, used)) = parse(&self.buf[self.start..])? {
+                if self.buf[self.start] & 0x0f == 0x9 {
+                    self.pong(&self.buf[self.start..self.start + used]);
+                }
                 self.start += used;
                 if self.start == self.buf.len() {
                     self.buf.clear();
@@ -81,6 +91,20 @@ impl Reader {
                 return Ok(None);
             }
         }
+    }
+
+    /// Answers a ping as a browser does, so the hub keeps a silent tab.
+    /// Written from the reading side with one non-blocking write: the
+    /// scenarios' frames are small and each goes out in one write, so the
+    /// pong cannot land inside one of them; if the socket is full the pong
+    /// is skipped and the next ping answered.
+    fn pong(&self, ping: &[u8]) {
+        let head = match ping[1] & 0x7f {
+            126 => 4,
+            127 => 10,
+            _ => 2,
+        };
+        let _ = self.rd.as_ref().try_write(&pong_frame(&ping[head..]));
     }
 
     /// The next text frame; a close or the end of the stream is an error

@@ -81,8 +81,10 @@ async fn a_crafted_continuation_length_closes_with_1002_and_leaks_no_tab() {
     open_tabs_become(&h, 1.0).await;
 }
 
-/// Sends `frame` every millisecond on the tab's socket until it fails, and
-/// returns what the tab read meanwhile: messages, then the close.
+/// Sends `frame` in bursts of 500 on the tab's socket until it fails, and
+/// returns what the tab read meanwhile: messages, then the close. The
+/// bursts keep the hub's receive buffer full, which is what turned a close
+/// into a reset before the hub lingered for the client's close.
 async fn read_while_sending(
     t: Tab,
     frame: &str,
@@ -92,13 +94,22 @@ async fn read_while_sending(
     let frame = frame.to_owned();
     let sender = tokio::spawn(async move {
         loop {
-            if tx.send(Message::Text(frame.clone().into())).await.is_err() {
+            for _ in 0..500 {
+                if tx.feed(Message::Text(frame.clone().into())).await.is_err() {
+                    return;
+                }
+            }
+            if tx.flush().await.is_err() {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::task::yield_now().await;
         }
     });
     let reader = async {
+        // A busy page reads late: what the hub sent must still be there,
+        // not destroyed by a reset answering the frames still coming in.
+        during.await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
         let mut got = Vec::new();
         loop {
             let next = tokio::time::timeout(WAIT, rx.next())
@@ -116,13 +127,19 @@ async fn read_while_sending(
             }
         }
     };
-    let (out, ()) = tokio::join!(reader, during);
+    let out = reader.await;
     sender.abort();
     out
 }
 
 fn activity() -> String {
     json!({"type": "activity", "idle_ms": 0}).to_string()
+}
+
+/// A frame the hub answers (with `not_found`), so a tab that sends it and
+/// reads late has replies waiting on its way when the hub closes it.
+fn probe() -> String {
+    json!({"type": "unsubscribe", "id": "p", "roster": "directory"}).to_string()
 }
 
 #[tokio::test]
@@ -160,7 +177,7 @@ async fn a_tab_still_sending_when_its_user_is_deactivated_gets_4003() {
     h.seed("acme", &["ann"]).await;
     let t = h.tab("acme", "ann").await;
     let admin = h.admin();
-    let (_, close) = read_while_sending(t, &activity(), async {
+    let (_, close) = read_while_sending(t, &probe(), async {
         admin
             .ok(
                 "POST",
@@ -192,7 +209,7 @@ async fn a_tab_still_sending_at_shutdown_gets_1012() {
         let _ = tokio::time::timeout(Duration::from_millis(50), rx).await;
         h.stop().await;
     };
-    let (_, close) = read_while_sending(t, &activity(), stopping).await;
+    let (_, close) = read_while_sending(t, &probe(), stopping).await;
     drop(tx);
     assert_eq!(
         close.expect("the close frame was lost (reset)").0,
