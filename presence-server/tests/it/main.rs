@@ -6,6 +6,7 @@ mod hub_process;
 mod redis_support;
 mod support;
 
+mod autobahn;
 mod bad_input;
 mod cluster_faults;
 mod cluster_presence;
