@@ -289,7 +289,12 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         loop {
             match conn.recv().await? {
                 Incoming::Written => {}
-                Incoming::Ping | Incoming::Pong => {
+                Incoming::Ping(payload) => {
+                    if limits.frame(Instant::now())? {
+                        conn.pong(&payload);
+                    }
+                }
+                Incoming::Pong => {
                     limits.frame(Instant::now())?;
                 }
                 Incoming::Text(t) => return Ok(t),
@@ -511,7 +516,8 @@ impl Session {
                         }
                         Incoming::Binary => return End::Binary,
                         Incoming::Close(theirs) => return End::ClientClosed(theirs),
-                        Incoming::Ping | Incoming::Pong | Incoming::Written => {
+                        Incoming::Ping(payload) if within => conn.pong(&payload),
+                        Incoming::Ping(_) | Incoming::Pong | Incoming::Written => {
                             if !within {
                                 reject(&self.hub, "rate_limited");
                             }

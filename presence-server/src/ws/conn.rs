@@ -28,8 +28,9 @@ use crate::outbox::Frame;
 pub enum Incoming {
     Text(String),
     Binary,
-    /// A ping; its pong is queued already.
-    Ping,
+    /// A ping and its payload: answer it with [`Conn::pong`] (or not, if
+    /// it is over the frame rate).
+    Ping(Vec<u8>),
     Pong,
     /// The client's close frame; it must be answered with
     /// [`Conn::answer_close`].
@@ -163,15 +164,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         match m {
             Message::Text(t) => Incoming::Text(t),
             Message::Binary => Incoming::Binary,
-            Message::Ping(payload) => {
-                // RFC 6455 §5.5.3 lets an endpoint answer only the latest of
-                // pings it has not answered yet; a pong is skipped only when
-                // the peer has left this much unread.
-                if self.wbuf.len() < self.pong_room {
-                    codec::encode(codec::OP_PONG, &payload, &mut self.wbuf);
-                }
-                Incoming::Ping
-            }
+            Message::Ping(payload) => Incoming::Ping(payload),
             Message::Pong => Incoming::Pong,
             Message::Close(c) => Incoming::Close(c),
         }
@@ -245,6 +238,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             codec::encode(codec::OP_TEXT, f.as_bytes(), &mut self.wbuf);
         }
         Ok(())
+    }
+
+    /// Queues the pong for a ping; `recv` writes it. RFC 6455 §5.5.3 lets an
+    /// endpoint answer only the latest of pings it has not answered yet, so
+    /// a pong is skipped when the peer has left `pong_room` bytes unread: a
+    /// peer that pings without reading cannot grow the write buffer.
+    pub fn pong(&mut self, payload: &[u8]) {
+        if self.wbuf.len() < self.pong_room {
+            codec::encode(codec::OP_PONG, payload, &mut self.wbuf);
+        }
     }
 
     /// Queues a ping; `recv` writes it.
@@ -428,7 +431,8 @@ mod tests {
         bytes.extend(masked(0x89, b"p"));
         bytes.extend(masked(0x80, "lo ✓".as_bytes()));
         client.write_all(&bytes).await.unwrap();
-        assert_eq!(conn.recv().await.unwrap(), Incoming::Ping);
+        assert_eq!(conn.recv().await.unwrap(), Incoming::Ping(b"p".to_vec()));
+        conn.pong(b"p");
         assert_eq!(conn.recv().await.unwrap(), Incoming::Text("hello ✓".into()));
         conn.flush().await.unwrap();
         assert_eq!(server_frame(&mut client).await, (0x8A, b"p".to_vec()));
@@ -476,10 +480,11 @@ mod tests {
             client
         });
         for _ in 0..200 {
-            assert!(matches!(
-                conn.recv().await.unwrap(),
-                Incoming::Ping | Incoming::Written
-            ));
+            match conn.recv().await.unwrap() {
+                Incoming::Ping(p) => conn.pong(&p),
+                Incoming::Written => {}
+                other => panic!("{other:?}"),
+            }
             assert!(conn.wbuf.len() < 500 + 102);
         }
         drop(writer.await.unwrap());

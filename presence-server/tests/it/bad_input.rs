@@ -192,7 +192,7 @@ async fn a_frame_larger_than_the_limit_closes_the_tab_with_4008() {
     let frame = json!({"type": "activity", "idle_ms": 0, "pad": padding}).to_string();
     s.ann.send_text(&frame).await;
     let c = s.ann.closed().await;
-    assert_eq!(c.code, close::UNSUPPORTED_DATA, "{c:?}");
+    assert_eq!(c.code, close::POLICY_VIOLATION, "{c:?}");
     others_still_served(&mut s).await;
     assert_eq!(ann_presence(&s.h).await, before);
 }
@@ -205,7 +205,7 @@ async fn a_huge_frame_closes_the_tab_with_4008() {
     // The hub may stop reading before the whole frame is sent.
     let _ = s.ann.ws.send(Message::Text(frame.into())).await;
     let c = s.ann.closed().await;
-    assert_eq!(c.code, close::UNSUPPORTED_DATA, "{c:?}");
+    assert_eq!(c.code, close::POLICY_VIOLATION, "{c:?}");
     others_still_served(&mut s).await;
     assert_eq!(ann_presence(&s.h).await, before);
 }
