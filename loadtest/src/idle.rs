@@ -22,6 +22,10 @@ pub struct Report {
     pub rss_before_kib: u64,
     pub rss_after_kib: u64,
     pub rss_per_tab_kib: f64,
+    /// Hub CPU while the tabs sit idle (after the first 3 s of settling),
+    /// per tab per second: the hub's pings to silent tabs and their pongs.
+    pub idle_cpu_us_per_tab_sec: f64,
+    pub idle_secs: f64,
 }
 
 pub async fn run(
@@ -68,10 +72,17 @@ pub async fn run(
     let holders: Vec<_> = open.into_iter().map(crate::tabs::hold).collect();
     // Let snapshots and the deltas of everyone coming online drain, and the
     // allocator settle, before reading memory.
+    let settle = hold_secs.min(3);
     ctx.stop
-        .sleep(std::time::Duration::from_secs(hold_secs))
+        .sleep(std::time::Duration::from_secs(settle))
+        .await;
+    let settled = Usage::read(&ctx.pids)?;
+    let idle_from = std::time::Instant::now();
+    ctx.stop
+        .sleep(std::time::Duration::from_secs(hold_secs - settle))
         .await;
     let after = Usage::read(&ctx.pids)?;
+    let idle_secs = idle_from.elapsed().as_secs_f64();
     for h in &holders {
         h.abort();
     }
@@ -85,6 +96,10 @@ pub async fn run(
         rss_after_kib: after.rss_total_kib(),
         rss_per_tab_kib: after.rss_total_kib().saturating_sub(before.rss_total_kib()) as f64
             / n.max(1) as f64,
+        idle_cpu_us_per_tab_sec: after.cpu_since(&settled) * 1e6
+            / n.max(1) as f64
+            / idle_secs.max(1e-3),
+        idle_secs,
     };
     emit(
         "idle",
@@ -108,6 +123,13 @@ pub async fn run(
                 format!("{} → {} KiB", r.rss_before_kib, r.rss_after_kib),
             ),
             ("RSS per tab", format!("{:.2} KiB", r.rss_per_tab_kib)),
+            (
+                "idle hub CPU",
+                format!(
+                    "{:.3} µs per tab per second (over {:.0} s)",
+                    r.idle_cpu_us_per_tab_sec, r.idle_secs
+                ),
+            ),
         ],
         &r,
         ctx.out.as_deref(),
