@@ -197,6 +197,15 @@ pub fn judge((least, most): (u64, u64), seen: u64) -> (u64, u64) {
     (least.saturating_sub(seen), seen.saturating_sub(most))
 }
 
+/// The wait before a tab's next reload, given a uniform draw `u` in
+/// [0, 1): exponential with mean `mean_ms`, so reloads arrive as a Poisson
+/// process at the same rate from the first second (a uniform wait would
+/// start the crowd at half its rate).
+pub fn reload_wait_ms(mean_ms: u64, u: f64) -> u64 {
+    let u = u.clamp(0.0, 1.0 - f64::EPSILON);
+    (-(1.0 - u).ln() * mean_ms as f64).round() as u64
+}
+
 /// RSS growth from `warm` to `end`, in percent.
 pub fn growth_pct(warm_kib: u64, end_kib: u64) -> f64 {
     if warm_kib == 0 {
@@ -292,6 +301,20 @@ mod tests {
         assert_eq!(judge((0, 1), 0), (0, 0));
         assert_eq!(judge((0, 1), 3), (0, 2));
         assert_eq!(judge((2, 2), 2), (0, 0));
+    }
+
+    #[test]
+    fn reload_waits_are_exponential_with_the_given_mean() {
+        assert_eq!(reload_wait_ms(1000, 0.0), 0);
+        // The median of an exponential is mean × ln 2.
+        assert_eq!(reload_wait_ms(1000, 0.5), 693);
+        let n = 10_000;
+        let mean = (0..n)
+            .map(|k| reload_wait_ms(1000, (k as f64 + 0.5) / n as f64))
+            .sum::<u64>() as f64
+            / n as f64;
+        assert!((mean - 1000.0).abs() < 10.0, "{mean}");
+        assert!(reload_wait_ms(1000, 1.0) < 40_000);
     }
 
     #[test]

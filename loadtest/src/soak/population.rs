@@ -265,7 +265,7 @@ enum Event {
 }
 
 /// One tab for the whole run: activity every `activity_ms` (from a random
-/// phase) unless idle, reloads at random intervals averaging
+/// phase) unless idle, reloads at exponential intervals averaging
 /// `reload_mean_ms` if a reloader; a tab the hub ends is counted and
 /// reopened. Closes with 1000 on `quit`.
 async fn live(
@@ -285,8 +285,12 @@ async fn live(
     } else {
         now() + Duration::from_millis(rand::rng().random_range(0..period.as_millis() as u64))
     };
-    let reload_in =
-        || Duration::from_millis(rand::rng().random_range(0..=2 * reload_mean_ms.max(1)));
+    let reload_in = || {
+        let u: f64 = rand::rng().random();
+        // A year stands for never (no reloads asked for).
+        let ms = super::plan::reload_wait_ms(reload_mean_ms, u).min(365 * 86_400_000);
+        Duration::from_millis(ms)
+    };
     let mut next_reload = if m.role == Role::Reloader {
         now() + reload_in()
     } else {

@@ -164,7 +164,7 @@ pub fn rows_of(r: &Report) -> Vec<(&'static str, String)> {
         (
             "transitions",
             format!(
-                "{} caused; watchers owed {} deltas, saw {}",
+                "{} caused; watchers had to see at least {} deltas and saw {} (the crowd's first onlines are allowed, not owed)",
                 r.transitions_caused, r.deltas_owed, r.deltas_seen
             ),
         ),
