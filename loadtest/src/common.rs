@@ -133,24 +133,37 @@ impl Admin {
         }
     }
 
-    /// A counter or gauge from the hub's `/metrics` (labels summed).
+    /// A counter or gauge from the hub's `/metrics` (labels summed; 0 when
+    /// absent).
     pub async fn metric(&self, name: &str) -> anyhow::Result<f64> {
-        let text = self
+        Ok(metric_in(&self.metrics_text().await?, name).unwrap_or(0.0))
+    }
+
+    /// The hub's `/metrics` text.
+    pub async fn metrics_text(&self) -> anyhow::Result<String> {
+        Ok(self
             .http
             .get(format!("{}/metrics", self.base))
             .send()
             .await?
             .text()
-            .await?;
-        Ok(text
-            .lines()
-            .filter(|l| {
-                l.strip_prefix(name)
-                    .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
-            })
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+            .await?)
     }
+}
+
+/// A counter or gauge from Prometheus text, labels summed; `None` when the
+/// hub does not export it.
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    let mut found = None;
+    for l in text.lines().filter(|l| {
+        l.strip_prefix(name)
+            .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+    }) {
+        if let Some(v) = l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) {
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
 }
 
 #[derive(Serialize)]
@@ -263,5 +276,21 @@ impl Usage {
 
     pub fn rss_total_kib(&self) -> u64 {
         self.rss_kib.iter().sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_are_found_by_exact_name_and_summed_over_labels() {
+        let text = "# HELP presence_open_tabs x\npresence_open_tabs 12\n\
+                    presence_open_tabs_other 5\n\
+                    presence_rejected_frames_total{reason=\"a\"} 2\n\
+                    presence_rejected_frames_total{reason=\"b\"} 3\n";
+        assert_eq!(metric_in(text, "presence_open_tabs"), Some(12.0));
+        assert_eq!(metric_in(text, "presence_rejected_frames_total"), Some(5.0));
+        assert_eq!(metric_in(text, "presence_registered_tabs"), None);
     }
 }

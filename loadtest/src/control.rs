@@ -30,6 +30,13 @@ impl Stop {
         Stop(rx)
     }
 
+    /// A stop raised only by hand, through the returned sender: the end of
+    /// one phase of a run.
+    pub fn manual() -> (watch::Sender<bool>, Stop) {
+        let (tx, rx) = watch::channel(false);
+        (tx, Stop(rx))
+    }
+
     pub fn stopped(&self) -> bool {
         *self.0.borrow()
     }

@@ -16,6 +16,7 @@ mod idle;
 mod proc_stats;
 mod report;
 mod scaleout;
+mod soak;
 mod tab;
 mod tabs;
 mod wire;
@@ -48,8 +49,9 @@ struct Cli {
     #[arg(long, default_value_t = 256)]
     in_flight: usize,
     /// The whole run stops after this many seconds (partial report).
-    #[arg(long, default_value_t = 900)]
-    max_secs: u64,
+    /// Default is 900, and for `soak` its `--minutes` plus 20 minutes.
+    #[arg(long)]
+    max_secs: Option<u64>,
     /// Append the JSON report to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -128,6 +130,12 @@ enum Scenario {
         #[arg(long, default_value_t = 100_000)]
         tabs: usize,
     },
+    /// A long run with reloads, activity, scheduled transitions, watchers
+    /// and abusive tabs: RSS growth, leaked tabs, latency per sample,
+    /// missing and spurious transitions, how abusive tabs are closed.
+    Soak(soak::Args),
+    #[command(hide = true)]
+    SoakWorker(soak::Share),
     #[command(hide = true)]
     ScaleoutWorker {
         #[arg(long)]
@@ -157,6 +165,7 @@ pub struct Ctx {
     pub hubs: Vec<SocketAddr>,
     pub pids: Vec<u32>,
     pub admin_key: String,
+    pub jwt_secret: String,
     pub tokens: common::Tokens,
     pub sources: Vec<IpAddr>,
     pub in_flight: usize,
@@ -191,19 +200,24 @@ async fn main() -> anyhow::Result<()> {
     }
     let needs_pids = !matches!(
         cli.scenario,
-        Scenario::ScaleoutWorker { .. } | Scenario::ClusterCost { .. }
+        Scenario::ScaleoutWorker { .. } | Scenario::SoakWorker(_) | Scenario::ClusterCost { .. }
     );
     if needs_pids && cli.hub_pid.len() != cli.hub.len() {
         anyhow::bail!("give one --hub-pid per --hub (RSS and CPU are read from /proc)");
     }
+    let max_secs = cli.max_secs.unwrap_or(match &cli.scenario {
+        Scenario::Soak(a) => a.minutes * 60 + 1200,
+        _ => 900,
+    });
     let ctx = Ctx {
         hubs: cli.hub.clone(),
         pids: cli.hub_pid.clone(),
         admin_key: cli.admin_key.clone(),
+        jwt_secret: cli.jwt_secret.clone(),
         tokens: common::Tokens::new(&cli.jwt_secret),
         sources: cli.sources.clone(),
         in_flight: cli.in_flight,
-        stop: control::Stop::install(Duration::from_secs(cli.max_secs)),
+        stop: control::Stop::install(Duration::from_secs(max_secs)),
         out: cli.out.clone(),
     };
     let one_process = |n: usize| {
@@ -259,6 +273,17 @@ async fn main() -> anyhow::Result<()> {
                 anyhow::bail!("at most 200,000 tabs");
             }
             scaleout::run(&ctx, tabs).await
+        }
+        Scenario::Soak(a) => {
+            if a.tabs > 200_000 {
+                anyhow::bail!("at most 200,000 tabs");
+            }
+            one_process(a.dashboards + a.rosters + a.tabs.min(1000) + 64)?;
+            soak::run(&ctx, &a).await
+        }
+        Scenario::SoakWorker(share) => {
+            one_process(share.indices().count())?;
+            soak::worker(&ctx, share).await
         }
         Scenario::ScaleoutWorker { from, to } => {
             one_process(to.saturating_sub(from))?;

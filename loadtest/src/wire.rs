@@ -36,16 +36,35 @@ pub fn text_frame(payload: &[u8]) -> Vec<u8> {
     f
 }
 
+/// The answer to a ping: a pong with its payload, masked.
+pub fn pong_frame(payload: &[u8]) -> Vec<u8> {
+    let n = payload.len().min(125);
+    let mut f = vec![0x8A, 0x80 | n as u8, 0, 0, 0, 0];
+    f.extend_from_slice(&payload[..n]);
+    f
+}
+
 /// A close frame with status 1000, masked like every client frame.
 pub fn close_frame() -> Vec<u8> {
     vec![0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]
 }
 
-/// A pong for `payload` (≤ 125 bytes), masked with the zero key.
-pub fn pong_frame(payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![0x8A, 0x80 | payload.len().min(125) as u8, 0, 0, 0, 0];
-    f.extend_from_slice(&payload[..payload.len().min(125)]);
-    f
+/// The hub closed the connection with this code (carried inside an
+/// `io::Error`; see [`close_code`]).
+#[derive(Debug)]
+pub struct Closed(pub u16);
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "closed by the hub with {}", self.0)
+    }
+}
+
+impl std::error::Error for Closed {}
+
+/// The close code, if the hub ended the connection with a close frame.
+pub fn close_code(e: &io::Error) -> Option<u16> {
+    e.get_ref()?.downcast_ref::<Closed>().map(|c| c.0)
 }
 
 /// One frame from the hub.
@@ -53,7 +72,10 @@ pub fn pong_frame(payload: &[u8]) -> Vec<u8> {
 pub enum Frame {
     Text(Vec<u8>),
     Close(u16),
-    /// Ping (already answered), pong or binary: nothing a scenario reads.
+    /// A ping, with its payload, already answered by the reader (as a
+    /// browser does), so a tab that only reads is kept by the hub.
+    Ping(Vec<u8>),
+    /// Pong or binary: nothing a scenario reads.
     Other,
 }
 
@@ -69,8 +91,8 @@ impl Reader {
     pub async fn next(&mut self) -> io::Result<Option<Frame>> {
         loop {
             if let Some((frame, used)) = parse(&self.buf[self.start..])? {
-                if self.buf[self.start] & 0x0f == 0x9 {
-                    self.pong(&self.buf[self.start..self.start + used]);
+                if let Frame::Ping(p) = &frame {
+                    self.pong(p);
                 }
                 self.start += used;
                 if self.start == self.buf.len() {
@@ -93,18 +115,14 @@ impl Reader {
         }
     }
 
-    /// Answers a ping as a browser does, so the hub keeps a silent tab.
-    /// Written from the reading side with one non-blocking write: the
-    /// scenarios' frames are small and each goes out in one write, so the
-    /// pong cannot land inside one of them; if the socket is full the pong
-    /// is skipped and the next ping answered.
-    fn pong(&self, ping: &[u8]) {
-        let head = match ping[1] & 0x7f {
-            126 => 4,
-            127 => 10,
-            _ => 2,
-        };
-        let _ = self.rd.as_ref().try_write(&pong_frame(&ping[head..]));
+    /// Answers a ping from the reading side, with one non-blocking write on
+    /// the socket the writer half also uses: the scenarios' frames are
+    /// small and each goes out in one write, so the pong cannot land inside
+    /// one of them; if the socket is full the pong is skipped and the next
+    /// ping is answered. Every scenario's tabs are then kept by the hub,
+    /// whichever task holds their writer.
+    fn pong(&self, payload: &[u8]) {
+        let _ = self.rd.as_ref().try_write(&pong_frame(payload));
     }
 
     /// The next text frame; a close or the end of the stream is an error
@@ -113,10 +131,8 @@ impl Reader {
         loop {
             match self.next().await? {
                 Some(Frame::Text(t)) => return Ok(t),
-                Some(Frame::Close(code)) => {
-                    return Err(io::Error::other(format!("closed by the hub with {code}")))
-                }
-                Some(Frame::Other) => {}
+                Some(Frame::Close(code)) => return Err(io::Error::other(Closed(code))),
+                Some(Frame::Ping(_) | Frame::Other) => {}
                 None => return Err(io::ErrorKind::UnexpectedEof.into()),
             }
         }
@@ -153,6 +169,7 @@ fn parse(b: &[u8]) -> io::Result<Option<(Frame, usize)>> {
         } else {
             1005
         }),
+        0x9 => Frame::Ping(payload.to_vec()),
         _ => Frame::Other,
     };
     Ok(Some((frame, head + len)))
@@ -246,5 +263,21 @@ mod tests {
             assert!(matches!(frame, Frame::Text(t) if t == payload));
             assert!(parse(&server[..server.len() - 1]).unwrap().is_none() || n == 0);
         }
+    }
+
+    #[test]
+    fn pings_are_read_with_their_payload_and_pongs_echo_it() {
+        let (frame, used) = parse(&[0x89, 2, b'h', b'i', 0x81]).unwrap().unwrap();
+        assert_eq!(used, 4);
+        assert!(matches!(frame, Frame::Ping(p) if p == b"hi"));
+        assert_eq!(pong_frame(b"hi"), vec![0x8A, 0x82, 0, 0, 0, 0, b'h', b'i']);
+    }
+
+    #[test]
+    fn a_close_code_survives_inside_an_io_error() {
+        let e = io::Error::other(Closed(4008));
+        assert_eq!(close_code(&e), Some(4008));
+        assert_eq!(e.to_string(), "closed by the hub with 4008");
+        assert_eq!(close_code(&io::Error::other("other")), None);
     }
 }

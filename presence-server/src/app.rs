@@ -81,6 +81,10 @@ async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
 }
 
 async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
+    // One lock per tenant per scrape; nothing on the tab path pays for it.
+    hub.metrics
+        .registered_tabs
+        .set(hub.registered_tabs() as i64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         hub.metrics.render(),

@@ -142,6 +142,16 @@ impl Hub {
             .collect()
     }
 
+    /// Tab handles held in every tenant's per-user lists. Counted rather
+    /// than kept, so a session that never left its tenant (a crashed task)
+    /// shows up here and not in `presence_open_tabs` alone.
+    pub fn registered_tabs(&self) -> usize {
+        self.tenants_snapshot()
+            .iter()
+            .map(|(_, t)| t.lock().registered_tabs())
+            .sum()
+    }
+
     pub fn tenant_ids(&self) -> Vec<String> {
         self.tenants.read().keys().cloned().collect()
     }

@@ -6,6 +6,10 @@ use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, T
 pub struct Metrics {
     registry: Registry,
     pub open_tabs: IntGauge,
+    /// Set at scrape time from the tenants' per-user tab lists (see
+    /// `Hub::registered_tabs`); equal to `open_tabs` unless a session ended
+    /// without leaving its tenant.
+    pub registered_tabs: IntGauge,
     pub online_users: IntGauge,
     pub transitions: IntCounterVec,
     pub frames_in: IntCounter,
@@ -42,6 +46,10 @@ impl Metrics {
             open_tabs: gauge(
                 "presence_open_tabs",
                 "Authenticated WebSocket tabs open now.",
+            ),
+            registered_tabs: gauge(
+                "presence_registered_tabs",
+                "Tab handles held in the tenants' per-user tab lists.",
             ),
             online_users: gauge("presence_online_users", "Users online now, all tenants."),
             transitions: counter_vec(

@@ -97,6 +97,11 @@ impl Tenant {
         self.tabs.get(user).map_or(0, Vec::len)
     }
 
+    /// Tabs registered over all users.
+    pub fn registered_tabs(&self) -> usize {
+        self.tabs.values().map(Vec::len).sum()
+    }
+
     /// Registers a tab. A tab id that is already open (a reload that raced
     /// its own close) replaces the old connection.
     pub fn join(
