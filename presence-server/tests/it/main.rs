@@ -3,12 +3,14 @@
 mod cluster_support;
 mod harness;
 mod hub_process;
+mod nginx_support;
 mod redis_support;
 mod support;
 
 mod bad_input;
 mod cluster_faults;
 mod cluster_presence;
+mod dead_peers;
 mod directory_api;
 mod openapi;
 mod presence;
