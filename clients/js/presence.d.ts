@@ -103,7 +103,11 @@ export interface Events {
   state: ConnectionState;
   /** The connection closed; it reconnects after `retryInMs`. */
   close: { code: number; reason: string; retryInMs: number };
-  /** Closed for good: 4003 (deactivated, deleted, forbidden) or 4004 (logged out). */
+  /**
+   * Closed for good: 4003 (deactivated, deleted, forbidden), 4004 (logged
+   * out), 4008 (policy violation: too many frames, a frame too large) or
+   * 4029 (too many tabs for this user).
+   */
   end: { code: number; reason: string };
   /** An error frame that belongs to no roster, or a failed token refresh. */
   error: { code: string; message: string };

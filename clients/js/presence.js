@@ -7,8 +7,13 @@
 // jittered exponential backoff, and live rosters kept from snapshots and
 // deltas with the `v` rule. No dependencies; plain ES2020.
 
-/** Close codes after which the tab must not reconnect by itself. */
-const TERMINAL = [4003, 4004];
+/**
+ * Close codes after which the tab must not reconnect by itself: deactivated
+ * or forbidden, logged out, a policy violation (a flood or oversized frames
+ * would only be repeated), too many tabs for the user. 4001 is not among
+ * them: the reconnection asks the token provider for a fresh token.
+ */
+const TERMINAL = [4003, 4004, 4008, 4029];
 /**
  * Browser events that prove a person is at the keyboard or mouse, listened to
  * in the capture phase so no page handler can hide them. `focus` is the

@@ -7,6 +7,7 @@
 // attendants.png there (how docs/ is made).
 
 import assert from "node:assert/strict";
+import { randomUUID } from "node:crypto";
 import { existsSync, mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { after, before, test } from "node:test";
@@ -285,4 +286,50 @@ test("a team roster shows its members and supervisors live", async () => {
     await team.setViewportSize({ width: 1000, height: 520 });
     await team.screenshot({ path: join(SHOTS, "team.png") });
   }
+});
+
+test("a page whose own WebSocket floods frames gets close code 4008 in a clean close", async () => {
+  // Last, so the flooding user's presence changes nothing the tests above check.
+  const page = await (await person()).newPage();
+  await page.goto(`${hub.base}/healthz`);
+  const got = await page.evaluate(
+    async ([url, token, tab]) => {
+      const ws = new WebSocket(url);
+      await new Promise((ok, fail) => {
+        ws.onopen = ok;
+        ws.onerror = () => fail(new Error("the WebSocket did not open"));
+      });
+      ws.send(JSON.stringify({ type: "hello", token, tab, idle_ms: 0 }));
+      const errors = [];
+      await new Promise((ok) => {
+        ws.onmessage = (e) => {
+          const m = JSON.parse(e.data);
+          if (m.type === "welcome") ok();
+          if (m.type === "error") errors.push(m.code);
+        };
+      });
+      const closed = new Promise((ok) => {
+        ws.onclose = (e) => ok({ code: e.code, reason: e.reason, wasClean: e.wasClean });
+      });
+      // One burst, far past the rate limit (40 frames, then 40 strikes) and
+      // past the 4 KiB the hub reads at a time: the hub decides on 4008
+      // with the rest of the burst unread in its socket, which it must read
+      // and drop until our close frame (closing at once was a reset: 1006,
+      // or 4008 with wasClean false). The page then sends nothing more:
+      // Chromium counts a close as clean only if everything the page sent
+      // went out, and a page still sending when the close arrives has some
+      // left (Blink's DOMWebSocket::DidClose).
+      const frame = JSON.stringify({ type: "activity", idle_ms: 0 });
+      const sent = 300;
+      for (let i = 0; i < sent; i++) ws.send(frame);
+      return { ...(await closed), sent, errors: [...new Set(errors)] };
+    },
+    [hub.wsUrl, mint("demo", "nina"), randomUUID()],
+  );
+  assert.deepEqual(
+    { code: got.code, reason: got.reason, wasClean: got.wasClean },
+    { code: 4008, reason: "too many messages", wasClean: true },
+    `after ${got.sent} frames`,
+  );
+  assert.deepEqual(got.errors, ["rate_limited"]);
 });

@@ -55,11 +55,23 @@ function spying(transform) {
   return { Spy, sockets, sent: (type) => sockets.flatMap((s) => s.sent).filter((m) => m.type === type) };
 }
 
-/** A client of `user` of `tid` with memory storage (or `storage`). */
+/** A WebSocket class that only counts the connections made with it. */
+function counting() {
+  const sockets = [];
+  class Counted extends WebSocket {
+    constructor(url) {
+      super(url);
+      sockets.push(this);
+    }
+  }
+  return { Counted, sockets };
+}
+
+/** A client of `user` of `tid` with memory storage (or `storage`), on `url` (or the shared hub). */
 function client(tid, user, o = {}) {
   const reasons = [];
   const c = new PresenceClient({
-    url: hub.wsUrl,
+    url: o.url ?? hub.wsUrl,
     WebSocket: o.WebSocket ?? WebSocket,
     storage: o.storage,
     backoffMs: 50,
@@ -348,4 +360,151 @@ test("after a node restart (1012) the tab reconnects at once and re-subscribes",
   await until(() => snapshots.length === 2, 10000, "snapshot after the restart");
   assert.equal(c.state, "open");
   assert.deepEqual(snapshots[1].users.map((u) => u.id).sort(), ["ann", "sam"]);
+});
+
+// Closes that must arrive while the tab is still sending (SPEC §9): the hub
+// lingers for the page's close frame instead of closing TCP with the page's
+// frames unread, which Linux answers with a reset (the page saw 1006).
+
+/** Any frame rate: the tab is still sending when the hub closes it for another reason. */
+const ANY_RATE = { PRESENCE_RATE_PER_SEC: "1000000", PRESENCE_RATE_BURST: "1000000" };
+
+/** A hub of this test's own, stopped when the test ends. */
+async function ownHub(t, o = {}) {
+  const own = await Hub.start({ idleTimeoutMs: IDLE_MS, activityIntervalMs: INTERVAL_MS, ...o });
+  t.after(() => own.stop());
+  return own;
+}
+
+/** The `close` event of a socket, as a promise. */
+const closeOf = (sock) => new Promise((ok) => sock.addEventListener("close", ok, { once: true }));
+
+/**
+ * Sends `frame` on the SDK's own socket in long bursts until the socket is
+ * no longer open; resolves with the number of frames sent. The hub's
+ * receive buffer stays full, and the close arrives in the middle of a
+ * burst, whose next writes would meet the reset a hub answers with when it
+ * closes TCP with our frames unread (ws then reports 1006).
+ */
+function flood(sock, frame = { type: "activity", idle_ms: 0 }) {
+  const text = JSON.stringify(frame);
+  let sent = 0;
+  return new Promise((done) => {
+    const burst = () => {
+      if (sock.readyState !== WebSocket.OPEN) return done(sent);
+      // Ahead of the hub, without queueing without bound in the client.
+      if (sock.bufferedAmount < 1 << 20) {
+        for (let i = 0; i < 2000; i++) sock.send(text);
+        sent += 2000;
+      }
+      setImmediate(burst);
+    };
+    burst();
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+test("a flooding tab reads its rate_limited errors, then 4008, and the SDK stops for good", async (t) => {
+  const tid = await tenant();
+  const { Counted, sockets } = counting();
+  const c = client(tid, "sam", { WebSocket: Counted }).start();
+  t.after(() => c.close());
+  const errors = [];
+  c.on("error", (m) => errors.push(m.code));
+  await opened(c);
+  const sock = c.ws;
+  const closed = closeOf(sock);
+  const sent = await flood(sock);
+  const e = await closed;
+  assert.deepEqual([e.code, e.reason, e.wasClean], [4008, "too many messages", true], `after ${sent} frames`);
+  assert.ok(errors.includes("rate_limited"), `the error frames before the close arrived too: ${errors}`);
+  await until(() => c.ends.length, 5000, "the end event");
+  assert.deepEqual(c.ends, [{ code: 4008, reason: "too many messages" }]);
+  assert.equal(c.state, "ended");
+  // Many backoff periods later: no reconnection, no `close` event.
+  await sleep(500);
+  assert.equal(sockets.length, 1);
+  assert.deepEqual(c.closes, []);
+});
+
+test("a tab still sending when its user is deactivated gets 4003 and the SDK stops", async (t) => {
+  const own = await ownHub(t, { env: ANY_RATE });
+  await own.seed("d", [["sam"]]);
+  const { Counted, sockets } = counting();
+  const c = client("d", "sam", { url: own.wsUrl, WebSocket: Counted }).start();
+  t.after(() => c.close());
+  await opened(c);
+  const sock = c.ws;
+  const closed = closeOf(sock);
+  const sending = flood(sock);
+  await sleep(100);
+  await own.admin("POST", "/v1/tenants/d/users/deactivate", { ids: ["sam"] });
+  const e = await closed;
+  const sent = await sending;
+  assert.deepEqual([e.code, e.wasClean], [4003, true], `${e.reason} after ${sent} frames`);
+  await until(() => c.ends.length, 5000, "the end event");
+  assert.equal(c.ends[0].code, 4003);
+  await sleep(500);
+  assert.equal(sockets.length, 1);
+  assert.deepEqual(c.closes, []);
+});
+
+test("a tab still sending at shutdown (SIGTERM) gets 1012 and the SDK reconnects", async (t) => {
+  const own = await ownHub(t, { port: await freePort(), env: ANY_RATE });
+  await own.seed("s", [["sam"]]);
+  const c = client("s", "sam", { url: own.wsUrl }).start();
+  t.after(() => c.close());
+  await opened(c);
+  const first = c.ws;
+  const closed = closeOf(first);
+  const sending = flood(first);
+  await sleep(100);
+  await own.terminate();
+  const e = await closed;
+  const sent = await sending;
+  assert.deepEqual([e.code, e.wasClean], [1012, true], `${e.reason} after ${sent} frames`);
+  assert.equal(c.closes[0].code, 1012);
+  assert.equal(c.closes[0].retryInMs, 0);
+  await own.restart();
+  await until(() => c.state === "open" && c.ws !== first, 10000, "the reconnection");
+  assert.deepEqual(c.ends, []);
+});
+
+test("the page's own close code is echoed by the hub", async (t) => {
+  const tid = await tenant();
+  const c = client(tid, "sam").start();
+  t.after(() => c.close());
+  for (const code of [1000, 3000, 4321]) {
+    await opened(c);
+    const sock = c.ws;
+    const closed = closeOf(sock);
+    sock.close(code, "bye");
+    const e = await closed;
+    assert.deepEqual([e.code, e.wasClean], [code, true], e.reason);
+    // Not a code that ends the SDK: it reconnects.
+    await until(() => c.ws && c.ws !== sock, 5000, "the reconnection");
+  }
+  assert.deepEqual(
+    c.closes.map((x) => x.code),
+    [1000, 3000, 4321],
+  );
+});
+
+test("a tab over the user's tab limit ends with 4029 and does not retry", async (t) => {
+  const own = await ownHub(t, { env: { PRESENCE_MAX_TABS_PER_USER: "1" } });
+  await own.seed("m", [["sam"]]);
+  const first = client("m", "sam", { url: own.wsUrl }).start();
+  t.after(() => first.close());
+  await opened(first);
+  const { Counted, sockets } = counting();
+  const second = client("m", "sam", { url: own.wsUrl, WebSocket: Counted }).start();
+  t.after(() => second.close());
+  await until(() => second.ends.length, 5000, "the end event");
+  assert.equal(second.ends[0].code, 4029);
+  assert.equal(second.state, "ended");
+  await sleep(500);
+  assert.equal(sockets.length, 1);
+  assert.deepEqual(second.closes, []);
+  assert.equal(first.state, "open");
 });

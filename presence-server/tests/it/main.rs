@@ -3,6 +3,7 @@
 mod cluster_support;
 mod harness;
 mod hub_process;
+mod nginx_support;
 mod redis_support;
 mod support;
 
@@ -10,6 +11,7 @@ mod autobahn;
 mod bad_input;
 mod cluster_faults;
 mod cluster_presence;
+mod dead_peers;
 mod directory_api;
 mod metrics;
 mod openapi;

@@ -320,7 +320,7 @@ pub fn is_presence_of(m: &ServerMessage, who: &str, status: presence_protocol::S
     matches!(m, ServerMessage::Presence { user, status: s, .. } if user == who && *s == status)
 }
 
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// One browser tab, as the hub sees it.
 pub struct Tab {
@@ -358,7 +358,13 @@ impl Tab {
         tab: Uuid,
         idle_ms: u64,
     ) -> Result<Tab, Closed> {
-        let mut ws = raw_connect(addr).await;
+        Self::hello(raw_connect(addr).await, token, tab, idle_ms).await
+    }
+
+    /// Says hello on a WebSocket connected by the caller (through a proxy,
+    /// from another source address); the close the hub answered with, if it
+    /// refused.
+    pub async fn hello(mut ws: Ws, token: &str, tab: Uuid, idle_ms: u64) -> Result<Tab, Closed> {
         let hello = ClientMessage::Hello {
             token: token.into(),
             tab,

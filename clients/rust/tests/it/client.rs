@@ -382,3 +382,58 @@ async fn an_expired_token_is_replaced_by_a_fresh_one_and_the_client_reconnects()
     assert_eq!(*ann.state().borrow(), ConnState::Connected);
     ann.activity(0).unwrap();
 }
+
+#[tokio::test]
+async fn a_flooding_client_is_closed_with_4008_and_stops_without_reconnecting() {
+    let (h, _dir) = seeded().await;
+    let ann = h.client("ann").await;
+    let mut events = ann.events();
+    // Activity reported far beyond the hub's frame rate until the client
+    // ends, at most 100 frames queued per turn of the runtime: the client
+    // is still sending when the hub closes it.
+    let flood = {
+        let ann = ann.clone();
+        tokio::spawn(async move {
+            let mut sent = 0u64;
+            loop {
+                for _ in 0..100 {
+                    if ann.activity(0).is_err() {
+                        return sent;
+                    }
+                    sent += 1;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+    };
+    let (code, reason) = within("the terminal close", ann.disconnected()).await;
+    let sent = within("the flood to stop", flood).await.unwrap();
+    assert_eq!(
+        (code, reason.as_str()),
+        (4008, "too many messages"),
+        "after {sent} frames"
+    );
+    // Read before the close, in order: no reset destroyed them.
+    let mut rate_limited = 0;
+    loop {
+        match events.try_recv() {
+            Ok(Event::Reconnecting { code, reason, .. }) => {
+                panic!("reconnected after {code:?} {reason}")
+            }
+            Ok(Event::Rejected {
+                code: ErrorCode::RateLimited,
+                ..
+            }) => rate_limited += 1,
+            Ok(_) => {}
+            Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                panic!("{n} events lost")
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(rate_limited > 0, "no rate_limited error arrived");
+    assert!(matches!(
+        ann.activity(0),
+        Err(Error::Closed { code: 4008, .. })
+    ));
+}
