@@ -18,6 +18,7 @@ pub mod directory_sync;
 pub mod embedded_store;
 pub mod engine;
 pub mod hub;
+pub mod limit;
 pub mod metrics;
 pub mod outbox;
 pub mod rate;
