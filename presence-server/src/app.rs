@@ -7,12 +7,13 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::api_error::ApiError;
 use crate::hub::Hub;
 
 const OPENAPI: &str = include_str!("openapi.json");
@@ -69,14 +70,17 @@ pub fn app(hub: Arc<Hub>) -> Router {
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
         .merge(crate::admin_api::routes())
+        // Applies to the routes added so far, so it comes after all of them.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|| async { ApiError::NoRoute })
         .with_state(hub)
 }
 
-async fn readyz(State(hub): State<Arc<Hub>>) -> Response {
+async fn readyz(State(hub): State<Arc<Hub>>) -> Result<&'static str, ApiError> {
     if hub.is_ready() {
-        "ready".into_response()
+        Ok("ready")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready").into_response()
+        Err(ApiError::NotReady)
     }
 }
 

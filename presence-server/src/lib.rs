@@ -16,6 +16,7 @@ pub mod dev;
 pub mod directory;
 pub mod directory_sync;
 pub mod embedded_store;
+pub mod extract;
 pub mod engine;
 pub mod hub;
 pub mod limit;
