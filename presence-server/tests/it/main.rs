@@ -11,6 +11,7 @@ mod bad_input;
 mod cluster_faults;
 mod cluster_presence;
 mod directory_api;
+mod http_edge;
 mod metrics;
 mod openapi;
 mod presence;
