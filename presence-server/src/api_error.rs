@@ -1,10 +1,12 @@
-//! The one error type of the admin HTTP API: every variant maps to a status
-//! and a stable code, and store internals never reach the client.
+//! The one error type of the HTTP edge (the admin API, the WebSocket
+//! upgrade, and what the framework would otherwise answer in plain text):
+//! every variant maps to a status and a stable code in one exhaustive
+//! match, and store internals never reach the client.
 
-use axum::http::StatusCode;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use presence_protocol::admin::{ApiError as Body, ApiErrorBody};
+use presence_protocol::admin::{ApiError as Body, ApiErrorBody, ImportReport};
 use serde_json::json;
 
 use crate::admin_ops::DirectoryError;
@@ -16,16 +18,56 @@ pub enum ApiError {
     Unauthenticated,
     #[error("{0}")]
     Forbidden(&'static str),
-    #[error("bad request body: {0}")]
-    BadBody(String),
+    #[error("no such route")]
+    NoRoute,
+    #[error("this route does not take that method")]
+    MethodNotAllowed,
+    #[error("bad path: {0}")]
+    BadPath(String),
+    #[error("bad query string: {0}")]
+    BadQueryString(String),
     #[error("bad query parameter {param}: {reason}")]
     BadQuery { param: &'static str, reason: String },
+    #[error("the body must be {expected}")]
+    UnsupportedMediaType { expected: &'static str },
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("the request line and headers are larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+    #[error("the request body could not be read")]
+    BodyUnreadable,
+    #[error("bad request body: {0}")]
+    BadBody(String),
+    #[error("this endpoint speaks WebSocket only")]
+    NotWebSocket,
+    #[error("WebSocket version 13 only")]
+    WebSocketVersion,
+    #[error("bad Sec-WebSocket-Key: {0}")]
+    BadWebSocketKey(&'static str),
+    #[error("origin not allowed")]
+    OriginNotAllowed,
+    #[error("node restarting; connect to another node")]
+    NodeRestarting,
+    #[error("not ready")]
+    NotReady,
+    #[error("too many connections waiting for hello; try again shortly")]
+    TooManyPending,
+    #[error("too many connections; try again shortly")]
+    TooManyConnections,
     #[error(transparent)]
     Directory(#[from] DirectoryError),
     #[error("the store is unavailable; nothing was changed")]
     StoreUnavailable,
     #[error("the import has {} invalid rows; nothing was imported", .0.errors.len())]
-    Import(presence_protocol::admin::ImportReport),
+    Import(ImportReport),
+    #[error(
+        "the import would make {wanted} active users on a plan of {limit}; nothing was imported"
+    )]
+    ImportOverLimit {
+        report: ImportReport,
+        limit: u64,
+        wanted: u64,
+    },
 }
 
 impl From<WriteError> for ApiError {
@@ -40,51 +82,133 @@ impl From<WriteError> for ApiError {
     }
 }
 
+/// What a variant becomes on the wire.
+struct Wire {
+    status: StatusCode,
+    code: &'static str,
+    details: Option<serde_json::Value>,
+    /// Headers the status requires (RFC 9110 / RFC 6455), as static
+    /// `(name, value)` pairs.
+    headers: &'static [(&'static str, &'static str)],
+}
+
+fn wire(status: StatusCode, code: &'static str) -> Wire {
+    Wire {
+        status,
+        code,
+        details: None,
+        headers: &[],
+    }
+}
+
+impl Wire {
+    fn details(self, details: serde_json::Value) -> Wire {
+        Wire {
+            details: Some(details),
+            ..self
+        }
+    }
+
+    fn headers(self, headers: &'static [(&'static str, &'static str)]) -> Wire {
+        Wire { headers, ..self }
+    }
+}
+
+/// A 426 must name the protocol to upgrade to, with `Connection: upgrade`
+/// (RFC 9110 §15.5.22, §7.8).
+const UPGRADE_TO_WEBSOCKET: &[(&str, &str)] =
+    &[("upgrade", "websocket"), ("connection", "upgrade")];
+/// The only version this hub speaks (RFC 6455 §4.4).
+const WEBSOCKET_VERSION: &[(&str, &str)] = &[
+    ("upgrade", "websocket"),
+    ("connection", "upgrade"),
+    ("sec-websocket-version", "13"),
+];
+/// The request was not (fully) read: the connection cannot be reused.
+const CLOSE: &[(&str, &str)] = &[("connection", "close")];
+
 impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, Option<serde_json::Value>) {
+    fn wire(&self) -> Wire {
+        use StatusCode as S;
         match self {
-            ApiError::Unauthenticated => (StatusCode::UNAUTHORIZED, "unauthenticated", None),
-            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
-            ApiError::BadBody(_) => (StatusCode::BAD_REQUEST, "bad_request", None),
-            ApiError::BadQuery { param, .. } => (
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                Some(json!({ "param": param })),
-            ),
-            ApiError::StoreUnavailable => {
-                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)
+            ApiError::Unauthenticated => {
+                wire(S::UNAUTHORIZED, "unauthenticated").headers(&[("www-authenticate", "Bearer")])
             }
-            ApiError::Import(report) => (
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                Some(serde_json::to_value(report).unwrap_or_default()),
-            ),
+            ApiError::Forbidden(_) | ApiError::OriginNotAllowed => wire(S::FORBIDDEN, "forbidden"),
+            ApiError::NoRoute => wire(S::NOT_FOUND, "not_found"),
+            ApiError::MethodNotAllowed => wire(S::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            ApiError::BadPath(_)
+            | ApiError::BadQueryString(_)
+            | ApiError::BodyUnreadable
+            | ApiError::BadBody(_) => wire(S::BAD_REQUEST, "bad_request"),
+            ApiError::BadWebSocketKey(_) => wire(S::BAD_REQUEST, "bad_request")
+                .details(json!({ "header": "sec-websocket-key" })),
+            ApiError::BadQuery { param, .. } => {
+                wire(S::BAD_REQUEST, "bad_request").details(json!({ "param": param }))
+            }
+            ApiError::UnsupportedMediaType { expected } => {
+                wire(S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+                    .details(json!({ "expected": expected }))
+            }
+            ApiError::PayloadTooLarge { limit } => wire(S::PAYLOAD_TOO_LARGE, "payload_too_large")
+                .details(json!({ "limit": limit }))
+                .headers(CLOSE),
+            ApiError::HeadersTooLarge { limit } => {
+                wire(S::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers_too_large")
+                    .details(json!({ "limit": limit }))
+                    .headers(CLOSE)
+            }
+            ApiError::NotWebSocket => {
+                wire(S::UPGRADE_REQUIRED, "upgrade_required").headers(UPGRADE_TO_WEBSOCKET)
+            }
+            ApiError::WebSocketVersion => {
+                wire(S::UPGRADE_REQUIRED, "upgrade_required").headers(WEBSOCKET_VERSION)
+            }
+            ApiError::NodeRestarting => wire(S::SERVICE_UNAVAILABLE, "node_restarting"),
+            ApiError::NotReady => wire(S::SERVICE_UNAVAILABLE, "not_ready"),
+            ApiError::TooManyPending => wire(S::SERVICE_UNAVAILABLE, "too_many_pending"),
+            ApiError::TooManyConnections => {
+                wire(S::SERVICE_UNAVAILABLE, "too_many_connections").headers(CLOSE)
+            }
+            ApiError::StoreUnavailable => wire(S::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::Import(report) => wire(S::BAD_REQUEST, "bad_request")
+                .details(serde_json::to_value(report).unwrap_or_default()),
+            ApiError::ImportOverLimit {
+                report,
+                limit,
+                wanted,
+            } => {
+                let mut details = serde_json::to_value(report).unwrap_or_default();
+                if let Some(d) = details.as_object_mut() {
+                    d.insert("limit".into(), json!(limit));
+                    d.insert("wanted".into(), json!(wanted));
+                }
+                wire(S::CONFLICT, "user_limit").details(details)
+            }
             ApiError::Directory(d) => match d {
                 DirectoryError::UnknownTenant(_)
                 | DirectoryError::UnknownUser(_)
                 | DirectoryError::UnknownTeam(_)
-                | DirectoryError::UnknownMember { .. } => {
-                    (StatusCode::NOT_FOUND, "not_found", None)
+                | DirectoryError::UnknownMember { .. } => wire(S::NOT_FOUND, "not_found"),
+                DirectoryError::Invalid { field, .. } => {
+                    wire(S::BAD_REQUEST, "bad_request").details(json!({ "field": field }))
                 }
-                DirectoryError::Invalid { field, .. } => (
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    Some(json!({ "field": field })),
-                ),
-                DirectoryError::UserLimit { limit, wanted } => (
-                    StatusCode::CONFLICT,
-                    "user_limit",
-                    Some(json!({ "limit": limit, "wanted": wanted })),
-                ),
-                DirectoryError::UserNotActive(_) => (StatusCode::CONFLICT, "user_not_active", None),
+                DirectoryError::UserLimit { limit, wanted } => wire(S::CONFLICT, "user_limit")
+                    .details(json!({ "limit": limit, "wanted": wanted })),
+                DirectoryError::UserNotActive(_) => wire(S::CONFLICT, "user_not_active"),
             },
         }
     }
-}
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, details) = self.parts();
+    /// The status, the headers it requires and the SPEC §6 body,
+    /// `{"error":{"code","message","details"?}}`.
+    fn render(&self) -> (StatusCode, &'static [(&'static str, &'static str)], Body) {
+        let Wire {
+            status,
+            code,
+            details,
+            headers,
+        } = self.wire();
         let body = Body {
             error: ApiErrorBody {
                 code: code.to_owned(),
@@ -92,6 +216,63 @@ impl IntoResponse for ApiError {
                 details,
             },
         };
-        (status, Json(body)).into_response()
+        (status, headers, body)
+    }
+
+    /// The whole HTTP/1.1 response as bytes, for the accept loop, which
+    /// refuses a connection before hyper (and the router) ever see it.
+    pub fn http1_response(&self) -> Vec<u8> {
+        let (status, headers, body) = self.render();
+        // Serialising strings and a JSON value cannot fail.
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+            status.as_u16(),
+            status.canonical_reason().unwrap_or(""),
+            body.len()
+        );
+        for (name, value) in headers {
+            out.push_str(&format!("{name}: {value}\r\n"));
+        }
+        out.push_str("\r\n");
+        out.push_str(&body);
+        out.into_bytes()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, headers, body) = self.render();
+        let mut res = (status, Json(body)).into_response();
+        for (name, value) in headers {
+            res.headers_mut().insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static(value),
+            );
+        }
+        res
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ApiError;
+
+    #[test]
+    fn a_refusal_before_hyper_is_a_complete_json_response() {
+        let bytes = ApiError::TooManyConnections.http1_response();
+        let text = std::str::from_utf8(&bytes).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{head}"
+        );
+        assert!(
+            head.contains(&format!("content-length: {}", body.len())),
+            "{head}"
+        );
+        assert!(head.contains("connection: close"), "{head}");
+        let v: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["error"]["code"], "too_many_connections");
     }
 }

@@ -100,6 +100,31 @@ pub struct ServeArgs {
     /// Demo mode: generate secrets, seed a demo tenant, print tokens.
     #[arg(long)]
     pub dev: bool,
+
+    // The HTTP edge: connections, upgrades and request sizes.
+    /// Open connections (HTTP and WebSocket); the next one gets 503.
+    #[arg(long, env = "PRESENCE_MAX_CONNECTIONS", default_value_t = 100_000)]
+    pub max_connections: usize,
+    /// Upgraded connections that have not completed `hello`; the next upgrade gets 503.
+    #[arg(long, env = "PRESENCE_MAX_PENDING_HELLO", default_value_t = 10_000)]
+    pub max_pending_hello: usize,
+    /// A request's line and headers must arrive within this (and an idle
+    /// keep-alive connection is closed after it).
+    #[arg(
+        long,
+        env = "PRESENCE_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub header_read_timeout_ms: u64,
+    /// Larger request line plus headers get 431.
+    #[arg(long, env = "PRESENCE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
+    /// Larger JSON bodies on the admin API get 413.
+    #[arg(long, env = "PRESENCE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Larger CSV imports get 413.
+    #[arg(long, env = "PRESENCE_MAX_IMPORT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub max_import_bytes: usize,
 }
 
 /// A setting is missing or wrong; the hub does not start.
@@ -158,6 +183,22 @@ impl ServeArgs {
                 });
             }
         }
+        // The HTTP edge.
+        for (name, v) in [
+            ("PRESENCE_MAX_CONNECTIONS", self.max_connections as u64),
+            ("PRESENCE_MAX_PENDING_HELLO", self.max_pending_hello as u64),
+            (
+                "PRESENCE_HEADER_READ_TIMEOUT_MS",
+                self.header_read_timeout_ms,
+            ),
+            ("PRESENCE_MAX_HEADER_BYTES", self.max_header_bytes as u64),
+            ("PRESENCE_MAX_BODY_BYTES", self.max_body_bytes as u64),
+            ("PRESENCE_MAX_IMPORT_BYTES", self.max_import_bytes as u64),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Zero(name));
+            }
+        }
         Ok(Config {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             activity_interval: self.activity_interval_ms.map(Duration::from_millis),
@@ -181,6 +222,13 @@ impl ServeArgs {
             pong_timeout: Duration::from_millis(self.pong_timeout_ms),
             close_linger: Duration::from_millis(self.close_linger_ms),
             write_buffer_bytes: self.write_buffer_bytes,
+
+            max_connections: self.max_connections,
+            max_pending_hello: self.max_pending_hello,
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            max_header_bytes: self.max_header_bytes,
+            max_body_bytes: self.max_body_bytes,
+            max_import_bytes: self.max_import_bytes,
         })
     }
 

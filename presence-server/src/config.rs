@@ -49,6 +49,30 @@ pub struct Config {
     /// socket does not take waits in the tab's write buffer, so this bounds
     /// it (a single larger frame still goes). Default is 1 MiB.
     pub write_buffer_bytes: usize,
+
+    // The HTTP edge: connections, upgrades and request sizes (`app.rs`,
+    // `upgrade.rs`, `admin_api.rs`).
+    /// Open connections: HTTP connections and the WebSocket tabs they were
+    /// upgraded to. The next one is answered 503 and closed before it
+    /// reaches the router, so a flood cannot exhaust file descriptors or
+    /// memory. Default is 100,000.
+    pub max_connections: usize,
+    /// Upgraded connections that have not finished `hello` (from the 101 to
+    /// `welcome` or a refusal); beyond it an upgrade is answered 503
+    /// `too_many_pending`. Bounds what unauthenticated sockets can hold.
+    /// Default is 10,000.
+    pub max_pending_hello: usize,
+    /// A request line and its headers must arrive within this, else the
+    /// connection is closed; it is also how long an idle keep-alive
+    /// connection waits for its next request. Default is 10 s.
+    pub header_read_timeout: Duration,
+    /// A larger request line plus headers is answered 431. Default is 16 KiB.
+    pub max_header_bytes: usize,
+    /// A larger JSON body on the admin API is answered 413. Default is 1 MiB.
+    pub max_body_bytes: usize,
+    /// A larger CSV import is answered 413; 64 MiB takes a 100,000-user
+    /// export with long away messages. Default is 64 MiB.
+    pub max_import_bytes: usize,
 }
 
 /// The report interval used when none is set: often enough that a person
@@ -91,6 +115,13 @@ impl Default for Config {
             pong_timeout: Duration::from_secs(20),
             close_linger: Duration::from_secs(1),
             write_buffer_bytes: 1 << 20,
+
+            max_connections: 100_000,
+            max_pending_hello: 10_000,
+            header_read_timeout: Duration::from_secs(10),
+            max_header_bytes: 16 * 1024,
+            max_body_bytes: 1024 * 1024,
+            max_import_bytes: 64 * 1024 * 1024,
         }
     }
 }

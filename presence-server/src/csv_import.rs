@@ -162,7 +162,16 @@ pub struct Plan {
     pub writes: Vec<Write>,
     pub created: u64,
     pub updated: u64,
+    /// Every row that cannot be imported, in file order: rows with a bad
+    /// value and rows that would create a user beyond the plan's limit.
     pub errors: Vec<RowError>,
+    /// How many of `errors` are bad values (the rest are over the limit):
+    /// a file with any is bad input (400); one that is only too big for
+    /// the plan is a conflict with the tenant (409, SPEC §6).
+    pub invalid: usize,
+    /// Active users the import would leave, when that exceeds the plan's
+    /// `user_limit`.
+    pub over_limit: Option<u64>,
 }
 
 pub fn plan(dir: &TenantDir, rows: &[Row]) -> Plan {
@@ -171,7 +180,10 @@ pub fn plan(dir: &TenantDir, rows: &[Row]) -> Plan {
         created: 0,
         updated: 0,
         errors: Vec::new(),
+        invalid: 0,
+        over_limit: None,
     };
+    let limit = dir.tenant.user_limit;
     let mut active = dir.count_in_state(UserState::Active);
     for row in rows {
         match admin_ops::merged_user(dir, &row.id, &row.body) {
@@ -181,11 +193,11 @@ pub fn plan(dir: &TenantDir, rows: &[Row]) -> Plan {
                 } else {
                     p.created += 1;
                     active += 1;
-                    if active > dir.tenant.user_limit {
+                    if active > limit {
                         p.errors.push(err(
                             row.line,
                             None,
-                            format!("the plan allows {} active users", dir.tenant.user_limit),
+                            format!("the plan allows {limit} active users"),
                         ));
                     }
                 }
@@ -195,11 +207,16 @@ pub fn plan(dir: &TenantDir, rows: &[Row]) -> Plan {
                 });
             }
             Err(DirectoryError::Invalid { field, reason }) => {
+                p.invalid += 1;
                 p.errors.push(err(row.line, Some(&field), reason));
             }
-            Err(other) => p.errors.push(err(row.line, None, other.to_string())),
+            Err(other) => {
+                p.invalid += 1;
+                p.errors.push(err(row.line, None, other.to_string()));
+            }
         }
     }
+    p.over_limit = (active > limit).then_some(active);
     p
 }
 
@@ -233,5 +250,21 @@ mod tests {
         let errs = parse(b"name;colour\nA;red\n").unwrap_err();
         assert!(errs.iter().any(|e| e.column.as_deref() == Some("colour")));
         assert!(errs.iter().any(|e| e.column.as_deref() == Some("id")));
+    }
+
+    #[test]
+    fn a_plan_beyond_the_user_limit_names_its_rows_apart_from_bad_values() {
+        use crate::directory::TenantRecord;
+        let dir = TenantDir::new(TenantRecord {
+            id: "t".into(),
+            user_limit: 1,
+        });
+        let rows = parse(b"id;name;email\na;A;a@x\nb;B;b@x\nc;C;c@x\n").unwrap();
+        let p = plan(&dir, &rows);
+        assert_eq!((p.invalid, p.over_limit), (0, Some(3)));
+        assert_eq!(p.errors.iter().map(|e| e.row).collect::<Vec<_>>(), [3, 4]);
+        let rows = parse(b"id;name;email\na;A;a@x\nb;B;not-an-email\n").unwrap();
+        let p = plan(&dir, &rows);
+        assert_eq!((p.invalid, p.over_limit), (1, None));
     }
 }

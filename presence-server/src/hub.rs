@@ -19,6 +19,7 @@ use crate::clock::Clock;
 use crate::cluster_link::ClusterHandle;
 use crate::config::Config;
 use crate::directory::{TenantDir, TenantRecord, Write};
+use crate::limit::Limit;
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError};
 use crate::tenant::Tenant;
@@ -53,6 +54,10 @@ pub struct Hub {
     /// Sessions whose task is still running (handshake included); shutdown
     /// waits for it to reach zero so every tab gets its 1012.
     live_sessions: watch::Sender<usize>,
+    /// Upgraded connections that have not finished `hello`: taken by the
+    /// upgrade before its 101, given back when the handshake ends
+    /// (`session::run`), so unauthenticated sockets are bounded.
+    pub pending_hello: Limit,
 }
 
 /// Counts a running session for as long as it lives.
@@ -100,6 +105,7 @@ impl Hub {
                 )
             })
             .collect();
+        let pending_hello = Limit::new(config.max_pending_hello);
         Ok(Arc::new(Hub {
             config,
             verifier,
@@ -112,6 +118,7 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             shutdown: watch::channel(false).0,
             live_sessions: watch::channel(0).0,
+            pending_hello,
             cluster,
             cluster_ready: std::sync::atomic::AtomicBool::new(false),
         }))

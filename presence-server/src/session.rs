@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::auth::{AuthError, Claims, LEEWAY_SECS};
 use crate::hub::{Hub, TenantRef};
+use crate::limit::Permit;
 use crate::outbox::{Control, Frame, Outbox};
 use crate::rate::Bucket;
 use crate::tenant::JoinError;
@@ -169,20 +170,32 @@ fn bad_frame(text: &str) -> (Option<ReqId>, String) {
     (id, message)
 }
 
-/// Serves one upgraded connection to the end.
-pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, conn: Conn<S>) {
+/// Serves one upgraded connection to the end. `pending_hello` is the
+/// upgrade's place under `PRESENCE_MAX_PENDING_HELLO`, given back as soon as
+/// the handshake ends (welcome or refusal).
+pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: Arc<Hub>,
+    conn: Conn<S>,
+    pending_hello: Permit,
+) {
     let alive = hub.session_started();
-    serve_tab(hub, conn).await;
+    serve_tab(hub, conn, pending_hello).await;
     // Only now, with this task's hold on the hub gone: a node that waits
     // for its sessions may then release the hub (and its store).
     drop(alive);
 }
 
-async fn serve_tab<S: AsyncRead + AsyncWrite + Unpin>(hub: Arc<Hub>, mut conn: Conn<S>) {
+async fn serve_tab<S: AsyncRead + AsyncWrite + Unpin>(
+    hub: Arc<Hub>,
+    mut conn: Conn<S>,
+    pending_hello: Permit,
+) {
     let linger = hub.config.close_linger;
     // Boxed: the handshake's state lives only while it runs, instead of
     // widening every idle tab's task for its whole life.
-    let end = match Box::pin(handshake(&hub, &mut conn)).await {
+    let outcome = Box::pin(handshake(&hub, &mut conn)).await;
+    drop(pending_hello);
+    let end = match outcome {
         Ok((session, limits)) => {
             let mut joined = Joined(session);
             let end = joined.0.serve(&mut conn, limits).await;

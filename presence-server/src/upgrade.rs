@@ -16,6 +16,8 @@ use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
+use crate::api_error::ApiError;
+use crate::app::ConnectionSlot;
 use crate::hub::Hub;
 use crate::ws::Conn;
 
@@ -38,46 +40,62 @@ pub fn accept_key(key: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(h.finalize())
 }
 
-pub async fn ws(State(hub): State<Arc<Hub>>, mut req: Request) -> Response {
+/// Whether `Sec-WebSocket-Key` is present exactly once and is the base64
+/// of 16 bytes (RFC 6455 §4.2.1, §11.3.1).
+fn check_key(headers: &HeaderMap) -> Result<&HeaderValue, ApiError> {
+    let mut keys = headers.get_all(header::SEC_WEBSOCKET_KEY).iter();
+    let key = keys.next().ok_or(ApiError::BadWebSocketKey("missing"))?;
+    if keys.next().is_some() {
+        return Err(ApiError::BadWebSocketKey("sent more than once"));
+    }
+    match base64::engine::general_purpose::STANDARD.decode(key.as_bytes()) {
+        Ok(nonce) if nonce.len() == 16 => Ok(key),
+        Ok(_) => Err(ApiError::BadWebSocketKey("must encode exactly 16 bytes")),
+        Err(_) => Err(ApiError::BadWebSocketKey("not base64")),
+    }
+}
+
+/// `GET /v1/ws`. Every refusal is an [`ApiError`] (SPEC §6 JSON). No
+/// extension is negotiated (`permessage-deflate` would cost every tab a
+/// compression context) and no subprotocol: the 101 names neither, which
+/// RFC 6455 §9.1 lets a server do whatever the client offered.
+pub async fn ws(State(hub): State<Arc<Hub>>, mut req: Request) -> Result<Response, ApiError> {
     if hub.is_shutting_down() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "node restarting").into_response();
+        return Err(ApiError::NodeRestarting);
     }
     let headers = req.headers();
     let allowed = &hub.config.allowed_origins;
     if !allowed.is_empty() {
         let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok());
         if !origin.is_some_and(|o| allowed.iter().any(|a| a == o)) {
-            return (StatusCode::FORBIDDEN, "origin not allowed").into_response();
+            return Err(ApiError::OriginNotAllowed);
         }
     }
     if !has_token(headers, header::UPGRADE, "websocket")
         || !has_token(headers, header::CONNECTION, "upgrade")
     {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            [(header::UPGRADE, "websocket")],
-            "this endpoint speaks WebSocket only",
-        )
-            .into_response();
+        return Err(ApiError::NotWebSocket);
     }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .is_none_or(|v| v != "13")
     {
-        return (
-            StatusCode::UPGRADE_REQUIRED,
-            [(header::SEC_WEBSOCKET_VERSION, "13")],
-            "WebSocket version 13 only",
-        )
-            .into_response();
+        return Err(ApiError::WebSocketVersion);
     }
-    let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key").into_response();
-    };
-    let accept = accept_key(key.as_bytes());
+    let accept = accept_key(check_key(headers)?.as_bytes());
+    // Taken last, so a request refused for its form holds no place.
+    let pending_hello = hub
+        .pending_hello
+        .try_acquire()
+        .ok_or(ApiError::TooManyPending)?;
+    // The accept loop's place for this TCP connection: the session keeps
+    // it, so the connection counts against PRESENCE_MAX_CONNECTIONS until
+    // the tab closes, not only until hyper lets go of it.
+    let slot = req.extensions().get::<ConnectionSlot>().cloned();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (max_frame, pong_room) = (hub.config.max_frame_bytes, hub.config.write_buffer_bytes);
     tokio::spawn(async move {
+        let _slot = slot;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,
             Err(e) => return tracing::debug!(error = %e, "upgrade failed"),
@@ -91,7 +109,7 @@ pub async fn ws(State(hub): State<Arc<Hub>>, mut req: Request) -> Response {
                 // hyper's read buffer (8 KiB) they point into before the
                 // tab settles in for hours.
                 drop(parts.read_buf);
-                crate::session::run(hub, conn).await;
+                crate::session::run(hub, conn, pending_hello).await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
         }
@@ -104,7 +122,7 @@ pub async fn ws(State(hub): State<Arc<Hub>>, mut req: Request) -> Response {
         header::SEC_WEBSOCKET_ACCEPT,
         HeaderValue::from_str(&accept).expect("base64 is a valid header value"),
     );
-    res
+    Ok(res)
 }
 
 #[cfg(test)]
@@ -115,5 +133,28 @@ mod tests {
             super::accept_key(b"dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+    }
+
+    #[test]
+    fn a_key_must_be_the_base64_of_16_bytes() {
+        use axum::http::{header, HeaderMap, HeaderValue};
+        let check = |keys: &[&'static str]| {
+            let mut h = HeaderMap::new();
+            for k in keys {
+                h.append(header::SEC_WEBSOCKET_KEY, HeaderValue::from_static(k));
+            }
+            super::check_key(&h).is_ok()
+        };
+        assert!(check(&["dGhlIHNhbXBsZSBub25jZQ=="]));
+        assert!(!check(&[]));
+        assert!(!check(&[""]));
+        assert!(!check(&["not base64 at all!"]));
+        // 15 bytes, and 16 bytes without their padding.
+        assert!(!check(&["AAAAAAAAAAAAAAAAAAAA"]));
+        assert!(!check(&["dGhlIHNhbXBsZSBub25jZQ"]));
+        assert!(!check(&[
+            "dGhlIHNhbXBsZSBub25jZQ==",
+            "dGhlIHNhbXBsZSBub25jZQ=="
+        ]));
     }
 }

@@ -1214,11 +1214,32 @@ async fn csv_import_with_one_bad_row_writes_nothing() {
     let (s, v) = import(&a, "acme", false, unparsable.as_bytes()).await;
     assert_error(&(s, v), 400, "bad_request");
     assert_eq!(dump(&a, "acme", &[]).await, before);
-    // Three new users would make four active users on a plan of three.
+    // Three new users would make four active users on a plan of three: a
+    // conflict with the plan (409), the rows beyond it named.
     let over = "id;name;email\nb;Bee;b@x\nc;Cee;c@x\nd;Dee;d@x\n";
     let (s, v) = import(&a, "acme", false, over.as_bytes()).await;
-    assert_eq!(s, 400, "{v}");
+    assert_error(&(s, v.clone()), 409, "user_limit");
     assert_eq!(row_errors(&v["error"]["details"]), [(4, None)]);
+    assert_eq!(
+        (
+            &v["error"]["details"]["limit"],
+            &v["error"]["details"]["wanted"]
+        ),
+        (&json!(3), &json!(4))
+    );
+    assert_eq!(dump(&a, "acme", &[]).await, before);
+    // A dry run reports the same rows, as a report.
+    let (s, v) = import(&a, "acme", true, over.as_bytes()).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(row_errors(&v), [(4, None)]);
+    // A bad value as well as too many users: the file is bad input first.
+    let both = "id;name;email\nb;Bee;b@x\nc;Cee;c@x\nd;Dee;not-an-email\ne;Eve;e@x\n";
+    let (s, v) = import(&a, "acme", false, both.as_bytes()).await;
+    assert_error(&(s, v.clone()), 400, "bad_request");
+    assert_eq!(
+        row_errors(&v["error"]["details"]),
+        [(4, Some("email".into())), (5, None)]
+    );
     assert_eq!(dump(&a, "acme", &[]).await, before);
     let (s, v) = import(&a, "acme", false, b"id;name;email\nb;Bee;b@x\nc;Cee;c@x\n").await;
     assert_eq!(s, 200, "{v}");
