@@ -73,9 +73,7 @@ pub async fn run(
     // Let snapshots and the deltas of everyone coming online drain, and the
     // allocator settle, before reading memory.
     let settle = hold_secs.min(3);
-    ctx.stop
-        .sleep(std::time::Duration::from_secs(settle))
-        .await;
+    ctx.stop.sleep(std::time::Duration::from_secs(settle)).await;
     let settled = Usage::read(&ctx.pids)?;
     let idle_from = std::time::Instant::now();
     ctx.stop
