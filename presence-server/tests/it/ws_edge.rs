@@ -108,8 +108,7 @@ async fn read_while_sending(
     let reader = async {
         // A busy page reads late: what the hub sent must still be there,
         // not destroyed by a reset answering the frames still coming in.
-        during.await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
         let mut got = Vec::new();
         loop {
             let next = tokio::time::timeout(WAIT, rx.next())
@@ -127,7 +126,7 @@ async fn read_while_sending(
             }
         }
     };
-    let out = reader.await;
+    let (out, ()) = tokio::join!(reader, during);
     sender.abort();
     out
 }
