@@ -17,6 +17,9 @@ pub mod directory;
 pub mod directory_sync;
 pub mod embedded_store;
 pub mod engine;
+// Public for the fuzz crate and `tests/fuzz_corpus.rs`; see its `//!`.
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod hub;
 pub mod metrics;
 pub mod outbox;
