@@ -38,6 +38,45 @@ fn err(line: u64, column: Option<&str>, reason: impl Into<String>) -> RowError {
     }
 }
 
+/// Line numbers as an editor shows them: `\n`, `\r\n` and a lone `\r` each
+/// end a line, as they end a record.
+///
+/// Not the csv crate's `Position::line`: that counts only `\n`, where the
+/// previous record ended, before the blank lines and the `\n` of a `\r\n`
+/// that precede the record, so every row of a CRLF file (Excel's export)
+/// was reported one line early.
+struct Lines<'a> {
+    data: &'a [u8],
+    /// Bytes before `at` are counted: `line` is the line `at` is on.
+    at: usize,
+    line: u64,
+}
+
+impl Lines<'_> {
+    /// The line of the record the csv reader places at `byte`: that of its
+    /// first byte that does not end a line. Records come in order, so each
+    /// byte is counted once.
+    fn of(&mut self, byte: u64) -> u64 {
+        let mut start = usize::try_from(byte).map_or(self.data.len(), |b| b.min(self.data.len()));
+        while matches!(self.data.get(start), Some(b'\r' | b'\n')) {
+            start += 1;
+        }
+        if start < self.at {
+            (self.at, self.line) = (0, 1);
+        }
+        let ends = self.data[self.at..start]
+            .iter()
+            .enumerate()
+            .filter(|&(i, &b)| {
+                b == b'\n' || (b == b'\r' && self.data.get(self.at + i + 1) != Some(&b'\n'))
+            })
+            .count();
+        self.line += ends as u64;
+        self.at = start;
+        self.line
+    }
+}
+
 /// Parses the file; every problem is reported with its line and column.
 pub fn parse(data: &[u8]) -> Result<Vec<Row>, Vec<RowError>> {
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
@@ -74,16 +113,21 @@ pub fn parse(data: &[u8]) -> Result<Vec<Row>, Vec<RowError>> {
     }
     let mut rows = Vec::new();
     let mut seen = HashSet::new();
+    let mut lines = Lines {
+        data,
+        at: 0,
+        line: 1,
+    };
     for rec in rdr.byte_records() {
         let rec = match rec {
             Ok(r) => r,
             Err(e) => {
-                let line = e.position().map_or(0, |p| p.line());
+                let line = e.position().map_or(0, |p| lines.of(p.byte()));
                 errors.push(err(line, None, e.to_string()));
                 continue;
             }
         };
-        let line = rec.position().map_or(0, |p| p.line());
+        let line = rec.position().map_or(0, |p| lines.of(p.byte()));
         if rec.iter().all(|f| f.is_empty()) {
             continue;
         }
@@ -266,5 +310,138 @@ mod tests {
         let rows = parse(b"id;name;email\na;A;a@x\nb;B;not-an-email\n").unwrap();
         let p = plan(&dir, &rows);
         assert_eq!((p.invalid, p.over_limit), (1, None));
+    }
+
+    #[test]
+    fn crlf_rows_are_numbered_like_lf_rows() {
+        for eol in ["\n", "\r\n", "\r"] {
+            let csv = format!("id;name{eol}1;A{eol}{eol}2;\"B{eol}B\"{eol}3;C{eol}");
+            let rows = parse(csv.as_bytes()).unwrap();
+            let lines: Vec<u64> = rows.iter().map(|r| r.line).collect();
+            assert_eq!(lines, [2, 4, 6], "{eol:?}");
+            let csv = format!("id;name{eol}1;A{eol}{eol}2{eol}");
+            let errs = parse(csv.as_bytes()).unwrap_err();
+            assert_eq!(errs[0].row, 4, "{eol:?}: {errs:?}");
+        }
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        const OPTIONAL: [&str; 6] = [
+            "nickname",
+            "email",
+            "phone",
+            "profile",
+            "available",
+            "away_message",
+        ];
+        const PROFILES: [(&str, Option<Profile>); 4] = [
+            ("", None),
+            ("admin", Some(Profile::Admin)),
+            (" Standard", Some(Profile::Standard)),
+            ("RESTRICTED", Some(Profile::Restricted)),
+        ];
+        const AVAILABLE: [(&str, Option<bool>); 5] = [
+            ("", None),
+            ("true", Some(true)),
+            ("0", Some(false)),
+            ("sim", Some(true)),
+            ("Não", Some(false)),
+        ];
+
+        /// Text as an ERP exports it: numbers with leading zeros, the
+        /// delimiter, quotes and line breaks, any printable Unicode.
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof!["0[0-9]{0,5}", "[ ;\"\r\na-zA-Z0-9]{0,8}", "\\PC{0,8}",]
+        }
+
+        /// A header: `id`, `name` and any of the other columns, in any order.
+        fn columns() -> impl Strategy<Value = Vec<&'static str>> {
+            proptest::sample::subsequence(OPTIONAL.to_vec(), 0..=OPTIONAL.len()).prop_flat_map(
+                |mut c| {
+                    c.extend(["id", "name"]);
+                    Just(c).prop_shuffle()
+                },
+            )
+        }
+
+        /// One row: a text per text column, a name that is never empty,
+        /// and an index into `PROFILES` and `AVAILABLE`.
+        type Fields = ([String; 4], String, usize, usize);
+
+        fn fields() -> impl Strategy<Value = Fields> {
+            (
+                [text(), text(), text(), text()],
+                "[^;]\\PC{0,8}",
+                0..PROFILES.len(),
+                0..AVAILABLE.len(),
+            )
+        }
+
+        fn value<'a>(column: &str, id: &'a str, f: &'a Fields) -> &'a str {
+            let (texts, name, p, a) = f;
+            match column {
+                "id" => id,
+                "name" => name,
+                "nickname" => &texts[0],
+                "email" => &texts[1],
+                "phone" => &texts[2],
+                "away_message" => &texts[3],
+                "profile" => PROFILES[*p].0,
+                "available" => AVAILABLE[*a].0,
+                _ => unreachable!("columns() names only known columns"),
+            }
+        }
+
+        /// `\n`, `\r\n` and a lone `\r` in a value (quoted, so never at a
+        /// line's end in the file).
+        fn line_ends(v: &str) -> u64 {
+            (v.matches('\n').count() + v.matches('\r').count() - v.matches("\r\n").count()) as u64
+        }
+
+        proptest! {
+            #[test]
+            fn any_table_written_by_the_csv_crate_parses_back_as_text(
+                columns in columns(),
+                table in proptest::collection::btree_map(text(), fields(), 0..8),
+                bom in any::<bool>(),
+                crlf in any::<bool>(),
+            ) {
+                let mut w = csv::WriterBuilder::new()
+                    .delimiter(b';')
+                    .terminator(if crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') })
+                    .from_writer(if bom { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() });
+                w.write_record(&columns).unwrap();
+                for (id, f) in &table {
+                    w.write_record(columns.iter().map(|c| value(c, id, f))).unwrap();
+                }
+                let data = w.into_inner().unwrap();
+                let rows = parse(&data).map_err(|e| TestCaseError::fail(format!("{e:?}")))?;
+                prop_assert_eq!(rows.len(), table.len());
+                let has = |c: &str| columns.contains(&c);
+                let text_of = |c: &str, id: &str, f: &Fields| has(c).then(|| value(c, id, f).to_owned());
+                let mut line = 2;
+                for (row, (id, f)) in rows.iter().zip(&table) {
+                    prop_assert_eq!(&row.id, id);
+                    prop_assert_eq!(row.line, line, "line of {:?}", id);
+                    let expected = UserPut {
+                        name: Some(f.1.clone()),
+                        nickname: text_of("nickname", id, f),
+                        email: text_of("email", id, f),
+                        phone: text_of("phone", id, f),
+                        profile: if has("profile") { PROFILES[f.2].1 } else { None },
+                        available: if has("available") { AVAILABLE[f.3].1 } else { None },
+                        away_message: text_of("away_message", id, f),
+                    };
+                    prop_assert_eq!(&row.body, &expected);
+                    line += 1 + columns
+                        .iter()
+                        .map(|c| line_ends(value(c, id, f)))
+                        .sum::<u64>();
+                }
+            }
+        }
     }
 }

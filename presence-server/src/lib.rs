@@ -18,6 +18,9 @@ pub mod directory_sync;
 pub mod embedded_store;
 pub mod engine;
 pub mod extract;
+// Public for the fuzz crate and `tests/fuzz_corpus.rs`; see its `//!`.
+#[doc(hidden)]
+pub mod fuzz_targets;
 pub mod hub;
 pub mod limit;
 pub mod metrics;
