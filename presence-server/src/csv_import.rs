@@ -329,14 +329,8 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        const OPTIONAL: [&str; 6] = [
-            "nickname",
-            "email",
-            "phone",
-            "profile",
-            "available",
-            "away_message",
-        ];
+        /// Every column but `id` and `name`.
+        const OPTIONAL: &[&str] = COLUMNS.split_at(2).1;
         const PROFILES: [(&str, Option<Profile>); 4] = [
             ("", None),
             ("admin", Some(Profile::Admin)),

@@ -10,9 +10,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use presence_protocol::{close, ErrorCode, ServerMessage};
+use presence_protocol::{ErrorCode, ServerMessage};
 use presence_server::config::Config;
-use tokio::io::AsyncReadExt;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;
@@ -35,42 +34,6 @@ fn lively() -> Config {
         max_tabs_per_user: 1,
         ..test_config()
     }
-}
-
-/// Waits until `presence_open_tabs` reads `want`, failing after `limit`;
-/// returns how long it took.
-async fn open_tabs_within(h: &TestHub, want: f64, limit: Duration) -> Duration {
-    let t0 = Instant::now();
-    loop {
-        let n = h.metric("presence_open_tabs").await;
-        if n == Some(want) {
-            return t0.elapsed();
-        }
-        assert!(
-            t0.elapsed() < limit,
-            "presence_open_tabs stayed at {n:?} for {limit:?}, expected {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Unmasked server frames (opcode, payload) in `bytes`.
-fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    while bytes.len() >= 2 {
-        let (op, len7) = (bytes[0] & 0x0f, (bytes[1] & 0x7f) as usize);
-        let (len, head) = match len7 {
-            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
-            127 => (
-                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
-                10,
-            ),
-            n => (n, 2),
-        };
-        out.push((op, bytes[head..head + len].to_vec()));
-        bytes = &bytes[head + len..];
-    }
-    out
 }
 
 /// The example nginx site with `proxy_read_timeout` set to `value`.
@@ -101,23 +64,7 @@ async fn a_tab_behind_nginx_that_stops_answering_pings_is_closed_by_the_hub_and_
     // What reached the stale client through nginx: pings, then the hub's
     // close saying why, then the end of the stream (nginx closes the
     // client's side once the hub closed its own).
-    let mut bytes = Vec::new();
-    match gone.ws.get_mut() {
-        MaybeTlsStream::Plain(s) => {
-            tokio::time::timeout(WAIT, s.read_to_end(&mut bytes))
-                .await
-                .expect("nginx never closed the stale tab")
-                .unwrap();
-        }
-        _ => unreachable!("tests speak plain ws://"),
-    }
-    let frames = server_frames(&bytes);
-    let opcodes: Vec<u8> = frames.iter().map(|(op, _)| *op).collect();
-    assert!(opcodes.contains(&0x9), "never pinged: {opcodes:?}");
-    let (op, payload) = frames.last().unwrap();
-    assert_eq!(*op, 0x8, "{opcodes:?}");
-    assert_eq!(&payload[..2], &close::GOING_AWAY.to_be_bytes());
-    assert_eq!(&payload[2..], b"no answer to ping");
+    assert_pinged_then_closed_for_no_pong(&mut gone).await;
     assert!(
         lb.error_log().lines().all(|l| !l.contains("[error]")),
         "{}",

@@ -483,3 +483,67 @@ impl Tab {
         self.recv().await
     }
 }
+
+/// Waits until `presence_open_tabs` reads `want`, failing after `limit`;
+/// returns how long it took.
+pub async fn open_tabs_within(h: &TestHub, want: f64, limit: Duration) -> Duration {
+    let t0 = tokio::time::Instant::now();
+    loop {
+        let n = h.metric("presence_open_tabs").await;
+        if n == Some(want) {
+            return t0.elapsed();
+        }
+        assert!(
+            t0.elapsed() < limit,
+            "presence_open_tabs stayed at {n:?} for {limit:?}, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Unmasked server frames (opcode, payload) in `bytes`.
+pub fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    while bytes.len() >= 2 {
+        let (op, len7) = (bytes[0] & 0x0f, (bytes[1] & 0x7f) as usize);
+        let (len, head) = match len7 {
+            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
+            127 => (
+                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
+                10,
+            ),
+            n => (n, 2),
+        };
+        out.push((op, bytes[head..head + len].to_vec()));
+        bytes = &bytes[head + len..];
+    }
+    out
+}
+
+/// What a tab that stopped reading finds in its socket once the hub gave
+/// up on it: pings, then the close saying why, then the end of the stream.
+/// Read raw: a WebSocket library would first answer the ping into a closed
+/// socket.
+pub async fn assert_pinged_then_closed_for_no_pong(gone: &mut Tab) {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    match gone.ws.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(s) => {
+            tokio::time::timeout(WAIT, s.read_to_end(&mut bytes))
+                .await
+                .expect("the stale tab's connection was never closed")
+                .unwrap();
+        }
+        _ => unreachable!("tests speak plain ws://"),
+    }
+    let frames = server_frames(&bytes);
+    let opcodes: Vec<u8> = frames.iter().map(|(op, _)| *op).collect();
+    assert!(opcodes.contains(&0x9), "never pinged: {opcodes:?}");
+    let (op, payload) = frames.last().unwrap();
+    assert_eq!(*op, 0x8, "{opcodes:?}");
+    assert_eq!(
+        &payload[..2],
+        &presence_protocol::close::GOING_AWAY.to_be_bytes()
+    );
+    assert_eq!(&payload[2..], b"no answer to ping");
+}

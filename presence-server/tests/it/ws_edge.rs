@@ -10,29 +10,13 @@ use futures_util::{SinkExt, StreamExt};
 use presence_protocol::{close, ErrorCode, ServerMessage};
 use presence_server::config::Config;
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;
 
 use crate::support::*;
-
-/// Waits until `presence_open_tabs` reads `want`.
-async fn open_tabs_become(h: &TestHub, want: f64) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    loop {
-        let n = h.metric("presence_open_tabs").await;
-        if n == Some(want) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "presence_open_tabs stayed at {n:?}, expected {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Bytes written to the tab's socket as they are, past the WebSocket
 /// library (which would refuse to send them).
@@ -69,7 +53,7 @@ async fn a_crafted_continuation_length_closes_with_1002_and_leaks_no_tab() {
         let c = t.closed().await;
         assert_eq!(c.code, close::PROTOCOL_ERROR, "{c:?}");
     }
-    open_tabs_become(&h, 0.0).await;
+    open_tabs_within(&h, 0.0, WAIT).await;
     // A length with the top bit clear is over the size limit instead.
     let mut t = h.tab("acme", "ann").await;
     let mut big = vec![0x01, 0x83, 0, 0, 0, 0, b'a', b'b', b'c'];
@@ -78,7 +62,7 @@ async fn a_crafted_continuation_length_closes_with_1002_and_leaks_no_tab() {
     assert_eq!(t.closed().await.code, close::POLICY_VIOLATION);
     // The user can still open a tab, and only that one is counted.
     let _t = h.tab("acme", "ann").await;
-    open_tabs_become(&h, 1.0).await;
+    open_tabs_within(&h, 1.0, WAIT).await;
 }
 
 /// Sends `frame` in bursts of 500 on the tab's socket until it fails, and
@@ -165,14 +149,18 @@ async fn a_flooding_tab_reads_its_rate_limited_errors_and_then_4008() {
     assert_eq!(reason, "too many messages");
 }
 
-#[tokio::test]
-async fn a_tab_still_sending_when_its_user_is_deactivated_gets_4003() {
-    let h = TestHub::with_config(Config {
+/// A hub that lets a tab send as fast as it can.
+fn unthrottled() -> Config {
+    Config {
         rate_per_sec: 10_000,
         rate_burst: 10_000,
         ..test_config()
-    })
-    .await;
+    }
+}
+
+#[tokio::test]
+async fn a_tab_still_sending_when_its_user_is_deactivated_gets_4003() {
+    let h = TestHub::with_config(unthrottled()).await;
     h.seed("acme", &["ann"]).await;
     let t = h.tab("acme", "ann").await;
     let admin = h.admin();
@@ -194,12 +182,7 @@ async fn a_tab_still_sending_when_its_user_is_deactivated_gets_4003() {
 
 #[tokio::test]
 async fn a_tab_still_sending_at_shutdown_gets_1012() {
-    let mut h = TestHub::with_config(Config {
-        rate_per_sec: 10_000,
-        rate_burst: 10_000,
-        ..test_config()
-    })
-    .await;
+    let mut h = TestHub::with_config(unthrottled()).await;
     h.seed("acme", &["ann"]).await;
     let t = h.tab("acme", "ann").await;
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -231,7 +214,7 @@ async fn the_client_s_close_code_is_echoed() {
         let c = t.closed().await;
         assert_eq!(c.code, code, "{c:?}");
     }
-    open_tabs_become(&h, 0.0).await;
+    open_tabs_within(&h, 0.0, WAIT).await;
 }
 
 #[tokio::test]
@@ -251,7 +234,7 @@ async fn a_ping_storm_counts_against_the_frame_rate_and_ends_in_4008() {
     let _ = t.ws.flush().await;
     let c = t.closed().await;
     assert_eq!(c.code, close::POLICY_VIOLATION, "{c:?}");
-    open_tabs_become(&h, 0.0).await;
+    open_tabs_within(&h, 0.0, WAIT).await;
 }
 
 fn lively_config() -> Config {
@@ -269,48 +252,10 @@ async fn a_peer_that_stops_answering_pings_is_closed_and_its_tab_slot_freed() {
     h.seed("acme", &["ann"]).await;
     // A tab whose client stops reading: its library answers no ping.
     let mut gone = h.tab("acme", "ann").await;
-    open_tabs_become(&h, 0.0).await;
+    open_tabs_within(&h, 0.0, WAIT).await;
     // The one slot of this user is free again.
     let _next = h.tab("acme", "ann").await;
-    // What the stale client finds in its socket: a ping, then the hub's
-    // close saying why, then the end. Read raw: a library would answer the
-    // ping into a closed socket first.
-    let mut bytes = Vec::new();
-    match gone.ws.get_mut() {
-        MaybeTlsStream::Plain(s) => {
-            tokio::time::timeout(WAIT, s.read_to_end(&mut bytes))
-                .await
-                .expect("the hub never closed TCP")
-                .unwrap();
-        }
-        _ => unreachable!("tests speak plain ws://"),
-    }
-    let frames = server_frames(&bytes);
-    let opcodes: Vec<u8> = frames.iter().map(|(op, _)| *op).collect();
-    assert!(opcodes.contains(&0x9), "never pinged: {opcodes:?}");
-    let (op, payload) = frames.last().unwrap();
-    assert_eq!(*op, 0x8);
-    assert_eq!(&payload[..2], &close::GOING_AWAY.to_be_bytes());
-    assert_eq!(&payload[2..], b"no answer to ping");
-}
-
-/// Unmasked server frames (opcode, payload) in `bytes`.
-fn server_frames(mut bytes: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    let mut out = Vec::new();
-    while bytes.len() >= 2 {
-        let (op, len7) = (bytes[0] & 0x0f, (bytes[1] & 0x7f) as usize);
-        let (len, head) = match len7 {
-            126 => (u16::from_be_bytes([bytes[2], bytes[3]]) as usize, 4),
-            127 => (
-                u64::from_be_bytes(bytes[2..10].try_into().unwrap()) as usize,
-                10,
-            ),
-            n => (n, 2),
-        };
-        out.push((op, bytes[head..head + len].to_vec()));
-        bytes = &bytes[head + len..];
-    }
-    out
+    assert_pinged_then_closed_for_no_pong(&mut gone).await;
 }
 
 #[tokio::test]
