@@ -31,10 +31,9 @@ use crate::directory::{TenantDir, TenantRecord, UserRecord, Write};
 ///
 /// A frame that parses re-serialises and parses back to the same message,
 /// the `Value` path (what the session's `bad_frame` uses) agrees with it,
-/// and its roster name round-trips. A frame that does not parse goes through
-/// what `bad_frame` reads with `presence_protocol`'s types (the JSON value,
-/// its `id` as a [`ReqId`], `type`, `ClientMessage` from the value), and the
-/// `error` reply built from that round-trips.
+/// and its roster name round-trips. A frame that does not parse goes
+/// through the session's own `bad_frame`, and the `error` reply built from
+/// what it returns round-trips.
 pub fn client_message(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -61,24 +60,9 @@ pub fn client_message(data: &[u8]) {
                 _ => assert_eq!(msg.req_id(), None),
             }
         }
-        Err(e) => {
-            let (id, message) = match serde_json::from_str::<Value>(text) {
-                Err(_) => (None, format!("malformed JSON: {e}")),
-                Ok(value) => {
-                    let id = value
-                        .get("id")
-                        .and_then(|v| serde_json::from_value::<ReqId>(v.clone()).ok());
-                    let kind = value
-                        .get("type")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    let why = match serde_json::from_value::<ClientMessage>(value.clone()) {
-                        Err(e) => e.to_string(),
-                        Ok(_) => String::new(),
-                    };
-                    (id, format!("bad {kind:?} message: {why}"))
-                }
-            };
+        Err(_) => {
+            // What the session answers a frame it cannot parse.
+            let (id, message) = crate::session::bad_frame(text);
             if let Some(id) = &id {
                 let json = serde_json::to_string(id).expect("a request id serialises");
                 assert_eq!(serde_json::from_str::<ReqId>(&json).ok().as_ref(), Some(id));
@@ -517,5 +501,81 @@ pub fn token(data: &[u8]) {
             assert!(result.is_err(), "HS256 signed with the public key accepted");
         }
         _ => {}
+    }
+}
+
+/// The WebSocket frame decoder (`ws::codec`), on bytes as a client (or an
+/// attacker) sends them. The first byte picks the message size limit (so
+/// small limits are reached), the second how the rest is cut into reads.
+///
+/// Any input ends in messages and then at most one typed error; what the
+/// decoder reports does not depend on how the bytes were cut into reads; no
+/// text message exceeds the limit; nothing is buffered beyond the limit (and
+/// 125 bytes of a control frame); once a close frame is decoded, the rest is
+/// ignored; and every text message decoded, encoded again as a masked
+/// client frame, decodes to itself.
+pub fn frame_codec(data: &[u8]) {
+    use crate::ws::codec::{Decoder, FrameError, Message};
+
+    let [limit_byte, chop_byte, rest @ ..] = data else {
+        return;
+    };
+    let limit = usize::from(*limit_byte) * 64;
+    let chop = usize::from(*chop_byte).max(1);
+
+    fn run(
+        limit: usize,
+        pieces: &mut dyn Iterator<Item = &[u8]>,
+    ) -> (Vec<Message>, Option<FrameError>) {
+        let mut d = Decoder::new(limit);
+        let mut out = Vec::new();
+        for mut piece in pieces {
+            while !piece.is_empty() {
+                let was_closed = d.closed();
+                let (n, r) = d.feed(piece);
+                assert!(n <= piece.len(), "consumed {n} of {}", piece.len());
+                match r {
+                    Err(e) => return (out, Some(e)),
+                    Ok(None) => assert_eq!(n, piece.len(), "stopped early without a message"),
+                    Ok(Some(m)) => {
+                        assert!(!was_closed, "a message after the close: {m:?}");
+                        assert!(n > 0, "a message from no bytes");
+                        if let Message::Text(t) = &m {
+                            assert!(t.len() <= limit, "{} bytes over {limit}", t.len());
+                        }
+                        out.push(m);
+                    }
+                }
+                piece = &piece[n..];
+            }
+        }
+        (out, None)
+    }
+
+    let whole = run(limit, &mut std::iter::once(rest));
+    let cut = run(limit, &mut rest.chunks(chop));
+    let bytewise = run(limit, &mut rest.chunks(1));
+    assert_eq!(whole, cut, "cutting into {chop}-byte reads changed the outcome");
+    assert_eq!(whole, bytewise, "byte-by-byte reads changed the outcome");
+    for m in &whole.0 {
+        if let Message::Text(t) = m {
+            let mask = [limit_byte ^ 0x5a, *chop_byte, 0x3c, 0xa5];
+            let mut frame = vec![0x81];
+            match t.len() {
+                n if n < 126 => frame.push(0x80 | n as u8),
+                n if n <= 0xffff => {
+                    frame.push(0x80 | 126);
+                    frame.extend((n as u16).to_be_bytes());
+                }
+                n => {
+                    frame.push(0x80 | 127);
+                    frame.extend((n as u64).to_be_bytes());
+                }
+            }
+            frame.extend(mask);
+            frame.extend(t.bytes().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+            let (again, err) = run(limit, &mut std::iter::once(frame.as_slice()));
+            assert_eq!((again.as_slice(), err), (std::slice::from_ref(m), None));
+        }
     }
 }

@@ -142,8 +142,9 @@ impl From<ConnError> for End {
     }
 }
 
-/// A frame the client sent that we could not accept.
-fn bad_frame(text: &str) -> (Option<ReqId>, String) {
+/// A frame the client sent that we could not accept: the request id it
+/// carried, if any, and what was wrong with it.
+pub(crate) fn bad_frame(text: &str) -> (Option<ReqId>, String) {
     let value: serde_json::Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return (None, format!("malformed JSON: {e}")),

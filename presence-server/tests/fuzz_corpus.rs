@@ -59,10 +59,15 @@ fn token_corpus_holds() {
     replay("token", fuzz_targets::token);
 }
 
+#[test]
+fn frame_codec_corpus_holds() {
+    replay("frame_codec", fuzz_targets::frame_codec);
+}
+
 /// The corpus is committed: an empty one means the replay tests nothing.
 #[test]
 fn every_target_has_a_corpus() {
-    for target in ["client_message", "csv_import", "token"] {
+    for target in ["client_message", "csv_import", "token", "frame_codec"] {
         assert!(
             !inputs(target).is_empty(),
             "no committed input for {target}"
