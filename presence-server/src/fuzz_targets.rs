@@ -555,7 +555,10 @@ pub fn frame_codec(data: &[u8]) {
     let whole = run(limit, &mut std::iter::once(rest));
     let cut = run(limit, &mut rest.chunks(chop));
     let bytewise = run(limit, &mut rest.chunks(1));
-    assert_eq!(whole, cut, "cutting into {chop}-byte reads changed the outcome");
+    assert_eq!(
+        whole, cut,
+        "cutting into {chop}-byte reads changed the outcome"
+    );
     assert_eq!(whole, bytewise, "byte-by-byte reads changed the outcome");
     for m in &whole.0 {
         if let Message::Text(t) = m {

@@ -19,14 +19,14 @@ use crate::auth::{AuthError, Claims, LEEWAY_SECS};
 use crate::hub::{Hub, TenantRef};
 use crate::limit::Permit;
 use crate::outbox::{Control, Frame, Outbox};
-use crate::rate::Bucket;
+use crate::rate::{Bucket, Rate};
 use crate::tenant::JoinError;
 use crate::ws::{CloseFrame, Conn, ConnError, FrameError, Incoming};
 
 /// Strikes a tab may accumulate (rate-limited frames cost 1, malformed frames
 /// cost [`MALFORMED_COST`]) before it is closed with 4008; they refill at one
 /// per second, so only a persistent abuser is closed.
-const MALFORMED_COST: f64 = 8.0;
+const MALFORMED_COST: f32 = 8.0;
 
 /// Every way a session ends.
 #[derive(Debug)]
@@ -267,25 +267,48 @@ struct Limits {
     strikes: Bucket,
 }
 
+/// The rates of a tab's frames and of its strikes (which refill at one per
+/// second, so only a persistent abuser runs out).
+fn rates(hub: &Hub) -> (Rate, Rate) {
+    let c = &hub.config;
+    (
+        Rate {
+            per_sec: c.rate_per_sec,
+            capacity: c.rate_burst,
+        },
+        Rate {
+            per_sec: 1,
+            capacity: c.rate_burst,
+        },
+    )
+}
+
 impl Limits {
     fn new(hub: &Hub) -> Limits {
+        let (rate, strikes) = rates(hub);
         Limits {
-            rate: Bucket::new(hub.config.rate_per_sec, hub.config.rate_burst),
-            strikes: Bucket::new(1, hub.config.rate_burst),
+            rate: Bucket::new(rate),
+            strikes: Bucket::new(strikes),
         }
     }
 
     /// Counts one frame: `Ok(true)` within the rate, `Ok(false)` over it
     /// (the frame is dropped), `Err` once the strikes are used up.
-    fn frame(&mut self, now: Instant) -> Result<bool, End> {
-        if self.rate.take(1.0, now) {
+    fn frame(&mut self, hub: &Hub, now: Instant) -> Result<bool, End> {
+        let (rate, strikes) = rates(hub);
+        if self.rate.take(rate, 1.0, now) {
             return Ok(true);
         }
-        if self.strikes.take(1.0, now) {
+        if self.strikes.take(strikes, 1.0, now) {
             Ok(false)
         } else {
             Err(End::TooManyMessages)
         }
+    }
+
+    /// Charges a malformed frame; false once the strikes are used up.
+    fn malformed(&mut self, hub: &Hub, now: Instant) -> bool {
+        self.strikes.take(rates(hub).1, MALFORMED_COST, now)
     }
 }
 
@@ -304,12 +327,12 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             match conn.recv().await? {
                 Incoming::Written => {}
                 Incoming::Ping(payload) => {
-                    if limits.frame(Instant::now())? {
+                    if limits.frame(hub, Instant::now())? {
                         conn.pong(&payload);
                     }
                 }
                 Incoming::Pong => {
-                    limits.frame(Instant::now())?;
+                    limits.frame(hub, Instant::now())?;
                 }
                 Incoming::Text(t) => return Ok(t),
                 Incoming::Binary => return Err(End::Binary),
@@ -391,34 +414,91 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
 struct Liveness {
     /// When the tab last sent a whole frame.
     heard: Instant,
-    /// When an unanswered ping of ours runs out.
-    pong_due: Option<Instant>,
+    /// Whether a ping of ours, sent a ping interval after `heard`, waits for
+    /// an answer (any frame is one).
+    pinged: bool,
 }
 
 impl Session {
+    /// When the session's one timer must fire next: the token's expiry, the
+    /// next ping, or the end of the wait for a pong.
+    fn wake_at(&self, live: &Liveness) -> Instant {
+        let c = &self.hub.config;
+        let mut check = live.heard + c.ping_interval;
+        if live.pinged {
+            check += c.pong_timeout;
+        }
+        self.hub.clock.instant_at(self.exp_ms).min(check)
+    }
+
+    /// Writes what the hub queued for the tab, as one write, unless the
+    /// socket has not taken the previous write yet (then the queue grows,
+    /// and a queue that overflows orders the tab closed). Returns whether
+    /// frames were left for another round; an order from the hub ends the
+    /// session. Not async, so its buffers are no part of the tab's task.
+    fn write_queued<S: AsyncRead + AsyncWrite + Unpin>(
+        &mut self,
+        conn: &mut Conn<S>,
+    ) -> Result<bool, End> {
+        let mut frames: Vec<Frame> = Vec::new();
+        let mut ctrl: Vec<Control> = Vec::new();
+        let budget = self.hub.config.write_buffer_bytes;
+        let more = self
+            .out
+            .take_if(!conn.pending(), budget, &mut frames, &mut ctrl);
+        for c in ctrl {
+            match c {
+                Control::Close(code, reason) => {
+                    if code == close::SLOW_CONSUMER {
+                        self.hub.metrics.slow_consumers.inc();
+                    }
+                    return Err(End::Ordered(code, reason));
+                }
+                Control::Ended {
+                    roster,
+                    code,
+                    message,
+                } => {
+                    self.rosters.retain(|r| r != &roster);
+                    frames.push(Arc::from(
+                        ServerMessage::Error {
+                            id: None,
+                            code,
+                            message,
+                            roster: Some(roster),
+                        }
+                        .to_json(),
+                    ));
+                }
+            }
+        }
+        if frames.is_empty() {
+            return Ok(false);
+        }
+        self.hub.metrics.frames_out.inc_by(frames.len() as u64);
+        if conn.send(&frames).is_err() {
+            return Err(End::Vanished);
+        }
+        // Frames left behind by the budget are taken as soon as the socket
+        // has taken these.
+        Ok(more && !conn.pending())
+    }
+
     async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         &mut self,
         conn: &mut Conn<S>,
         mut limits: Limits,
     ) -> End {
-        let config = &self.hub.config;
-        let (ping_every, pong_within) = (config.ping_interval, config.pong_timeout);
-        let budget = config.write_buffer_bytes;
         let mut live = Liveness {
             heard: Instant::now(),
-            pong_due: None,
+            pinged: false,
         };
         // One timer for the token's expiry and the liveness checks, moved
         // only when it fires or on `refresh`: re-arming it on every frame
         // would cost each activity frame two trips through the runtime's
         // timer wheel.
         let mut armed_exp = self.exp_ms;
-        let clock = self.hub.clock;
-        let wake_at = move |exp_ms: u64, live: &Liveness| {
-            let check = live.pong_due.unwrap_or(live.heard + ping_every);
-            clock.instant_at(exp_ms).min(check)
-        };
-        let timer = sleep_until(wake_at(armed_exp, &live));
+        let timer = sleep_until(self.wake_at(&live));
         tokio::pin!(timer);
         // One pending wait on the outbox for as long as nothing is queued:
         // a new wait per loop would cost each activity frame a trip through
@@ -426,57 +506,15 @@ impl Session {
         let wake = self.out.wake();
         let queued = wake.notified();
         tokio::pin!(queued);
-        let mut frames: Vec<Frame> = Vec::new();
-        let mut ctrl: Vec<Control> = Vec::new();
         loop {
-            // What the hub queued goes out first, as one write, unless the
-            // socket has not taken the previous write yet: then the queue
-            // grows, and a queue that overflows ends the session below.
-            let mut more = self
-                .out
-                .take_if(!conn.pending(), budget, &mut frames, &mut ctrl);
-            for c in ctrl.drain(..) {
-                match c {
-                    Control::Close(code, reason) => {
-                        if code == close::SLOW_CONSUMER {
-                            self.hub.metrics.slow_consumers.inc();
-                        }
-                        return End::Ordered(code, reason);
-                    }
-                    Control::Ended {
-                        roster,
-                        code,
-                        message,
-                    } => {
-                        self.rosters.retain(|r| r != &roster);
-                        frames.push(Arc::from(
-                            ServerMessage::Error {
-                                id: None,
-                                code,
-                                message,
-                                roster: Some(roster),
-                            }
-                            .to_json(),
-                        ));
-                    }
-                }
-            }
-            if !frames.is_empty() {
-                self.hub.metrics.frames_out.inc_by(frames.len() as u64);
-                if conn.send(&frames).is_err() {
-                    return End::Vanished;
-                }
-                frames = Vec::new();
-                // Frames left behind by the budget are taken as soon as
-                // the socket has taken these.
-                more &= !conn.pending();
-                if more {
-                    continue;
-                }
+            match self.write_queued(conn) {
+                Ok(true) => continue,
+                Ok(false) => {}
+                Err(end) => return end,
             }
             if armed_exp != self.exp_ms {
                 armed_exp = self.exp_ms;
-                timer.as_mut().reset(wake_at(armed_exp, &live));
+                timer.as_mut().reset(self.wake_at(&live));
             }
             tokio::select! {
                 biased;
@@ -484,19 +522,19 @@ impl Session {
                 _ = &mut queued => queued.set(wake.notified()),
                 _ = &mut timer => {
                     let now = Instant::now();
-                    if now >= clock.instant_at(self.exp_ms) {
+                    if now >= self.hub.clock.instant_at(self.exp_ms) {
                         return End::TokenExpired;
                     }
-                    match live.pong_due {
-                        Some(due) if now >= due => return End::PingTimeout,
-                        Some(_) => {}
-                        None if now >= live.heard + ping_every => {
-                            conn.ping(b"");
-                            live.pong_due = Some(now + pong_within);
-                        }
-                        None => {}
+                    let c = &self.hub.config;
+                    let ping_at = live.heard + c.ping_interval;
+                    if live.pinged && now >= ping_at + c.pong_timeout {
+                        return End::PingTimeout;
                     }
-                    timer.as_mut().reset(wake_at(self.exp_ms, &live));
+                    if !live.pinged && now >= ping_at {
+                        conn.ping(b"");
+                        live.pinged = true;
+                    }
+                    timer.as_mut().reset(self.wake_at(&live));
                 }
                 msg = conn.recv() => {
                     let msg = match msg {
@@ -508,8 +546,8 @@ impl Session {
                     }
                     let now = Instant::now();
                     live.heard = now;
-                    live.pong_due = None;
-                    let within = match limits.frame(now) {
+                    live.pinged = false;
+                    let within = match limits.frame(&self.hub, now) {
                         Ok(within) => within,
                         Err(end) => {
                             reject(&self.hub, "rate_limited");
@@ -562,7 +600,7 @@ impl Session {
             Err(_) => {
                 reject(&self.hub, "malformed");
                 let (id, why) = bad_frame(text);
-                if !limits.strikes.take(MALFORMED_COST, now) {
+                if !limits.malformed(&self.hub, now) {
                     return Some(End::RepeatedBadFrames);
                 }
                 self.error(id, ErrorCode::BadRequest, why);

@@ -107,22 +107,24 @@ pub fn close_code_allowed(code: u16) -> bool {
     matches!(code, 1000..=1003 | 1007..=1014 | 3000..=4999)
 }
 
-/// The header of the frame whose payload is arriving.
+/// The header of the frame whose payload is arriving. Lengths are `u32`:
+/// a frame is within the message limit (or 125 bytes) once its header is
+/// accepted, and every byte here is paid once per tab.
 #[derive(Debug, Clone, Copy)]
 struct Frame {
     opcode: u8,
     fin: bool,
     mask: [u8; 4],
+    /// Payload bytes seen so far, modulo 4: the mask's phase.
+    phase: u8,
     /// Payload bytes still to come.
-    remaining: u64,
-    /// Payload bytes seen, for the mask's phase.
-    seen: u64,
+    remaining: u32,
 }
 
 /// The streaming decoder of one connection's client frames.
 #[derive(Debug)]
 pub struct Decoder {
-    max_message: usize,
+    max_message: u32,
     /// Header bytes of the next frame (2 to 14 of them).
     head: [u8; 14],
     head_len: u8,
@@ -131,9 +133,9 @@ pub struct Decoder {
     kind: Option<bool>,
     /// Its bytes so far (text only; a binary message is only counted).
     msg: Vec<u8>,
-    msg_len: u64,
+    msg_len: u32,
     /// How far `msg` is known to be valid UTF-8 (complete code points).
-    checked: usize,
+    checked: u32,
     /// The control frame's payload being put together.
     ctrl: Vec<u8>,
     /// A close frame was decoded: what follows it is not part of the
@@ -142,10 +144,11 @@ pub struct Decoder {
 }
 
 impl Decoder {
-    /// `max_message` bounds a whole (reassembled) data message.
+    /// `max_message` bounds a whole (reassembled) data message (at most
+    /// 4 GiB; a larger value is taken as that).
     pub fn new(max_message: usize) -> Decoder {
         Decoder {
-            max_message,
+            max_message: u32::try_from(max_message).unwrap_or(u32::MAX),
             head: [0; 14],
             head_len: 0,
             frame: None,
@@ -160,7 +163,7 @@ impl Decoder {
 
     /// The message size limit.
     pub fn limit(&self) -> usize {
-        self.max_message
+        self.max_message as usize
     }
 
     /// Whether a close frame has been decoded.
@@ -258,8 +261,9 @@ impl Decoder {
             opcode: h[0] & 0x0f,
             fin: h[0] & 0x80 != 0,
             mask: [h[mask_at], h[mask_at + 1], h[mask_at + 2], h[mask_at + 3]],
-            remaining: len,
-            seen: 0,
+            phase: 0,
+            // Within the limit (a u32) or 125 bytes, checked above.
+            remaining: u32::try_from(len).unwrap_or(u32::MAX),
         };
         self.head_len = 0;
         if frame.opcode & 0x08 == 0 && frame.opcode != OP_CONTINUATION {
@@ -337,11 +341,11 @@ impl Decoder {
         if self.head[0] & 0x08 != 0 {
             return Ok(());
         }
-        let total = self.msg_len.saturating_add(len);
-        if total > self.max_message as u64 {
+        let total = u64::from(self.msg_len).saturating_add(len);
+        if total > u64::from(self.max_message) {
             return Err(FrameError::TooLarge {
                 at_least: total,
-                limit: self.max_message,
+                limit: self.max_message as usize,
             });
         }
         Ok(())
@@ -353,26 +357,24 @@ impl Decoder {
         let Some(f) = &mut self.frame else {
             return 0;
         };
-        // `remaining` is within the message limit (a usize) by now.
-        let take = usize::try_from(f.remaining)
-            .unwrap_or(usize::MAX)
-            .min(input.len());
+        let take = (f.remaining as usize).min(input.len());
         let bytes = &input[..take];
-        let phase = (f.seen % 4) as usize;
+        let phase = usize::from(f.phase);
         let mask = f.mask;
         let unmask = |i: usize, b: &u8| b ^ mask[(phase + i) % 4];
         if f.opcode & 0x08 != 0 {
             self.ctrl
                 .extend(bytes.iter().enumerate().map(|(i, b)| unmask(i, b)));
         } else {
-            self.msg_len += take as u64;
+            // `take` is within `remaining`, itself within the limit.
+            self.msg_len += take as u32;
             if self.kind == Some(true) {
                 self.msg
                     .extend(bytes.iter().enumerate().map(|(i, b)| unmask(i, b)));
             }
         }
-        f.remaining -= take as u64;
-        f.seen += take as u64;
+        f.remaining -= take as u32;
+        f.phase = ((phase + take) % 4) as u8;
         take
     }
 
@@ -422,10 +424,11 @@ impl Decoder {
     /// Validates the text from where the last check stopped; a code point
     /// cut at the end is fine unless the message ends there.
     fn check_utf8(&mut self, last: bool) -> Result<(), FrameError> {
-        match std::str::from_utf8(&self.msg[self.checked..]) {
-            Ok(_) => self.checked = self.msg.len(),
+        // `msg` is within the limit, a u32.
+        match std::str::from_utf8(&self.msg[self.checked as usize..]) {
+            Ok(_) => self.checked = self.msg.len() as u32,
             Err(e) if e.error_len().is_some() || last => return Err(FrameError::InvalidUtf8),
-            Err(e) => self.checked += e.valid_up_to(),
+            Err(e) => self.checked += e.valid_up_to() as u32,
         }
         Ok(())
     }

@@ -77,7 +77,7 @@ pub struct Conn<S> {
     wbuf: Vec<u8>,
     /// Pongs are owed only while the write buffer is below this: a peer
     /// that pings without reading cannot grow it.
-    pong_room: usize,
+    pong_room: u32,
     /// The client sent something that is not RFC 6455: what follows cannot
     /// be decoded reliably any more.
     failed: bool,
@@ -94,7 +94,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             dec: Decoder::new(max_message),
             rbuf: read.to_vec(),
             wbuf: Vec::new(),
-            pong_room,
+            pong_room: u32::try_from(pong_room).unwrap_or(u32::MAX),
             failed: false,
         }
     }
@@ -245,7 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     /// a pong is skipped when the peer has left `pong_room` bytes unread: a
     /// peer that pings without reading cannot grow the write buffer.
     pub fn pong(&mut self, payload: &[u8]) {
-        if self.wbuf.len() < self.pong_room {
+        if self.wbuf.len() < self.pong_room as usize {
             codec::encode(codec::OP_PONG, payload, &mut self.wbuf);
         }
     }
