@@ -237,6 +237,28 @@ async fn a_ping_storm_counts_against_the_frame_rate_and_ends_in_4008() {
     open_tabs_within(&h, 0.0, WAIT).await;
 }
 
+#[tokio::test]
+async fn pings_before_hello_count_against_the_frame_rate_too() {
+    let h = TestHub::start().await;
+    let mut t = Tab {
+        ws: raw_connect(h.addr).await,
+        welcome: None,
+        tab: uuid::Uuid::new_v4(),
+    };
+    for _ in 0..500 {
+        if t.ws
+            .feed(Message::Ping(b"early".to_vec().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = t.ws.flush().await;
+    let c = t.closed().await;
+    assert_eq!(c.code, close::POLICY_VIOLATION, "{c:?}");
+}
+
 fn lively_config() -> Config {
     Config {
         ping_interval: Duration::from_millis(300),
