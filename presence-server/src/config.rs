@@ -50,8 +50,8 @@ pub struct Config {
     /// it (a single larger frame still goes). Default is 1 MiB.
     pub write_buffer_bytes: usize,
 
-    // The HTTP edge: connections, upgrades and request sizes (`app.rs`,
-    // `upgrade.rs`, `admin_api.rs`).
+    // The HTTP edge: connections, upgrades and request sizes (`server.rs`,
+    // `net/upgrade.rs`, `api/admin.rs`).
     /// Open connections: HTTP connections and the WebSocket tabs they were
     /// upgraded to. The next one is answered 503 and closed before it
     /// reaches the router, so a flood cannot exhaust file descriptors or

@@ -8,7 +8,7 @@ use presence_protocol::{MembershipRole, Profile};
 use rand::distr::{Alphanumeric, SampleString};
 use serde::{Deserialize, Serialize};
 
-use crate::admin_ops;
+use crate::directory::ops;
 use crate::hub::{Hub, WriteError};
 
 pub const DEMO_TENANT: &str = "demo";
@@ -78,10 +78,8 @@ pub async fn seed(hub: &Hub) -> Result<bool, WriteError> {
             crm,
             active: true,
         };
-        hub.write(DEMO_TENANT, |d| {
-            Ok((admin_ops::put_team(d, id, &body)?, ()))
-        })
-        .await?;
+        hub.write(DEMO_TENANT, |d| Ok((ops::put_team(d, id, &body)?, ())))
+            .await?;
     }
     for (i, (id, name, nick, profile)) in PEOPLE.iter().enumerate() {
         let body = UserPut {
@@ -91,10 +89,8 @@ pub async fn seed(hub: &Hub) -> Result<bool, WriteError> {
             profile: Some(*profile),
             ..Default::default()
         };
-        hub.write(DEMO_TENANT, |d| {
-            Ok((admin_ops::put_user(d, id, &body)?, ()))
-        })
-        .await?;
+        hub.write(DEMO_TENANT, |d| Ok((ops::put_user(d, id, &body)?, ())))
+            .await?;
         let team = ["support", "sales", "finance"][i % 3];
         let role = if i < 3 {
             MembershipRole::Supervisor
@@ -103,7 +99,7 @@ pub async fn seed(hub: &Hub) -> Result<bool, WriteError> {
         };
         if *profile != Profile::Admin {
             hub.write(DEMO_TENANT, |d| {
-                Ok((admin_ops::put_member(d, team, id, role)?, ()))
+                Ok((ops::put_member(d, team, id, role)?, ()))
             })
             .await?;
         }

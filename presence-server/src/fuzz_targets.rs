@@ -22,10 +22,10 @@ use presence_protocol::{
 use serde_json::Value;
 
 use crate::auth::{Claims, Verifier, LEEWAY_SECS};
-use crate::csv_import::{self, Row};
+use crate::directory::csv_import::{self, Row};
 use crate::directory::{TenantDir, TenantRecord, UserRecord, Write};
 
-/// The client frame decoder as `session.rs` runs it on a text frame: UTF-8
+/// The client frame decoder as `net/session.rs` runs it on a text frame: UTF-8
 /// first (the codec refuses a text frame that is not), then `ClientMessage`
 /// from the JSON text.
 ///
@@ -62,7 +62,7 @@ pub fn client_message(data: &[u8]) {
         }
         Err(_) => {
             // What the session answers a frame it cannot parse.
-            let (id, message) = crate::session::bad_frame(text);
+            let (id, message) = crate::net::session::bad_frame(text);
             if let Some(id) = &id {
                 let json = serde_json::to_string(id).expect("a request id serialises");
                 assert_eq!(serde_json::from_str::<ReqId>(&json).ok().as_ref(), Some(id));
@@ -515,7 +515,7 @@ pub fn token(data: &[u8]) {
 /// ignored; and every text message decoded, encoded again as a masked
 /// client frame, decodes to itself.
 pub fn frame_codec(data: &[u8]) {
-    use crate::ws::codec::{Decoder, FrameError, Message};
+    use crate::net::ws::codec::{Decoder, FrameError, Message};
 
     let [limit_byte, chop_byte, rest @ ..] = data else {
         return;

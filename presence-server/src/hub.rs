@@ -13,16 +13,16 @@ use parking_lot::{Mutex, RwLock};
 use presence_protocol::{close, WelcomeUser};
 use tokio::sync::watch;
 
-use crate::admin_ops::DirectoryError;
 use crate::auth::Verifier;
 use crate::clock::Clock;
-use crate::cluster_link::ClusterHandle;
+use crate::cluster::link::ClusterHandle;
 use crate::config::Config;
+use crate::directory::DirectoryError;
 use crate::directory::{TenantDir, TenantRecord, Write};
-use crate::limit::Limit;
 use crate::metrics::Metrics;
+use crate::net::limit::Limit;
+use crate::presence::tenant::Tenant;
 use crate::store::{Store, StoreError};
-use crate::tenant::Tenant;
 
 pub type TenantRef = Arc<Mutex<Tenant>>;
 
@@ -210,7 +210,7 @@ impl Hub {
 
     /// Holds off every admin write while the guard lives. Cluster mode's
     /// directory sync replays the log under it, so a write's commit and its
-    /// local apply are never split by a replay (see `directory_sync`).
+    /// local apply are never split by a replay (see `cluster::directory_sync`).
     pub async fn exclude_writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
         self.write_lock.lock().await
     }
@@ -218,7 +218,7 @@ impl Hub {
     /// Creates or updates a tenant.
     pub async fn put_tenant(&self, tid: &str, user_limit: u64) -> Result<bool, WriteError> {
         let _serial = self.write_lock.lock().await;
-        let writes = crate::admin_ops::put_tenant(tid, user_limit)?;
+        let writes = crate::directory::ops::put_tenant(tid, user_limit)?;
         self.commit(writes.clone()).await?;
         let rec = TenantRecord {
             id: tid.to_owned(),

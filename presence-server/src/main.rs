@@ -7,11 +7,12 @@ use anyhow::Context;
 use clap::Parser;
 use presence_server::auth::mint_hs256;
 use presence_server::cli::{Cli, Command, ServeArgs};
-use presence_server::embedded_store::EmbeddedStore;
+use presence_server::cluster::{self, directory_sync};
 use presence_server::hub::Hub;
-use presence_server::redis_conn::RedisConn;
-use presence_server::redis_store::RedisStore;
-use presence_server::{app, cluster, dev, directory_sync};
+use presence_server::store::embedded::EmbeddedStore;
+use presence_server::store::redis::RedisStore;
+use presence_server::store::redis_conn::RedisConn;
+use presence_server::{dev, server};
 
 /// jemalloc rather than the system allocator: tabs hold small long-lived
 /// allocations between short-lived snapshot and fan-out buffers, and glibc's
@@ -152,7 +153,7 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         dev::seed(&hub).await.context("seed the demo tenant")?;
         print_dev_banner(&args, &admin_key, addr);
     }
-    app::serve(hub.clone(), listener, shutdown_signal())
+    server::serve(hub.clone(), listener, shutdown_signal())
         .await
         .context("serve")?;
     if let Some(url) = cluster {

@@ -295,7 +295,10 @@ async fn seed_without_http(h: &TestHub) {
     };
     h.hub
         .write("acme", |d| {
-            Ok((presence_server::admin_ops::put_user(d, "ann", &ann)?, ()))
+            Ok((
+                presence_server::directory::ops::put_user(d, "ann", &ann)?,
+                (),
+            ))
         })
         .await
         .unwrap();

@@ -49,8 +49,8 @@ fn routes_in(src: &str) -> BTreeSet<(String, String)> {
 
 /// Routes the router is built from.
 fn served_routes() -> BTreeSet<(String, String)> {
-    let app = include_str!("../../src/app.rs");
-    let admin = include_str!("../../src/admin_api.rs");
+    let app = include_str!("../../src/server.rs");
+    let admin = include_str!("../../src/api/admin.rs");
     let start = admin
         .find("pub fn routes()")
         .expect("admin_api.rs defines routes()");

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use presence_protocol::MembershipRole;
 use presence_server::directory::Write;
-use presence_server::redis_conn::RedisConn;
-use presence_server::redis_store::RedisStore;
+use presence_server::store::redis::RedisStore;
+use presence_server::store::redis_conn::RedisConn;
 use presence_server::store::{Store, StoreError};
 
 use crate::redis_support::{free_port, RedisCluster, RedisServer};

@@ -9,9 +9,9 @@ use std::collections::HashSet;
 
 use presence_protocol::{MembershipRole, Profile, UserState};
 use presence_server::directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
-use presence_server::embedded_store::EmbeddedStore;
-use presence_server::redis_conn::RedisConn;
-use presence_server::redis_store::RedisStore;
+use presence_server::store::embedded::EmbeddedStore;
+use presence_server::store::redis::RedisStore;
+use presence_server::store::redis_conn::RedisConn;
 use presence_server::store::Store;
 
 use crate::redis_support::{RedisCluster, RedisServer};

@@ -11,8 +11,8 @@ use futures_util::{SinkExt, StreamExt};
 use presence_protocol::{ClientMessage, Roster, ServerMessage};
 use presence_server::auth::{mint_hs256, Verifier};
 use presence_server::config::Config;
-use presence_server::embedded_store::EmbeddedStore;
 use presence_server::hub::Hub;
+use presence_server::store::embedded::EmbeddedStore;
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -123,10 +123,10 @@ impl TestHub {
                     .unwrap()
             }
             Some((node, url)) => {
-                let conn = presence_server::redis_conn::RedisConn::connect(&url)
+                let conn = presence_server::store::redis_conn::RedisConn::connect(&url)
                     .await
                     .unwrap();
-                let store = Arc::new(presence_server::redis_store::RedisStore::new(conn, node));
+                let store = Arc::new(presence_server::store::redis::RedisStore::new(conn, node));
                 let (handle, ops) = presence_server::cluster::channel(node, config.idle_timeout);
                 let hub = Hub::new(
                     config,
@@ -138,14 +138,17 @@ impl TestHub {
                 .await
                 .unwrap();
                 tokio::spawn(presence_server::cluster::run(hub.clone(), url, ops));
-                tokio::spawn(presence_server::directory_sync::run(hub.clone(), store));
+                tokio::spawn(presence_server::cluster::directory_sync::run(
+                    hub.clone(),
+                    store,
+                ));
                 hub
             }
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(presence_server::app::serve(
+        let task = tokio::spawn(presence_server::server::serve(
             hub.clone(),
             listener,
             async move {

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use presence_protocol::admin::{RowError, UserPut};
 use presence_protocol::Profile;
 
-use crate::admin_ops::{self, DirectoryError};
+use crate::directory::{ops, DirectoryError};
 use crate::directory::{TenantDir, Write};
 use presence_protocol::UserState;
 
@@ -230,7 +230,7 @@ pub fn plan(dir: &TenantDir, rows: &[Row]) -> Plan {
     let limit = dir.tenant.user_limit;
     let mut active = dir.count_in_state(UserState::Active);
     for row in rows {
-        match admin_ops::merged_user(dir, &row.id, &row.body) {
+        match ops::merged_user(dir, &row.id, &row.body) {
             Ok(user) => {
                 if dir.users.contains_key(&row.id) {
                     p.updated += 1;

@@ -19,7 +19,7 @@ use presence_protocol::{Profile, UserState};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
-use crate::api_error::ApiError;
+use crate::api::error::ApiError;
 use crate::hub::Hub;
 
 /// Who is calling: the ERP backend with the admin key (any tenant), or an

@@ -5,26 +5,9 @@
 use presence_protocol::admin::{TeamPut, UserPut};
 use presence_protocol::{MembershipRole, Profile, UserState};
 
-use crate::directory::{valid_id, TeamRecord, TenantDir, TenantRecord, UserRecord, Write};
-
-/// Why an admin request was refused. Mapped to HTTP in `admin_api`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DirectoryError {
-    #[error("unknown tenant {0:?}")]
-    UnknownTenant(String),
-    #[error("unknown user {0:?}")]
-    UnknownUser(String),
-    #[error("unknown team {0:?}")]
-    UnknownTeam(String),
-    #[error("{user:?} is not a member of team {team:?}")]
-    UnknownMember { team: String, user: String },
-    #[error("invalid {field}: {reason}")]
-    Invalid { field: String, reason: String },
-    #[error("the plan allows {limit} active users; this would make {wanted}")]
-    UserLimit { limit: u64, wanted: u64 },
-    #[error("user {0:?} is not active")]
-    UserNotActive(String),
-}
+use crate::directory::{
+    valid_id, DirectoryError, TeamRecord, TenantDir, TenantRecord, UserRecord, Write,
+};
 
 fn invalid(field: &str, reason: impl Into<String>) -> DirectoryError {
     DirectoryError::Invalid {

@@ -12,12 +12,12 @@ use presence_protocol::admin::*;
 use presence_protocol::{Status, UserState};
 use serde::Deserialize;
 
-use crate::admin_ops;
-use crate::api_error::ApiError;
-use crate::csv_import;
-use crate::extract::{Backend, Caller, CsvBody, JsonBody, Path, Query};
+use crate::api::error::ApiError;
+use crate::api::extract::{Backend, Caller, CsvBody, JsonBody, Path, Query};
+use crate::directory::csv_import;
+use crate::directory::{ops, DirectoryError};
 use crate::hub::Hub;
-use crate::tenant::Tenant;
+use crate::presence::tenant::Tenant;
 
 type Hs = State<Arc<Hub>>;
 type R<T> = Result<T, ApiError>;
@@ -111,9 +111,7 @@ async fn get_user(
 ) -> R<Json<UserView>> {
     hub.read(&tid, |t| user_view(t, &uid))?
         .map(Json)
-        .ok_or(ApiError::Directory(admin_ops::DirectoryError::UnknownUser(
-            uid,
-        )))
+        .ok_or(ApiError::Directory(DirectoryError::UnknownUser(uid)))
 }
 
 async fn put_user(
@@ -124,10 +122,7 @@ async fn put_user(
 ) -> R<impl IntoResponse> {
     let created = hub
         .write(&tid, |d| {
-            Ok((
-                admin_ops::put_user(d, &uid, &req)?,
-                !d.users.contains_key(&uid),
-            ))
+            Ok((ops::put_user(d, &uid, &req)?, !d.users.contains_key(&uid)))
         })
         .await?;
     let view = hub.read(&tid, |t| user_view(t, &uid))?;
@@ -146,7 +141,7 @@ async fn delete_user(
     State(hub): Hs,
     Path((tid, uid)): Path<(String, String)>,
 ) -> R<StatusCode> {
-    hub.write(&tid, |d| Ok((admin_ops::delete_user(d, &uid)?, ())))
+    hub.write(&tid, |d| Ok((ops::delete_user(d, &uid)?, ())))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -157,9 +152,7 @@ async fn deactivate(
     Path(tid): Path<String>,
     JsonBody(req): JsonBody<IdsBody>,
 ) -> R<Json<BulkResult>> {
-    let changed = hub
-        .write(&tid, |d| admin_ops::deactivate(d, &req.ids))
-        .await?;
+    let changed = hub.write(&tid, |d| ops::deactivate(d, &req.ids)).await?;
     Ok(Json(bulk(&req.ids, changed)))
 }
 
@@ -169,9 +162,7 @@ async fn reactivate(
     Path(tid): Path<String>,
     JsonBody(req): JsonBody<IdsBody>,
 ) -> R<Json<BulkResult>> {
-    let changed = hub
-        .write(&tid, |d| admin_ops::reactivate(d, &req.ids))
-        .await?;
+    let changed = hub.write(&tid, |d| ops::reactivate(d, &req.ids)).await?;
     Ok(Json(bulk(&req.ids, changed)))
 }
 
@@ -368,10 +359,7 @@ async fn put_team(
 ) -> R<impl IntoResponse> {
     let created = hub
         .write(&tid, |d| {
-            Ok((
-                admin_ops::put_team(d, &team, &req)?,
-                !d.teams.contains_key(&team),
-            ))
+            Ok((ops::put_team(d, &team, &req)?, !d.teams.contains_key(&team)))
         })
         .await?;
     let view = hub.read(&tid, |t| team_view(t, &team))?;
@@ -410,9 +398,7 @@ async fn get_team(
 ) -> R<Json<TeamView>> {
     hub.read(&tid, |t| team_view(t, &team))?
         .map(Json)
-        .ok_or(ApiError::Directory(admin_ops::DirectoryError::UnknownTeam(
-            team,
-        )))
+        .ok_or(ApiError::Directory(DirectoryError::UnknownTeam(team)))
 }
 
 async fn delete_team(
@@ -420,7 +406,7 @@ async fn delete_team(
     State(hub): Hs,
     Path((tid, team)): Path<(String, String)>,
 ) -> R<StatusCode> {
-    hub.write(&tid, |d| Ok((admin_ops::delete_team(d, &team)?, ())))
+    hub.write(&tid, |d| Ok((ops::delete_team(d, &team)?, ())))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -432,14 +418,12 @@ async fn put_member(
     JsonBody(req): JsonBody<MemberPut>,
 ) -> R<Json<TeamView>> {
     hub.write(&tid, |d| {
-        Ok((admin_ops::put_member(d, &team, &uid, req.role)?, ()))
+        Ok((ops::put_member(d, &team, &uid, req.role)?, ()))
     })
     .await?;
     hub.read(&tid, |t| team_view(t, &team))?
         .map(Json)
-        .ok_or(ApiError::Directory(admin_ops::DirectoryError::UnknownTeam(
-            team,
-        )))
+        .ok_or(ApiError::Directory(DirectoryError::UnknownTeam(team)))
 }
 
 async fn delete_member(
@@ -447,10 +431,8 @@ async fn delete_member(
     State(hub): Hs,
     Path((tid, team, uid)): Path<(String, String, String)>,
 ) -> R<StatusCode> {
-    hub.write(&tid, |d| {
-        Ok((admin_ops::delete_member(d, &team, &uid)?, ()))
-    })
-    .await?;
+    hub.write(&tid, |d| Ok((ops::delete_member(d, &team, &uid)?, ())))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -478,7 +460,7 @@ async fn eligible(
                 .collect(),
         )
     })?;
-    let users = users
-        .ok_or_else(|| ApiError::Directory(admin_ops::DirectoryError::UnknownTeam(team.clone())))?;
+    let users =
+        users.ok_or_else(|| ApiError::Directory(DirectoryError::UnknownTeam(team.clone())))?;
     Ok(Json(EligibleList { team, users }))
 }

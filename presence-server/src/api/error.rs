@@ -9,7 +9,7 @@ use axum::Json;
 use presence_protocol::admin::{ApiError as Body, ApiErrorBody, ImportReport};
 use serde_json::json;
 
-use crate::admin_ops::DirectoryError;
+use crate::directory::DirectoryError;
 use crate::hub::WriteError;
 
 #[derive(Debug, thiserror::Error)]

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use crate::directory::{TenantDir, Write};
 use crate::hub::Hub;
-use crate::redis_store::{RedisStore, LOG_READ_BATCH};
+use crate::store::redis::{RedisStore, LOG_READ_BATCH};
 
 /// How often versions are polled: a write is visible on every node within
 /// this plus one round trip (SPEC §8.7 asks for 1 s).

@@ -4,7 +4,7 @@
 //!
 //! The local engine stays the pure rule of SPEC §2 applied to this node's
 //! tabs; "online somewhere" is the OR over nodes, kept by
-//! `redis/presence.lua`. No Redis call happens here: operations go into an
+//! `cluster/presence.lua`. No Redis call happens here: operations go into an
 //! unbounded queue drained by the cluster task, so the tenant lock is never
 //! held across I/O.
 
@@ -15,9 +15,9 @@ use presence_protocol::Status;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::engine::{Transition, UserPresence};
+use crate::presence::engine::{Transition, UserPresence};
 
-/// One operation of `redis/presence.lua`.
+/// One operation of `cluster/presence.lua`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum PresenceOp {

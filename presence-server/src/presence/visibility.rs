@@ -7,7 +7,7 @@
 use presence_protocol::{Entry, Profile, Roster, Stats, UserState};
 
 use crate::directory::TenantDir;
-use crate::engine::UserPresence;
+use crate::presence::engine::UserPresence;
 
 /// Why a subscription is refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,8 +1,14 @@
-//! Where the directory is persisted: the [`Store`] interface and its errors.
+//! Where the directory is persisted: the [`Store`] interface and its errors,
+//! the embedded store of a single node ([`embedded`], redb) and the Redis
+//! store of cluster mode ([`redis`], over [`redis_conn`]).
 //!
 //! The interface is deliberately two calls wide (load everything, commit a
 //! batch atomically) so the embedded store and the Redis store of cluster
 //! mode can share one conformance suite.
+
+pub mod embedded;
+pub mod redis;
+pub mod redis_conn;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -34,6 +40,6 @@ pub trait Store: Send + Sync + 'static {
     /// A networked store can only promise part of the `Err` side: the Redis
     /// store is atomic per tenant (a batch spanning tenants may be committed
     /// in part), and a call that timed out may still land, whole. See
-    /// `redis_store`.
+    /// `store::redis`.
     fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()>;
 }

@@ -22,12 +22,12 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::api_error::ApiError;
+use crate::api::error::ApiError;
 use crate::config::Config;
 use crate::hub::Hub;
-use crate::limit::{Limit, Permit};
+use crate::net::limit::{Limit, Permit};
 
-const OPENAPI: &str = include_str!("openapi.json");
+const OPENAPI: &str = include_str!("api/openapi.json");
 /// A minimal page to try the raw protocol by hand.
 const DEMO_PAGE: &str = include_str!("../../clients/demo/index.html");
 /// The browser SDK (`clients/js`) and the dashboards built on it
@@ -59,7 +59,7 @@ const HTML: &str = "text/html; charset=utf-8";
 /// The whole router of a hub.
 pub fn app(hub: Arc<Hub>) -> Router {
     Router::new()
-        .route("/v1/ws", get(crate::upgrade::ws))
+        .route("/v1/ws", get(crate::net::upgrade::ws))
         .route("/demo", get(|| async { axum::response::Html(DEMO_PAGE) }))
         .route("/sdk/presence.js", get(|| async { asset(JS, SDK) }))
         .route("/ui/common.js", get(|| async { asset(JS, PAGES_JS) }))
@@ -80,7 +80,7 @@ pub fn app(hub: Arc<Hub>) -> Router {
             "/v1/openapi.json",
             get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
         )
-        .merge(crate::admin_api::routes())
+        .merge(crate::api::admin::routes())
         // Applies to the routes added so far, so it comes after all of them.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NoRoute })

@@ -17,11 +17,11 @@ use uuid::Uuid;
 
 use crate::auth::{AuthError, Claims, LEEWAY_SECS};
 use crate::hub::{Hub, TenantRef};
-use crate::limit::Permit;
-use crate::outbox::{Control, Frame, Outbox};
-use crate::rate::{Bucket, Rate};
-use crate::tenant::JoinError;
-use crate::ws::{CloseFrame, Conn, ConnError, FrameError, Incoming};
+use crate::net::limit::Permit;
+use crate::net::outbox::{Control, Frame, Outbox};
+use crate::net::rate::{Bucket, Rate};
+use crate::net::ws::{CloseFrame, Conn, ConnError, FrameError, Incoming};
+use crate::presence::tenant::JoinError;
 
 /// Strikes a tab may accumulate (rate-limited frames cost 1, malformed frames
 /// cost [`MALFORMED_COST`]) before it is closed with 4008; they refill at one

@@ -1,5 +1,5 @@
 //! Cluster mode's presence I/O: runs the operations tenants queue against
-//! `redis/presence.lua`, feeds the events Redis publishes back into the
+//! `cluster/presence.lua`, feeds the events Redis publishes back into the
 //! tenants, heartbeats this node, and sweeps the leases of dead nodes.
 //!
 //! Invariant: no tenant lock is held across a Redis call. Tenants only push
@@ -14,9 +14,9 @@ use futures_util::StreamExt;
 use redis::{AsyncCommands, Script};
 use tokio::sync::mpsc;
 
-use crate::cluster_link::{ClusterHandle, ClusterMsg, PresenceEvent, PresenceOp};
+use crate::cluster::link::{ClusterHandle, ClusterMsg, PresenceEvent, PresenceOp};
 use crate::hub::Hub;
-use crate::redis_conn::RedisConn;
+use crate::store::redis_conn::RedisConn;
 
 /// Channel every transition is published on.
 pub const EVENTS_CHANNEL: &str = "presence:events";
@@ -29,7 +29,7 @@ const DEAD_AFTER_MS: u64 = 5_000;
 /// The keys of a tenant's cluster presence, hash-tagged by tenant so the
 /// script's keys share one Redis Cluster slot.
 pub fn presence_keys(tenant: &str) -> [String; 4] {
-    ["leases", "state", "claims", "seq"].map(|k| crate::redis_store::tenant_key(tenant, k))
+    ["leases", "state", "claims", "seq"].map(|k| crate::store::redis::tenant_key(tenant, k))
 }
 
 /// A handle for the tenants and the queue the cluster task drains.
@@ -91,7 +91,7 @@ async fn connect(url: &str) -> RedisConn {
 /// A failed call is retried (every operation is idempotent), so nothing a
 /// tenant queued is lost while Redis is away.
 async fn run_ops(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>) {
-    let script = Script::new(include_str!("redis/presence.lua"));
+    let script = Script::new(include_str!("presence.lua"));
     let mut conn = connect(&url).await;
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];

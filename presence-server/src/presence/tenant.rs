@@ -10,12 +10,12 @@ use std::sync::Arc;
 use presence_protocol::{close, ErrorCode, ReqId, Roster, ServerMessage, Stats, Status, UserState};
 use uuid::Uuid;
 
-use crate::cluster_link::{ClusterHandle, ClusterLink, PresenceEvent};
+use crate::cluster::link::{ClusterHandle, ClusterLink, PresenceEvent};
 use crate::directory::{PresenceRecord, TenantDir, Write};
-use crate::engine::{Engine, Transition, UserPresence};
 use crate::metrics::Metrics;
-use crate::outbox::{Control, Frame, Outbox};
-use crate::visibility::{self, Denied};
+use crate::net::outbox::{Control, Frame, Outbox};
+use crate::presence::engine::{Engine, Transition, UserPresence};
+use crate::presence::visibility::{self, Denied};
 
 struct TabHandle {
     tab: Uuid,

@@ -1,7 +1,7 @@
 //! `GET /v1/ws`: checks the request, answers `101 Switching Protocols`, and
 //! hands the raw TCP stream to a session once hyper lets go of it.
 //!
-//! The hub does its own framing ([`crate::ws`]) on the bare `TcpStream`
+//! The hub does its own framing ([`crate::net::ws`]) on the bare `TcpStream`
 //! rather than through a WebSocket library's stream wrapper: that is what
 //! lets an idle tab hold no buffers and lets one `writev` carry many shared
 //! frames.
@@ -16,10 +16,10 @@ use hyper_util::rt::TokioIo;
 use sha1::{Digest, Sha1};
 use tokio::net::TcpStream;
 
-use crate::api_error::ApiError;
-use crate::app::ConnectionSlot;
+use crate::api::error::ApiError;
 use crate::hub::Hub;
-use crate::ws::Conn;
+use crate::net::ws::Conn;
+use crate::server::ConnectionSlot;
 
 /// RFC 6455 §1.3.
 const ACCEPT_GUID: &[u8] = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -109,7 +109,7 @@ pub async fn ws(State(hub): State<Arc<Hub>>, mut req: Request) -> Result<Respons
                 // hyper's read buffer (8 KiB) they point into before the
                 // tab settles in for hours.
                 drop(parts.read_buf);
-                crate::session::run(hub, conn, pending_hello).await;
+                crate::net::session::run(hub, conn, pending_hello).await;
             }
             Err(_) => tracing::error!("upgraded connection is not a TCP stream"),
         }

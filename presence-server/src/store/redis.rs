@@ -24,7 +24,7 @@
 //! # Commit
 //!
 //! A batch is split per tenant (in order of first appearance; writes keep
-//! their order within a tenant). Each part is one call of `redis/commit.lua`,
+//! their order within a tenant). Each part is one call of `store/commit.lua`,
 //! which checks key types before writing anything (Redis does not roll back a
 //! script that fails half-way), applies the writes, drops the memberships of
 //! deleted teams, `INCR`s the version and `XADD`s the log entry. So a tenant's
@@ -53,7 +53,7 @@ use redis::streams::StreamReadReply;
 use redis::{RedisError, Script};
 
 use crate::directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
-use crate::redis_conn::RedisConn;
+use crate::store::redis_conn::RedisConn;
 use crate::store::{Store, StoreError, StoreFuture};
 
 /// Set of every tenant id; not tagged, so it may live on any cluster node.
@@ -144,7 +144,7 @@ impl RedisStore {
         RedisStore {
             conn,
             node: node.into(),
-            commit_script: Script::new(include_str!("redis/commit.lua")),
+            commit_script: Script::new(include_str!("commit.lua")),
             committed_here: parking_lot::Mutex::new(HashMap::new()),
             loaded: parking_lot::Mutex::new(HashMap::new()),
         }
