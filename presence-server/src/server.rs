@@ -1,19 +1,14 @@
-//! The HTTP surface of a hub: the WebSocket endpoint, the admin API, health,
-//! metrics, the OpenAPI document, the browser SDK and its dashboards, plus
-//! `serve`, which runs it all on a listener the caller bound (tests bind
-//! 127.0.0.1:0), with the limits of the HTTP edge: open connections, the
-//! time and size of a request's headers.
+//! `serve`: runs a hub's router ([`crate::api::app`]) on a listener the
+//! caller bound (tests bind 127.0.0.1:0), with the limits of the HTTP edge
+//! (open connections, the time and size of a request's headers), and shuts
+//! it down.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use axum::response::IntoResponse;
 use futures_util::future::{ready, Either};
 use hyper::body::Incoming;
 use hyper::service::Service as _;
@@ -26,85 +21,6 @@ use crate::api::error::ApiError;
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::net::limit::{Limit, Permit};
-
-const OPENAPI: &str = include_str!("api/openapi.json");
-/// A minimal page to try the raw protocol by hand.
-const DEMO_PAGE: &str = include_str!("../../clients/demo/index.html");
-/// The browser SDK (`clients/js`) and the dashboards built on it
-/// (`clients/pages`), embedded so a single binary serves them. Each page
-/// takes its token from the URL fragment, which browsers never send.
-const SDK: &str = include_str!("../../clients/js/presence.js");
-const PAGES_JS: &str = include_str!("../../clients/pages/common.js");
-const PAGES_CSS: &str = include_str!("../../clients/pages/common.css");
-const USERS_PAGE: &str = include_str!("../../clients/pages/users.html");
-const ATTENDANTS_PAGE: &str = include_str!("../../clients/pages/attendants.html");
-const TEAM_PAGE: &str = include_str!("../../clients/pages/team.html");
-
-/// A static file. `no-cache`: a browser revalidates, so a newer hub's SDK
-/// and pages are used at once.
-fn asset(content_type: &'static str, body: &'static str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CACHE_CONTROL, "no-cache"),
-        ],
-        body,
-    )
-        .into_response()
-}
-
-const JS: &str = "text/javascript; charset=utf-8";
-const HTML: &str = "text/html; charset=utf-8";
-
-/// The whole router of a hub.
-pub fn app(hub: Arc<Hub>) -> Router {
-    Router::new()
-        .route("/v1/ws", get(crate::net::upgrade::ws))
-        .route("/demo", get(|| async { axum::response::Html(DEMO_PAGE) }))
-        .route("/sdk/presence.js", get(|| async { asset(JS, SDK) }))
-        .route("/ui/common.js", get(|| async { asset(JS, PAGES_JS) }))
-        .route(
-            "/ui/common.css",
-            get(|| async { asset("text/css; charset=utf-8", PAGES_CSS) }),
-        )
-        .route("/users", get(|| async { asset(HTML, USERS_PAGE) }))
-        .route(
-            "/attendants",
-            get(|| async { asset(HTML, ATTENDANTS_PAGE) }),
-        )
-        .route("/team", get(|| async { asset(HTML, TEAM_PAGE) }))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route(
-            "/v1/openapi.json",
-            get(|| async { ([(header::CONTENT_TYPE, "application/json")], OPENAPI) }),
-        )
-        .merge(crate::api::admin::routes())
-        // Applies to the routes added so far, so it comes after all of them.
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .fallback(|| async { ApiError::NoRoute })
-        .with_state(hub)
-}
-
-async fn readyz(State(hub): State<Arc<Hub>>) -> Result<&'static str, ApiError> {
-    if hub.is_ready() {
-        Ok("ready")
-    } else {
-        Err(ApiError::NotReady)
-    }
-}
-
-async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
-    // One lock per tenant per scrape; nothing on the tab path pays for it.
-    hub.metrics
-        .registered_tabs
-        .set(hub.registered_tabs() as i64);
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        hub.metrics.render(),
-    )
-}
 
 /// A TCP connection's place under `PRESENCE_MAX_CONNECTIONS`, held by its
 /// hyper connection task and, once upgraded, by its session (the upgrade
@@ -214,7 +130,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     warn_if_open_files_below(hub.config.max_connections);
     let background = tokio::spawn(hub.clone().run_background());
-    let router = TowerToHyperService::new(app(hub.clone()));
+    let router = TowerToHyperService::new(crate::api::app(hub.clone()));
     let http = http1(&hub.config);
     let max_header_bytes = hub.config.max_header_bytes;
     let connections = Limit::new(hub.config.max_connections);

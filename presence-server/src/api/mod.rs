@@ -9,3 +9,7 @@
 pub mod admin;
 pub mod error;
 pub mod extract;
+pub(crate) mod pages;
+mod routes;
+
+pub use routes::app;

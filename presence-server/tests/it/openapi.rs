@@ -49,7 +49,7 @@ fn routes_in(src: &str) -> BTreeSet<(String, String)> {
 
 /// Routes the router is built from.
 fn served_routes() -> BTreeSet<(String, String)> {
-    let app = include_str!("../../src/server.rs");
+    let app = include_str!("../../src/api/routes.rs");
     let admin = include_str!("../../src/api/admin.rs");
     let start = admin
         .find("pub fn routes()")
@@ -58,6 +58,7 @@ fn served_routes() -> BTreeSet<(String, String)> {
     let body = &body[..body.find("\n}\n").expect("routes() ends")];
     let mut all = routes_in(app);
     all.extend(routes_in(body));
+    all.extend(routes_in(include_str!("../../src/api/pages.rs")));
     all
 }
 
