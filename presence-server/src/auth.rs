@@ -24,14 +24,21 @@ pub struct Claims {
     pub iat: Option<u64>,
 }
 
+/// Why a token was refused. What a client is told is decided where it is
+/// told (`net/session.rs`, `api/extract.rs`): "token expired" or "invalid
+/// token", never this error's text or its source, so a refusal says nothing
+/// about how the token was checked.
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("token expired")]
     Expired,
-    #[error("token algorithm not accepted")]
-    Algorithm,
-    #[error("invalid token: {0}")]
-    Invalid(String),
+    /// The header names another algorithm than the configured key's.
+    #[error("token algorithm {0:?} not accepted")]
+    Algorithm(Algorithm),
+    /// Not a JWT, a bad signature, a missing or mistyped claim: the source
+    /// says which.
+    #[error("invalid token")]
+    Invalid(#[source] jsonwebtoken::errors::Error),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -94,9 +101,9 @@ impl Verifier {
     /// for any algorithm but the configured one, [`AuthError::Invalid`] for
     /// everything else (bad signature, missing claims, not a JWT).
     pub fn verify(&self, token: &str) -> Result<Claims, AuthError> {
-        let header = decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let header = decode_header(token).map_err(AuthError::Invalid)?;
         if header.alg != self.alg {
-            return Err(AuthError::Algorithm);
+            return Err(AuthError::Algorithm(header.alg));
         }
         let mut v = Validation::new(self.alg);
         v.leeway = LEEWAY_SECS;
@@ -106,7 +113,7 @@ impl Verifier {
             Ok(data) => Ok(data.claims),
             Err(e) => match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => Err(AuthError::Expired),
-                _ => Err(AuthError::Invalid(e.to_string())),
+                _ => Err(AuthError::Invalid(e)),
             },
         }
     }

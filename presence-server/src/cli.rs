@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{defaults as d, Config};
 
 #[derive(Debug, Parser)]
 #[command(name = "presence-server", version, about = "Real-time presence hub")]
@@ -34,29 +34,34 @@ pub enum Command {
     },
 }
 
+/// The hub's settings. Every default is a constant of
+/// [`config::defaults`](crate::config::defaults), which `Config::default`
+/// uses too, and `--help` prints it after the line below each flag;
+/// README.md's configuration table is checked against this (`tests` below).
 #[derive(Debug, Clone, clap::Args)]
 pub struct ServeArgs {
     /// Address to listen on.
-    #[arg(long, env = "PRESENCE_LISTEN", default_value = "127.0.0.1:7700")]
+    #[arg(long, env = "PRESENCE_LISTEN", default_value = d::LISTEN)]
     pub listen: SocketAddr,
-    /// HS256 secret shared with the ERP.
+    /// HS256 secret shared with the ERP (at least 16 characters).
     #[arg(long, env = "PRESENCE_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
-    /// PEM public key (RSA for RS256, EC P-256 for ES256).
+    /// PEM public key, instead of the secret: RSA means RS256, EC P-256 ES256.
     #[arg(long, env = "PRESENCE_JWT_PUBLIC_KEY_FILE")]
     pub jwt_public_key_file: Option<PathBuf>,
-    /// Key of the ERP backend for the admin API.
+    /// Bearer key of the ERP backend for the admin API (at least 16 characters).
     #[arg(long, env = "PRESENCE_ADMIN_KEY", hide_env_values = true)]
     pub admin_key: Option<String>,
-    #[arg(long, env = "PRESENCE_IDLE_TIMEOUT_MS", default_value_t = 60_000)]
+    /// A user is online this long after their last interaction.
+    #[arg(long, env = "PRESENCE_IDLE_TIMEOUT_MS", default_value_t = d::IDLE_TIMEOUT_MS)]
     pub idle_timeout_ms: u64,
     /// How often tabs report activity while someone interacts; unset:
-    /// a third of the idle timeout, at most 10 s. At most half the idle
+    /// a third of the idle timeout, at most 10000. At most half the idle
     /// timeout, or users would flap between reports.
     #[arg(long, env = "PRESENCE_ACTIVITY_INTERVAL_MS")]
     pub activity_interval_ms: Option<u64>,
     /// Directory of the embedded store.
-    #[arg(long, env = "PRESENCE_DATA_DIR", default_value = "./data")]
+    #[arg(long, env = "PRESENCE_DATA_DIR", default_value = d::DATA_DIR)]
     pub data_dir: PathBuf,
     /// Set = cluster mode (shared state in Redis).
     #[arg(long, env = "PRESENCE_REDIS_URL")]
@@ -64,38 +69,47 @@ pub struct ServeArgs {
     /// Comma-separated allowed Origin values; empty allows any.
     #[arg(long, env = "PRESENCE_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
-    #[arg(long, env = "PRESENCE_NODE_ID")]
-    pub node_id: Option<String>,
-    #[arg(long, env = "PRESENCE_MAX_FRAME_BYTES", default_value_t = 16 * 1024)]
+    /// Node name in logs; in cluster mode a random suffix per start is added.
+    #[arg(long, env = "PRESENCE_NODE_ID", default_value = d::NODE_ID)]
+    pub node_id: String,
+    /// Larger frames close the tab with 4008.
+    #[arg(long, env = "PRESENCE_MAX_FRAME_BYTES", default_value_t = d::MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
-    #[arg(long, env = "PRESENCE_RATE_PER_SEC", default_value_t = 20)]
+    /// Sustained frames per second per tab.
+    #[arg(long, env = "PRESENCE_RATE_PER_SEC", default_value_t = d::RATE_PER_SEC)]
     pub rate_per_sec: u32,
-    #[arg(long, env = "PRESENCE_RATE_BURST", default_value_t = 40)]
+    /// Burst of frames per tab.
+    #[arg(long, env = "PRESENCE_RATE_BURST", default_value_t = d::RATE_BURST)]
     pub rate_burst: u32,
-    #[arg(long, env = "PRESENCE_MAX_TABS_PER_USER", default_value_t = 32)]
+    /// The next tab of a user gets 4029.
+    #[arg(long, env = "PRESENCE_MAX_TABS_PER_USER", default_value_t = d::MAX_TABS_PER_USER)]
     pub max_tabs_per_user: usize,
-    #[arg(long, env = "PRESENCE_MAX_SUBSCRIPTIONS", default_value_t = 16)]
+    /// Rosters one tab may watch.
+    #[arg(long, env = "PRESENCE_MAX_SUBSCRIPTIONS", default_value_t = d::MAX_SUBSCRIPTIONS)]
     pub max_subscriptions: usize,
-    #[arg(long, env = "PRESENCE_HELLO_TIMEOUT_MS", default_value_t = 5_000)]
+    /// `hello` must arrive within this after the upgrade, else 4001.
+    #[arg(long, env = "PRESENCE_HELLO_TIMEOUT_MS", default_value_t = d::HELLO_TIMEOUT_MS)]
     pub hello_timeout_ms: u64,
-    #[arg(long, env = "PRESENCE_OUTBOUND_QUEUE", default_value_t = 32_768)]
+    /// Frames queued for one tab before it is closed as a slow consumer (1013).
+    #[arg(long, env = "PRESENCE_OUTBOUND_QUEUE", default_value_t = d::OUTBOUND_QUEUE)]
     pub outbound_queue: usize,
-    #[arg(long, env = "PRESENCE_SHUTDOWN_GRACE_MS", default_value_t = 5_000)]
+    /// How long SIGTERM waits for tabs to close.
+    #[arg(long, env = "PRESENCE_SHUTDOWN_GRACE_MS", default_value_t = d::SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
     /// A tab silent on the wire this long is pinged.
-    #[arg(long, env = "PRESENCE_PING_INTERVAL_MS", default_value_t = 25_000)]
+    #[arg(long, env = "PRESENCE_PING_INTERVAL_MS", default_value_t = d::PING_INTERVAL_MS)]
     pub ping_interval_ms: u64,
-    /// A pinged tab silent this long more is closed as gone.
-    #[arg(long, env = "PRESENCE_PONG_TIMEOUT_MS", default_value_t = 20_000)]
+    /// A pinged tab silent this long more is closed as gone (1001).
+    #[arg(long, env = "PRESENCE_PONG_TIMEOUT_MS", default_value_t = d::PONG_TIMEOUT_MS)]
     pub pong_timeout_ms: u64,
     /// How long a closing connection waits for the client's close frame.
-    #[arg(long, env = "PRESENCE_CLOSE_LINGER_MS", default_value_t = 1_000)]
+    #[arg(long, env = "PRESENCE_CLOSE_LINGER_MS", default_value_t = d::CLOSE_LINGER_MS)]
     pub close_linger_ms: u64,
     /// Bytes of frames handed to a tab's socket at once (bounds its write buffer).
-    #[arg(long, env = "PRESENCE_WRITE_BUFFER_BYTES", default_value_t = 1 << 20)]
+    #[arg(long, env = "PRESENCE_WRITE_BUFFER_BYTES", default_value_t = d::WRITE_BUFFER_BYTES)]
     pub write_buffer_bytes: usize,
     /// `text` or `json` log lines.
-    #[arg(long, env = "PRESENCE_LOG_FORMAT", default_value = "text")]
+    #[arg(long, env = "PRESENCE_LOG_FORMAT", default_value = d::LOG_FORMAT)]
     pub log_format: String,
     /// Demo mode: generate secrets, seed a demo tenant, print tokens.
     #[arg(long)]
@@ -103,27 +117,27 @@ pub struct ServeArgs {
 
     // The HTTP edge: connections, upgrades and request sizes.
     /// Open connections (HTTP and WebSocket); the next one gets 503.
-    #[arg(long, env = "PRESENCE_MAX_CONNECTIONS", default_value_t = 100_000)]
+    #[arg(long, env = "PRESENCE_MAX_CONNECTIONS", default_value_t = d::MAX_CONNECTIONS)]
     pub max_connections: usize,
     /// Upgraded connections that have not completed `hello`; the next upgrade gets 503.
-    #[arg(long, env = "PRESENCE_MAX_PENDING_HELLO", default_value_t = 10_000)]
+    #[arg(long, env = "PRESENCE_MAX_PENDING_HELLO", default_value_t = d::MAX_PENDING_HELLO)]
     pub max_pending_hello: usize,
     /// A request's line and headers must arrive within this (and an idle
     /// keep-alive connection is closed after it).
     #[arg(
         long,
         env = "PRESENCE_HEADER_READ_TIMEOUT_MS",
-        default_value_t = 10_000
+        default_value_t = d::HEADER_READ_TIMEOUT_MS
     )]
     pub header_read_timeout_ms: u64,
     /// Larger request line plus headers get 431.
-    #[arg(long, env = "PRESENCE_MAX_HEADER_BYTES", default_value_t = 16 * 1024)]
+    #[arg(long, env = "PRESENCE_MAX_HEADER_BYTES", default_value_t = d::MAX_HEADER_BYTES)]
     pub max_header_bytes: usize,
     /// Larger JSON bodies on the admin API get 413.
-    #[arg(long, env = "PRESENCE_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
+    #[arg(long, env = "PRESENCE_MAX_BODY_BYTES", default_value_t = d::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Larger CSV imports get 413.
-    #[arg(long, env = "PRESENCE_MAX_IMPORT_BYTES", default_value_t = 64 * 1024 * 1024)]
+    #[arg(long, env = "PRESENCE_MAX_IMPORT_BYTES", default_value_t = d::MAX_IMPORT_BYTES)]
     pub max_import_bytes: usize,
 }
 
@@ -215,9 +229,9 @@ impl ServeArgs {
                 .filter(|o| !o.is_empty())
                 .cloned()
                 .collect(),
-            node_id: self.node_id.clone().unwrap_or_else(|| "node-1".into()),
+            node_id: self.node_id.clone(),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
-            presence_flush: Duration::from_secs(1),
+            presence_flush: Duration::from_millis(d::PRESENCE_FLUSH_MS),
             ping_interval: Duration::from_millis(self.ping_interval_ms),
             pong_timeout: Duration::from_millis(self.pong_timeout_ms),
             close_linger: Duration::from_millis(self.close_linger_ms),
@@ -249,5 +263,84 @@ impl ServeArgs {
             Some(k) if k.len() < 16 => Err(ConfigError::WeakAdminKey),
             Some(k) => Ok(k.clone()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    /// README.md's configuration table, the user-facing contract: each
+    /// variable and its default, `None` where the cell is prose ("—",
+    /// "unset", "a third of the idle timeout, …") rather than one value.
+    fn readme_defaults() -> BTreeMap<String, Option<String>> {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("\n## Configuration\n")
+            .nth(1)
+            .expect("README.md has a Configuration section");
+        let value = |cell: &str| {
+            let cell = cell.trim();
+            let inner = cell.strip_prefix('`')?.strip_suffix('`')?;
+            (!inner.contains('`')).then(|| inner.to_owned())
+        };
+        let mut out = BTreeMap::new();
+        let rows = section
+            .lines()
+            .skip_while(|l| !l.starts_with("| variable |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'));
+        for row in rows {
+            let cells: Vec<&str> = row.split('|').collect();
+            // `A` / `B` | `1` / `2` describes two variables.
+            let names: Vec<&str> = cells[1].split(" / ").collect();
+            let defaults: Vec<&str> = if names.len() > 1 {
+                cells[2].split(" / ").collect()
+            } else {
+                vec![cells[2]]
+            };
+            assert_eq!(names.len(), defaults.len(), "{row}");
+            for (name, default) in names.iter().zip(defaults) {
+                let name = value(name).unwrap_or_else(|| panic!("{row}"));
+                out.insert(name, value(default));
+            }
+        }
+        out
+    }
+
+    /// What `--help` shows: each variable and its default, if any.
+    fn help_defaults() -> BTreeMap<String, Option<String>> {
+        Cli::command()
+            .get_arguments()
+            .filter_map(|a| {
+                let env = a.get_env()?.to_str()?.to_owned();
+                let values: Vec<String> = a
+                    .get_default_values()
+                    .iter()
+                    .map(|v| v.to_string_lossy().into_owned())
+                    .collect();
+                Some((env, (!values.is_empty()).then(|| values.join(","))))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_variable_with_the_default_help_shows() {
+        assert_eq!(readme_defaults(), help_defaults());
+    }
+
+    #[test]
+    fn no_flags_and_no_variables_give_the_library_defaults() {
+        let cli = Cli::try_parse_from(["presence-server"]).expect("no argument is required");
+        let config = cli.serve.config().expect("the defaults are valid");
+        assert_eq!(
+            format!("{config:?}"),
+            format!("{:?}", Config::default()),
+            "is a PRESENCE_* variable set in this test's environment?"
+        );
     }
 }

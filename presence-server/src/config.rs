@@ -2,52 +2,118 @@
 
 use std::time::Duration;
 
-/// Everything a hub needs besides its key, store and listener.
+/// The default of every setting, in the unit of its variable
+/// (`PRESENCE_IDLE_TIMEOUT_MS` ↔ [`IDLE_TIMEOUT_MS`](defaults::IDLE_TIMEOUT_MS)):
+/// the one place they are written. `Config::default` is built from them and
+/// the command line (`cli.rs`) shows them as its defaults, so `--help`, the
+/// library and README.md's table (checked by a test in `cli.rs`) agree.
+pub mod defaults {
+    /// `PRESENCE_LISTEN`.
+    pub const LISTEN: &str = "127.0.0.1:7700";
+    /// `PRESENCE_DATA_DIR`.
+    pub const DATA_DIR: &str = "./data";
+    /// `PRESENCE_LOG_FORMAT`.
+    pub const LOG_FORMAT: &str = "text";
+    /// `PRESENCE_NODE_ID`.
+    pub const NODE_ID: &str = "node-1";
+    /// `PRESENCE_IDLE_TIMEOUT_MS` (SPEC §7).
+    pub const IDLE_TIMEOUT_MS: u64 = 60_000;
+    /// `PRESENCE_HELLO_TIMEOUT_MS` (SPEC §5).
+    pub const HELLO_TIMEOUT_MS: u64 = 5_000;
+    /// `PRESENCE_MAX_FRAME_BYTES` (SPEC §9): 16 KiB.
+    pub const MAX_FRAME_BYTES: usize = 16 * 1024;
+    /// `PRESENCE_RATE_PER_SEC` (SPEC §9).
+    pub const RATE_PER_SEC: u32 = 20;
+    /// `PRESENCE_RATE_BURST` (SPEC §9).
+    pub const RATE_BURST: u32 = 40;
+    /// `PRESENCE_MAX_TABS_PER_USER` (SPEC §9).
+    pub const MAX_TABS_PER_USER: usize = 32;
+    /// `PRESENCE_MAX_SUBSCRIPTIONS` (SPEC §9).
+    pub const MAX_SUBSCRIPTIONS: usize = 16;
+    /// `PRESENCE_OUTBOUND_QUEUE`.
+    pub const OUTBOUND_QUEUE: usize = 32_768;
+    /// `PRESENCE_SHUTDOWN_GRACE_MS`.
+    pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+    /// Not a setting: how often changed presence is persisted.
+    pub const PRESENCE_FLUSH_MS: u64 = 1_000;
+    /// `PRESENCE_PING_INTERVAL_MS`.
+    pub const PING_INTERVAL_MS: u64 = 25_000;
+    /// `PRESENCE_PONG_TIMEOUT_MS`.
+    pub const PONG_TIMEOUT_MS: u64 = 20_000;
+    /// `PRESENCE_CLOSE_LINGER_MS`.
+    pub const CLOSE_LINGER_MS: u64 = 1_000;
+    /// `PRESENCE_WRITE_BUFFER_BYTES`: 1 MiB.
+    pub const WRITE_BUFFER_BYTES: usize = 1 << 20;
+    /// `PRESENCE_MAX_CONNECTIONS`.
+    pub const MAX_CONNECTIONS: usize = 100_000;
+    /// `PRESENCE_MAX_PENDING_HELLO`.
+    pub const MAX_PENDING_HELLO: usize = 10_000;
+    /// `PRESENCE_HEADER_READ_TIMEOUT_MS`.
+    pub const HEADER_READ_TIMEOUT_MS: u64 = 10_000;
+    /// `PRESENCE_MAX_HEADER_BYTES`: 16 KiB.
+    pub const MAX_HEADER_BYTES: usize = 16 * 1024;
+    /// `PRESENCE_MAX_BODY_BYTES`: 1 MiB.
+    pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+    /// `PRESENCE_MAX_IMPORT_BYTES`: 64 MiB takes a 100,000-user export with
+    /// long away messages (about 33 MiB).
+    pub const MAX_IMPORT_BYTES: usize = 64 * 1024 * 1024;
+}
+
+/// Everything a hub needs besides its key, store and listener. Each field's
+/// default is the [`defaults`] constant it names.
 #[derive(Debug, Clone)]
 pub struct Config {
-    /// A user is online this long after their last interaction. Default is 60 s.
+    /// A user is online this long after their last interaction.
+    /// Default is [`defaults::IDLE_TIMEOUT_MS`].
     pub idle_timeout: Duration,
     /// How often a tab should report activity while someone interacts;
     /// sent in `welcome`. `None` derives it from the idle timeout (see
     /// [`Config::activity_interval`]). Default is `None`.
     pub activity_interval: Option<Duration>,
-    /// The first frame must be `hello` within this. Default is 5 s.
+    /// The first frame must be `hello` within this.
+    /// Default is [`defaults::HELLO_TIMEOUT_MS`].
     pub hello_timeout: Duration,
-    /// Larger frames close the tab with 4008. Default is 16 KiB.
+    /// Larger frames close the tab with 4008.
+    /// Default is [`defaults::MAX_FRAME_BYTES`].
     pub max_frame_bytes: usize,
-    /// Sustained frames per second per tab. Default is 20.
+    /// Sustained frames per second per tab. Default is [`defaults::RATE_PER_SEC`].
     pub rate_per_sec: u32,
-    /// Burst of frames per tab. Default is 40.
+    /// Burst of frames per tab. Default is [`defaults::RATE_BURST`].
     pub rate_burst: u32,
-    /// The next tab of a user gets 4029. Default is 32.
+    /// The next tab of a user gets 4029. Default is [`defaults::MAX_TABS_PER_USER`].
     pub max_tabs_per_user: usize,
-    /// Subscriptions per tab. Default is 16.
+    /// Subscriptions per tab. Default is [`defaults::MAX_SUBSCRIPTIONS`].
     pub max_subscriptions: usize,
     /// Frames waiting to be written to one tab before it is closed as a
-    /// slow consumer. Default is 1024.
+    /// slow consumer. Default is [`defaults::OUTBOUND_QUEUE`].
     pub outbound_queue: usize,
     /// Allowed `Origin` headers; empty allows any. Default is empty.
     pub allowed_origins: Vec<String>,
-    /// Name of this node in logs and metrics. Default is the host name.
+    /// Name of this node in logs and metrics; in cluster mode `main` adds a
+    /// random suffix per start. Default is [`defaults::NODE_ID`].
     pub node_id: String,
-    /// How long shutdown waits for tabs to close. Default is 5 s.
+    /// How long shutdown waits for tabs to close.
+    /// Default is [`defaults::SHUTDOWN_GRACE_MS`].
     pub shutdown_grace: Duration,
-    /// How often the presence of users who changed is persisted. Default is 1 s.
+    /// How often the presence of users who changed is persisted.
+    /// Default is [`defaults::PRESENCE_FLUSH_MS`].
     pub presence_flush: Duration,
 
     // The WebSocket connection (SPEC §9).
-    /// A tab that sent nothing for this long is pinged. Default is 25 s.
+    /// A tab that sent nothing for this long is pinged.
+    /// Default is [`defaults::PING_INTERVAL_MS`].
     pub ping_interval: Duration,
     /// A pinged tab that sends nothing (no pong, no frame) for this long is
-    /// closed: its peer is gone. Default is 20 s.
+    /// closed: its peer is gone. Default is [`defaults::PONG_TIMEOUT_MS`].
     pub pong_timeout: Duration,
     /// After its close frame the hub reads (and drops) what the client
     /// still sends, for at most this long, waiting for the client's close
-    /// frame before it closes TCP. Default is 1 s.
+    /// frame before it closes TCP. Default is [`defaults::CLOSE_LINGER_MS`].
     pub close_linger: Duration,
     /// Bytes of queued frames a session hands the socket at once; what the
     /// socket does not take waits in the tab's write buffer, so this bounds
-    /// it (a single larger frame still goes). Default is 1 MiB.
+    /// it (a single larger frame still goes).
+    /// Default is [`defaults::WRITE_BUFFER_BYTES`].
     pub write_buffer_bytes: usize,
 
     // The HTTP edge: connections, upgrades and request sizes (`server.rs`,
@@ -55,23 +121,26 @@ pub struct Config {
     /// Open connections: HTTP connections and the WebSocket tabs they were
     /// upgraded to. The next one is answered 503 and closed before it
     /// reaches the router, so a flood cannot exhaust file descriptors or
-    /// memory. Default is 100,000.
+    /// memory. Default is [`defaults::MAX_CONNECTIONS`].
     pub max_connections: usize,
     /// Upgraded connections that have not finished `hello` (from the 101 to
     /// `welcome` or a refusal); beyond it an upgrade is answered 503
     /// `too_many_pending`. Bounds what unauthenticated sockets can hold.
-    /// Default is 10,000.
+    /// Default is [`defaults::MAX_PENDING_HELLO`].
     pub max_pending_hello: usize,
     /// A request line and its headers must arrive within this, else the
     /// connection is closed; it is also how long an idle keep-alive
-    /// connection waits for its next request. Default is 10 s.
+    /// connection waits for its next request.
+    /// Default is [`defaults::HEADER_READ_TIMEOUT_MS`].
     pub header_read_timeout: Duration,
-    /// A larger request line plus headers is answered 431. Default is 16 KiB.
+    /// A larger request line plus headers is answered 431.
+    /// Default is [`defaults::MAX_HEADER_BYTES`].
     pub max_header_bytes: usize,
-    /// A larger JSON body on the admin API is answered 413. Default is 1 MiB.
+    /// A larger JSON body on the admin API is answered 413.
+    /// Default is [`defaults::MAX_BODY_BYTES`].
     pub max_body_bytes: usize,
-    /// A larger CSV import is answered 413; 64 MiB takes a 100,000-user
-    /// export with long away messages. Default is 64 MiB.
+    /// A larger CSV import is answered 413.
+    /// Default is [`defaults::MAX_IMPORT_BYTES`].
     pub max_import_bytes: usize,
 }
 
@@ -97,31 +166,33 @@ impl Config {
 
 impl Default for Config {
     fn default() -> Self {
+        use defaults as d;
+        let ms = Duration::from_millis;
         Config {
-            idle_timeout: Duration::from_secs(60),
+            idle_timeout: ms(d::IDLE_TIMEOUT_MS),
             activity_interval: None,
-            hello_timeout: Duration::from_secs(5),
-            max_frame_bytes: 16 * 1024,
-            rate_per_sec: 20,
-            rate_burst: 40,
-            max_tabs_per_user: 32,
-            max_subscriptions: 16,
-            outbound_queue: 32_768,
+            hello_timeout: ms(d::HELLO_TIMEOUT_MS),
+            max_frame_bytes: d::MAX_FRAME_BYTES,
+            rate_per_sec: d::RATE_PER_SEC,
+            rate_burst: d::RATE_BURST,
+            max_tabs_per_user: d::MAX_TABS_PER_USER,
+            max_subscriptions: d::MAX_SUBSCRIPTIONS,
+            outbound_queue: d::OUTBOUND_QUEUE,
             allowed_origins: Vec::new(),
-            node_id: "node".into(),
-            shutdown_grace: Duration::from_secs(5),
-            presence_flush: Duration::from_secs(1),
-            ping_interval: Duration::from_secs(25),
-            pong_timeout: Duration::from_secs(20),
-            close_linger: Duration::from_secs(1),
-            write_buffer_bytes: 1 << 20,
+            node_id: d::NODE_ID.into(),
+            shutdown_grace: ms(d::SHUTDOWN_GRACE_MS),
+            presence_flush: ms(d::PRESENCE_FLUSH_MS),
+            ping_interval: ms(d::PING_INTERVAL_MS),
+            pong_timeout: ms(d::PONG_TIMEOUT_MS),
+            close_linger: ms(d::CLOSE_LINGER_MS),
+            write_buffer_bytes: d::WRITE_BUFFER_BYTES,
 
-            max_connections: 100_000,
-            max_pending_hello: 10_000,
-            header_read_timeout: Duration::from_secs(10),
-            max_header_bytes: 16 * 1024,
-            max_body_bytes: 1024 * 1024,
-            max_import_bytes: 64 * 1024 * 1024,
+            max_connections: d::MAX_CONNECTIONS,
+            max_pending_hello: d::MAX_PENDING_HELLO,
+            header_read_timeout: ms(d::HEADER_READ_TIMEOUT_MS),
+            max_header_bytes: d::MAX_HEADER_BYTES,
+            max_body_bytes: d::MAX_BODY_BYTES,
+            max_import_bytes: d::MAX_IMPORT_BYTES,
         }
     }
 }

@@ -275,24 +275,6 @@ pub fn delete_member(dir: &TenantDir, team: &str, uid: &str) -> Result<Vec<Write
     }])
 }
 
-/// Creates or updates many users at once (CSV import): all or nothing, the
-/// plan's limit checked for the whole batch.
-pub fn put_users(
-    dir: &TenantDir,
-    rows: &[(String, UserPut)],
-) -> Result<(Vec<Write>, u64, u64), DirectoryError> {
-    let mut out = Vec::new();
-    let mut created = 0;
-    for (uid, body) in rows {
-        out.push(user_write(dir, merged_user(dir, uid, body)?));
-        if !dir.users.contains_key(uid) {
-            created += 1;
-        }
-    }
-    check_limit(dir, created)?;
-    Ok((out, created, rows.len() as u64 - created))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -98,12 +98,7 @@ impl End {
                 "no hello within the time limit".into(),
             ),
             End::NotHello(why) => Close(close::UNAUTHENTICATED, why.into()),
-            End::BadToken(AuthError::Expired) => {
-                Close(close::UNAUTHENTICATED, "token expired".into())
-            }
-            End::BadToken(AuthError::Algorithm | AuthError::Invalid(_)) => {
-                Close(close::UNAUTHENTICATED, "invalid token".into())
-            }
+            End::BadToken(e) => Close(close::UNAUTHENTICATED, token_refusal(&e).into()),
             End::UnknownTenant => Close(close::FORBIDDEN, "unknown tenant".into()),
             End::UnknownUser => Close(close::FORBIDDEN, "unknown user".into()),
             End::NotActive => Close(close::FORBIDDEN, "user is not active".into()),
@@ -140,6 +135,22 @@ impl From<ConnError> for End {
             }
         }
     }
+}
+
+/// What a client is told about a refused token: whether it expired, and
+/// nothing more. How the check failed (signature, claims, algorithm) goes
+/// to the log only, so a refusal neither leaks the verifier's internals nor
+/// helps anyone forge a token.
+fn token_refusal(e: &AuthError) -> &'static str {
+    match e {
+        AuthError::Expired => "token expired",
+        AuthError::Algorithm(_) | AuthError::Invalid(_) => "invalid token",
+    }
+}
+
+/// Logs why a token was refused, with the verifier's cause.
+fn log_refusal(e: &AuthError, during: &'static str) {
+    tracing::debug!(error = e as &dyn std::error::Error, during, "token refused");
 }
 
 /// A frame the client sent that we could not accept: the request id it
@@ -359,7 +370,10 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         };
         return Err(End::NotHello(why));
     };
-    let claims = hub.verifier.verify(&token).map_err(End::BadToken)?;
+    let claims = hub.verifier.verify(&token).map_err(|e| {
+        log_refusal(&e, "hello");
+        End::BadToken(e)
+    })?;
     let tenant = hub.tenant(&claims.tid).ok_or(End::UnknownTenant)?;
     let out = Outbox::new(hub.next_conn_id(), hub.config.outbound_queue);
     {
@@ -657,11 +671,14 @@ impl Session {
             ClientMessage::Refresh { token } => match hub.verifier.verify(&token) {
                 Ok(c) if c.sub == self.user && c.tid == self.tid => self.exp_ms = exp_ms(&c),
                 Ok(_) => self.error(None, ErrorCode::Forbidden, "token is for another user"),
-                Err(e) => self.error(
-                    None,
-                    ErrorCode::Unauthenticated,
-                    format!("refresh refused: {e}"),
-                ),
+                Err(e) => {
+                    log_refusal(&e, "refresh");
+                    self.error(
+                        None,
+                        ErrorCode::Unauthenticated,
+                        format!("refresh refused: {}", token_refusal(&e)),
+                    )
+                }
             },
             ClientMessage::Logout => {
                 // Closes every tab of the user, this one included, via the outboxes.

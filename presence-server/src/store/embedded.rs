@@ -11,7 +11,7 @@ use std::path::Path;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::directory::{PresenceRecord, TeamRecord, UserRecord, Write};
-use crate::store::{Store, StoreError, StoreFuture};
+use crate::store::{Corrupt, Store, StoreError, StoreFuture, Unavailable};
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 /// Separates key parts; ids cannot contain control characters.
@@ -24,11 +24,12 @@ pub struct EmbeddedStore {
 impl EmbeddedStore {
     /// Opens (or creates) `dir/presence.redb`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Unavailable(format!("create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|error| Unavailable::CreateDir {
+            path: dir.to_owned(),
+            error,
+        })?;
         let path = dir.join("presence.redb");
-        let db = Database::create(&path)
-            .map_err(|e| StoreError::Unavailable(format!("open {}: {e}", path.display())))?;
+        let db = Database::create(&path).map_err(|error| Unavailable::Open { path, error })?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
@@ -38,8 +39,8 @@ impl EmbeddedStore {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+fn unavailable(e: impl Into<redb::Error>) -> StoreError {
+    Unavailable::Embedded(e.into()).into()
 }
 
 fn key(parts: &[&str]) -> String {
@@ -75,7 +76,13 @@ fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(k: &str, v: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt(format!("{k:?}: {e}")))
+    serde_json::from_slice(v).map_err(|error| {
+        Corrupt::Record {
+            key: k.to_owned(),
+            error,
+        }
+        .into()
+    })
 }
 
 fn decode(k: &str, v: &[u8]) -> Result<Write, StoreError> {
@@ -110,7 +117,7 @@ fn decode(k: &str, v: &[u8]) -> Result<Write, StoreError> {
                 presence,
             }
         }
-        _ => return Err(StoreError::Corrupt(format!("unknown key {k:?}"))),
+        _ => return Err(Corrupt::UnknownKey(k.to_owned()).into()),
     })
 }
 
@@ -132,7 +139,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+        .map_err(|e| StoreError::from(Unavailable::Worker(e)))?
 }
 
 fn load(db: &Database) -> Result<Vec<Write>, StoreError> {

@@ -11,7 +11,9 @@ pub mod redis;
 pub mod redis_conn;
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
+use std::time::Duration;
 
 use crate::directory::Write;
 
@@ -19,13 +21,122 @@ use crate::directory::Write;
 /// trait object (`Arc<dyn Store>`) with async implementations.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// The store could not do what was asked. Never shown to clients verbatim.
+/// The store could not do what was asked. Never shown to clients: the admin
+/// API answers `503 store_unavailable` with a fixed message
+/// (`api/error.rs`), and the detail goes to the log.
+///
+/// Its message is the whole story, the cause and the cause's own error
+/// included (`store unavailable: the Redis call failed: …`), because logs
+/// print errors with `%`; so it does not also return the cause as
+/// `source()`, which would make `{:#}` chains say everything twice. The
+/// causes ([`Unavailable`], [`Corrupt`]) are ordinary errors whose
+/// `source()` is the library's error.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
-    #[error("stored record is corrupt: {0}")]
-    Corrupt(String),
+    #[error("store unavailable: {}", Chain(.0))]
+    Unavailable(Unavailable),
+    #[error("stored record is corrupt: {}", Chain(.0))]
+    Corrupt(Corrupt),
+}
+
+/// Why the store could not be reached or did not finish: nothing is known
+/// to be wrong with the data.
+#[derive(Debug, thiserror::Error)]
+pub enum Unavailable {
+    #[error("cannot create {}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+    #[error("cannot open {}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        error: redb::DatabaseError,
+    },
+    #[error("the embedded database failed")]
+    Embedded(#[source] redb::Error),
+    #[error("the store's worker task failed")]
+    Worker(#[source] tokio::task::JoinError),
+    #[error("the Redis call failed")]
+    Redis(#[source] ::redis::RedisError),
+    #[error("Redis gave no answer within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A stored record this code did not write: the store answered, but what
+/// it holds cannot be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum Corrupt {
+    #[error("record {key:?} does not parse")]
+    Record {
+        key: String,
+        #[source]
+        error: serde_json::Error,
+    },
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
+    #[error("{key}: field {field:?} is not <team>\\x1f<user>")]
+    MemberField { key: String, field: String },
+    #[error("a Redis key has the wrong type")]
+    WrongType(#[source] ::redis::RedisError),
+    #[error("log entry {entry}: {problem}")]
+    LogEntry { entry: String, problem: LogProblem },
+}
+
+/// What is wrong with an entry of a tenant's Redis log.
+#[derive(Debug, thiserror::Error)]
+pub enum LogProblem {
+    #[error("no field {0}")]
+    MissingField(&'static str),
+    #[error("field {field} is not text")]
+    NotText {
+        field: &'static str,
+        #[source]
+        error: ::redis::ParsingError,
+    },
+    #[error("field v is not a version")]
+    Version(#[source] std::num::ParseIntError),
+    #[error("field writes is not a list of writes")]
+    Writes(#[source] serde_json::Error),
+}
+
+impl LogProblem {
+    /// The error of the log entry `entry` having this problem.
+    pub(crate) fn in_entry(self, entry: &str) -> StoreError {
+        StoreError::Corrupt(Corrupt::LogEntry {
+            entry: entry.to_owned(),
+            problem: self,
+        })
+    }
+}
+
+impl From<Unavailable> for StoreError {
+    fn from(e: Unavailable) -> Self {
+        StoreError::Unavailable(e)
+    }
+}
+
+impl From<Corrupt> for StoreError {
+    fn from(e: Corrupt) -> Self {
+        StoreError::Corrupt(e)
+    }
+}
+
+/// An error and its sources, as `error: source: source's source`.
+struct Chain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut next = self.0.source();
+        while let Some(e) = next {
+            write!(f, ": {e}")?;
+            next = e.source();
+        }
+        Ok(())
+    }
 }
 
 /// Durable home of the directory.
@@ -42,4 +153,35 @@ pub trait Store: Send + Sync + 'static {
     /// in part), and a call that timed out may still land, whole. See
     /// `store::redis`.
     fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_says_its_cause_and_the_cause_s_error_once() {
+        let denied = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = StoreError::from(Unavailable::CreateDir {
+            path: "/srv/presence".into(),
+            error: denied,
+        });
+        assert_eq!(
+            e.to_string(),
+            "store unavailable: cannot create /srv/presence: denied"
+        );
+        // Printed whole by `%e`, so a `{:#}` chain must not repeat it.
+        assert!(std::error::Error::source(&e).is_none());
+        let StoreError::Unavailable(cause) = &e else {
+            unreachable!("built as Unavailable")
+        };
+        assert_eq!(
+            std::error::Error::source(cause).map(ToString::to_string),
+            Some("denied".to_owned())
+        );
+        assert_eq!(
+            LogProblem::MissingField("v").in_entry("1-0").to_string(),
+            "stored record is corrupt: log entry 1-0: no field v"
+        );
+    }
 }

@@ -54,7 +54,7 @@ use redis::{RedisError, Script};
 
 use crate::directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
 use crate::store::redis_conn::RedisConn;
-use crate::store::{Store, StoreError, StoreFuture};
+use crate::store::{Corrupt, LogProblem, Store, StoreError, StoreFuture, Unavailable};
 
 /// Set of every tenant id; not tagged, so it may live on any cluster node.
 pub const TENANTS_KEY: &str = "presence:tenants";
@@ -215,23 +215,19 @@ impl RedisStore {
         .map_err(from_redis)?;
         let mut out = Vec::new();
         for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
-            let field = |name: &str| -> Result<String, StoreError> {
-                match entry.map.get(name) {
-                    Some(v) => redis::from_redis_value_ref::<String>(v).map_err(|e| {
-                        StoreError::Corrupt(format!("log {}: field {name}: {e}", entry.id))
-                    }),
-                    None => Err(StoreError::Corrupt(format!(
-                        "log {}: no field {name}",
-                        entry.id
-                    ))),
+            let field = |field: &'static str| -> Result<String, StoreError> {
+                match entry.map.get(field) {
+                    Some(v) => redis::from_redis_value_ref::<String>(v)
+                        .map_err(|error| LogProblem::NotText { field, error }.in_entry(&entry.id)),
+                    None => Err(LogProblem::MissingField(field).in_entry(&entry.id)),
                 }
             };
             let v: u64 = field("v")?
                 .parse()
-                .map_err(|e| StoreError::Corrupt(format!("log {}: v: {e}", entry.id)))?;
+                .map_err(|e| LogProblem::Version(e).in_entry(&entry.id))?;
             let node = field("node")?;
             let writes: Vec<Write> = serde_json::from_str(&field("writes")?)
-                .map_err(|e| StoreError::Corrupt(format!("log {}: writes: {e}", entry.id)))?;
+                .map_err(|e| LogProblem::Writes(e).in_entry(&entry.id))?;
             out.push((entry.id.clone(), v, node, writes));
         }
         Ok(out)
@@ -343,10 +339,11 @@ impl RedisStore {
         }
         for (field, v) in &members {
             let Some((team, user)) = field.split_once(SEP) else {
-                return Err(StoreError::Corrupt(format!(
-                    "{}: field {field:?} is not <team>\\x1f<user>",
-                    keys.members
-                )));
+                return Err(Corrupt::MemberField {
+                    key: keys.members.clone(),
+                    field: field.clone(),
+                }
+                .into());
             };
             out.push(Write::Member {
                 tenant: tid.to_owned(),
@@ -424,7 +421,13 @@ fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(key: &str, v: &str) -> Result<T, StoreError> {
-    serde_json::from_str(v).map_err(|e| StoreError::Corrupt(format!("{key}: {e}")))
+    serde_json::from_str(v).map_err(|error| {
+        Corrupt::Record {
+            key: key.to_owned(),
+            error,
+        }
+        .into()
+    })
 }
 
 /// Bounds a Redis call by [`CALL_TIMEOUT`]: the connection's own timeouts
@@ -432,18 +435,18 @@ fn parse<T: serde::de::DeserializeOwned>(key: &str, v: &str) -> Result<T, StoreE
 async fn bounded<T>(
     f: impl std::future::Future<Output = Result<T, RedisError>>,
 ) -> Result<Result<T, RedisError>, StoreError> {
-    tokio::time::timeout(CALL_TIMEOUT, f).await.map_err(|_| {
-        StoreError::Unavailable(format!("Redis gave no answer within {CALL_TIMEOUT:?}"))
-    })
+    tokio::time::timeout(CALL_TIMEOUT, f)
+        .await
+        .map_err(|_| Unavailable::Timeout(CALL_TIMEOUT).into())
 }
 
 /// A key of the wrong type is bad data, not an outage; everything else
 /// (refused connection, timeout, cluster down, OOM) is an outage.
 fn from_redis(e: RedisError) -> StoreError {
     if e.code() == Some("WRONGTYPE") {
-        StoreError::Corrupt(e.to_string())
+        Corrupt::WrongType(e).into()
     } else {
-        StoreError::Unavailable(e.to_string())
+        Unavailable::Redis(e).into()
     }
 }
 

@@ -13,6 +13,7 @@ mod cluster_faults;
 mod cluster_presence;
 mod dead_peers;
 mod directory_api;
+mod error_text;
 mod http_edge;
 mod metrics;
 mod openapi;
