@@ -25,9 +25,10 @@ pub struct Claims {
 }
 
 /// Why a token was refused. What a client is told is decided where it is
-/// told (`net/session.rs`, `api/extract.rs`): "token expired" or "invalid
-/// token", never this error's text or its source, so a refusal says nothing
-/// about how the token was checked.
+/// told, never from this error's text or its source, so a refusal says
+/// nothing about how the token was checked: a tab hears "token expired" or
+/// "invalid token" (`net/session.rs`), the admin API answers "missing or
+/// invalid credentials" (`api/extract.rs`).
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
     #[error("token expired")]
