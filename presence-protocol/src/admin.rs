@@ -7,12 +7,16 @@ use crate::{Membership, MembershipRole, Profile, Stats, Status, UserState};
 /// `PUT /v1/tenants/{tid}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TenantPut {
+    /// Maximum number of active users.
     pub user_limit: u64,
 }
 
 /// A tenant as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Tenant))]
 pub struct TenantView {
     pub id: String,
     pub user_limit: u64,
@@ -24,25 +28,33 @@ pub struct TenantView {
 /// `email`/`phone` are required on create).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserPut {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub nickname: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub email: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub phone: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<Profile>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub available: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub away_message: Option<String>,
 }
 
 /// A user as the API returns it: the directory record plus live presence.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = User))]
 pub struct UserView {
     pub id: String,
     pub name: String,
@@ -54,30 +66,39 @@ pub struct UserView {
     pub away_message: String,
     pub state: UserState,
     pub status: Status,
+    /// When the current status began (ms since the Unix epoch); 0 if never seen.
     pub since: u64,
+    /// Last proven interaction (ms since the Unix epoch); 0 if never.
     pub last_seen: u64,
+    /// Transition counter of the user.
     pub v: u64,
     pub teams: Vec<Membership>,
 }
 
 /// `GET /v1/tenants/{tid}/users`: one page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct UserPage {
     pub users: Vec<UserView>,
     /// Pass as `cursor` to get the next page; absent on the last page.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub next_cursor: Option<String>,
 }
 
 /// `POST .../users/deactivate` and `.../reactivate`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Ids))]
 pub struct IdsBody {
+    #[cfg_attr(feature = "openapi", schema(min_items = 1))]
     pub ids: Vec<String>,
 }
 
 /// Result of a bulk state change: the users whose state changed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BulkResult {
     pub changed: Vec<String>,
     /// Ids that already were in the requested state.
@@ -87,11 +108,15 @@ pub struct BulkResult {
 /// `PUT /v1/tenants/{tid}/teams/{team}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct TeamPut {
+    #[cfg_attr(feature = "openapi", schema(max_length = 512))]
     pub name: String,
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(default = false))]
     pub crm: bool,
     #[serde(default = "yes")]
+    #[cfg_attr(feature = "openapi", schema(default = true))]
     pub active: bool,
 }
 
@@ -101,6 +126,8 @@ fn yes() -> bool {
 
 /// A team as the API returns it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Team))]
 pub struct TeamView {
     pub id: String,
     pub name: String,
@@ -111,6 +138,8 @@ pub struct TeamView {
 
 /// One membership of a team.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = TeamMember))]
 pub struct TeamMemberView {
     pub user: String,
     #[serde(rename = "as")]
@@ -120,6 +149,7 @@ pub struct TeamMemberView {
 /// `PUT /v1/tenants/{tid}/teams/{team}/members/{uid}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MemberPut {
     #[serde(rename = "as")]
     pub role: MembershipRole,
@@ -127,6 +157,8 @@ pub struct MemberPut {
 
 /// `GET .../teams/{team}/eligible`: users who can take work now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Eligible))]
 pub struct EligibleList {
     pub team: String,
     pub users: Vec<String>,
@@ -134,16 +166,19 @@ pub struct EligibleList {
 
 /// One rejected row of a CSV import.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RowError {
     /// Line number in the file, the header being line 1.
     pub row: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub column: Option<String>,
     pub reason: String,
 }
 
 /// Result of `POST .../users/import`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ImportReport {
     pub dry_run: bool,
     pub rows: u64,
@@ -154,14 +189,23 @@ pub struct ImportReport {
 
 /// Every admin API error: `{"error":{"code","message","details"?}}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Error))]
 pub struct ApiError {
     pub error: ApiErrorBody,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = ErrorBody))]
 pub struct ApiErrorBody {
+    /// Stable, machine-readable; the hub's document lists every value.
     pub code: String,
+    /// For people; may change between versions.
     pub message: String,
+    /// What the code needs to be acted on (the field, the limit, the
+    /// import report), when it needs anything.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object, additional_properties = true, nullable = false))]
     pub details: Option<serde_json::Value>,
 }

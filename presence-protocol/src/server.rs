@@ -8,6 +8,7 @@ use crate::{ReqId, Roster};
 /// Online or offline, per the presence rule of SPEC §2.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Status {
     Online,
     #[default]
@@ -17,6 +18,7 @@ pub enum Status {
 /// What a user may do in the directory and which rosters they may watch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Profile {
     Admin,
     #[default]
@@ -27,6 +29,7 @@ pub enum Profile {
 /// Lifecycle of a directory user.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum UserState {
     #[default]
     Active,
@@ -37,6 +40,8 @@ pub enum UserState {
 /// A user's role in a team.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Role))]
 pub enum MembershipRole {
     Member,
     Supervisor,
@@ -52,6 +57,7 @@ impl MembershipRole {
 
 /// One team a user belongs to, as shown in an entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Membership {
     pub id: String,
     #[serde(rename = "as")]
@@ -60,6 +66,7 @@ pub struct Membership {
 
 /// The counters of SPEC §3: `online + offline = active`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Stats {
     pub online: u64,
     pub offline: u64,

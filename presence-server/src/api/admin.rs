@@ -6,14 +6,21 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post, put};
-use axum::{Json, Router};
+use axum::Json;
+use presence_protocol::admin::ApiError as ErrorBody;
 use presence_protocol::admin::*;
-use presence_protocol::{Status, UserState};
+use presence_protocol::{Stats, Status, UserState};
 use serde::Deserialize;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::IntoParams;
+use utoipa_axum::router::UtoipaMethodRouter;
+use utoipa_axum::routes;
 
 use crate::api::error::ApiError;
 use crate::api::extract::{Backend, Caller, CsvBody, JsonBody, Path, Query};
+use crate::api::openapi::{
+    BadRequest, Forbidden, JsonTooLarge, NotFound, NotJson, StoreUnavailable, Unauthenticated,
+};
 use crate::directory::csv_import;
 use crate::directory::{ops, DirectoryError};
 use crate::hub::Hub;
@@ -22,33 +29,103 @@ use crate::presence::tenant::Tenant;
 type Hs = State<Arc<Hub>>;
 type R<T> = Result<T, ApiError>;
 
-pub fn routes() -> Router<Arc<Hub>> {
-    Router::new()
-        .route("/v1/tenants/{tid}", put(put_tenant).get(get_tenant))
-        .route("/v1/tenants/{tid}/stats", get(stats))
-        .route("/v1/tenants/{tid}/users", get(list_users))
-        .route("/v1/tenants/{tid}/users/deactivate", post(deactivate))
-        .route("/v1/tenants/{tid}/users/reactivate", post(reactivate))
-        .route("/v1/tenants/{tid}/users/import", post(import))
-        .route(
-            "/v1/tenants/{tid}/users/{uid}",
-            put(put_user).get(get_user).delete(delete_user),
-        )
-        .route(
-            "/v1/tenants/{tid}/teams/{team}",
-            put(put_team).get(get_team).delete(delete_team),
-        )
-        .route(
-            "/v1/tenants/{tid}/teams/{team}/members/{uid}",
-            put(put_member).delete(delete_member),
-        )
-        .route("/v1/tenants/{tid}/teams/{team}/eligible", get(eligible))
+/// The admin routes, each with its documentation (`routes!` takes the
+/// path and the methods from the handler's `#[utoipa::path]`), one path
+/// per entry. `api/routes.rs` builds the router from these only.
+pub(crate) fn routes() -> Vec<UtoipaMethodRouter<Arc<Hub>>> {
+    vec![
+        routes!(put_tenant, get_tenant),
+        routes!(stats),
+        routes!(list_users),
+        routes!(deactivate),
+        routes!(reactivate),
+        routes!(import),
+        routes!(put_user, get_user, delete_user),
+        routes!(put_team, get_team, delete_team),
+        routes!(put_member, delete_member),
+        routes!(eligible),
+    ]
 }
 
+// The path parameters, named as in the route templates: axum fills them by
+// name, and the document's parameters are derived from the same fields.
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct TenantPath {
+    /// Tenant id, as the ERP names it.
+    #[param(min_length = 1, max_length = 128)]
+    tid: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct UserPath {
+    /// Tenant id, as the ERP names it.
+    #[param(min_length = 1, max_length = 128)]
+    tid: String,
+    /// User id, as the ERP names it.
+    #[param(min_length = 1, max_length = 128)]
+    uid: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct TeamPath {
+    /// Tenant id, as the ERP names it.
+    #[param(min_length = 1, max_length = 128)]
+    tid: String,
+    /// Team id, as the ERP names it.
+    #[param(min_length = 1, max_length = 128)]
+    team: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+struct MemberPath {
+    /// Tenant id, as the ERP names it.
+    #[param(min_length = 1, max_length = 128)]
+    tid: String,
+    /// Team id, as the ERP names it.
+    #[param(min_length = 1, max_length = 128)]
+    team: String,
+    /// User id, as the ERP names it.
+    #[param(min_length = 1, max_length = 128)]
+    uid: String,
+}
+
+/// A string query parameter that takes one of `values`. (utoipa drops a
+/// field's doc comment when its schema is given, so it comes in here.)
+fn one_of(values: &[&str], default: Option<&str>, description: Option<&str>) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values.iter().copied()))
+        .default(default.map(Into::into))
+        .description(description)
+        .into()
+}
+
+/// Create or update a tenant
+///
+/// Only the ERP backend (admin key) may create or change a tenant; an administrator's JWT gets 403.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tid}",
+    operation_id = "putTenant",
+    tag = "directory",
+    security(("adminKey" = [])),
+    params(TenantPath),
+    request_body = TenantPut,
+    responses(
+        (status = 200, description = "Updated.", body = TenantView),
+        (status = 201, description = "Created.", body = TenantView),
+        BadRequest, Unauthenticated, Forbidden, JsonTooLarge, NotJson, StoreUnavailable,
+    )
+)]
 async fn put_tenant(
     _: Backend,
     State(hub): Hs,
-    Path(tid): Path<String>,
+    Path(TenantPath { tid }): Path<TenantPath>,
     JsonBody(req): JsonBody<TenantPut>,
 ) -> R<impl IntoResponse> {
     let created = hub.put_tenant(&tid, req.user_limit).await?;
@@ -71,15 +148,45 @@ fn tenant_view(t: &Tenant) -> TenantView {
     }
 }
 
-async fn get_tenant(_: Caller, State(hub): Hs, Path(tid): Path<String>) -> R<Json<TenantView>> {
+/// Read a tenant and its counters
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}",
+    operation_id = "getTenant",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(TenantPath),
+    responses(
+        (status = 200, description = "The tenant.", body = TenantView),
+        Unauthenticated, Forbidden, NotFound,
+    )
+)]
+async fn get_tenant(
+    _: Caller,
+    State(hub): Hs,
+    Path(TenantPath { tid }): Path<TenantPath>,
+) -> R<Json<TenantView>> {
     Ok(Json(hub.read(&tid, tenant_view)?))
 }
 
+/// Counters of a tenant
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/stats",
+    operation_id = "getStats",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(TenantPath),
+    responses(
+        (status = 200, description = "online + offline = active; deleted users count nowhere.", body = Stats),
+        Unauthenticated, Forbidden, NotFound,
+    )
+)]
 async fn stats(
     _: Caller,
     State(hub): Hs,
-    Path(tid): Path<String>,
-) -> R<Json<presence_protocol::Stats>> {
+    Path(TenantPath { tid }): Path<TenantPath>,
+) -> R<Json<Stats>> {
     Ok(Json(hub.read(&tid, |t| t.stats())?))
 }
 
@@ -104,20 +211,52 @@ fn user_view(t: &Tenant, uid: &str) -> Option<UserView> {
     })
 }
 
+/// Read a user with live presence
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/users/{uid}",
+    operation_id = "getUser",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(UserPath),
+    responses(
+        (status = 200, description = "The user, whatever their state.", body = UserView),
+        Unauthenticated, Forbidden, NotFound,
+    )
+)]
 async fn get_user(
     _: Caller,
     State(hub): Hs,
-    Path((tid, uid)): Path<(String, String)>,
+    Path(UserPath { tid, uid }): Path<UserPath>,
 ) -> R<Json<UserView>> {
     hub.read(&tid, |t| user_view(t, &uid))?
         .map(Json)
         .ok_or(ApiError::Directory(DirectoryError::UnknownUser(uid)))
 }
 
+/// Create or update a user
+///
+/// Fields left out keep their value on update and take their default on create; `name` and one of `email`/`phone` are required on create.
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tid}/users/{uid}",
+    operation_id = "putUser",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(UserPath),
+    request_body = UserPut,
+    responses(
+        (status = 200, description = "Updated.", body = UserView),
+        (status = 201, description = "Created.", body = UserView),
+        BadRequest, Unauthenticated, Forbidden, NotFound,
+        (status = 409, description = "Creating the user would pass the plan's user limit (`user_limit`).", body = ErrorBody),
+        JsonTooLarge, NotJson, StoreUnavailable,
+    )
+)]
 async fn put_user(
     _: Caller,
     State(hub): Hs,
-    Path((tid, uid)): Path<(String, String)>,
+    Path(UserPath { tid, uid }): Path<UserPath>,
     JsonBody(req): JsonBody<UserPut>,
 ) -> R<impl IntoResponse> {
     let created = hub
@@ -136,30 +275,77 @@ async fn put_user(
     ))
 }
 
+/// Delete a user (logical)
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tid}/users/{uid}",
+    operation_id = "deleteUser",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(UserPath),
+    responses(
+        (status = 204, description = "Deleted: hidden from rosters and counters, tabs closed with 4003, record kept."),
+        Unauthenticated, Forbidden, NotFound, StoreUnavailable,
+    )
+)]
 async fn delete_user(
     _: Caller,
     State(hub): Hs,
-    Path((tid, uid)): Path<(String, String)>,
+    Path(UserPath { tid, uid }): Path<UserPath>,
 ) -> R<StatusCode> {
     hub.write(&tid, |d| Ok((ops::delete_user(d, &uid)?, ())))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Deactivate users
+///
+/// State → inactive, offline at once, every tab closed with 4003, removed from every team. The record and last_seen stay readable. One unknown id fails the whole batch with 404.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tid}/users/deactivate",
+    operation_id = "deactivateUsers",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(TenantPath),
+    request_body = IdsBody,
+    responses(
+        (status = 200, description = "Done, for every id or none.", body = BulkResult),
+        BadRequest, Unauthenticated, Forbidden, NotFound, JsonTooLarge, NotJson, StoreUnavailable,
+    )
+)]
 async fn deactivate(
     _: Caller,
     State(hub): Hs,
-    Path(tid): Path<String>,
+    Path(TenantPath { tid }): Path<TenantPath>,
     JsonBody(req): JsonBody<IdsBody>,
 ) -> R<Json<BulkResult>> {
     let changed = hub.write(&tid, |d| ops::deactivate(d, &req.ids)).await?;
     Ok(Json(bulk(&req.ids, changed)))
 }
 
+/// Reactivate users
+///
+/// State → active; tokens for these users are accepted again; they belong to no team.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tid}/users/reactivate",
+    operation_id = "reactivateUsers",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(TenantPath),
+    request_body = IdsBody,
+    responses(
+        (status = 200, description = "Done, for every id or none.", body = BulkResult),
+        BadRequest, Unauthenticated, Forbidden, NotFound,
+        (status = 409, description = "The plan's user limit would be passed (`user_limit`); nothing changed.", body = ErrorBody),
+        JsonTooLarge, NotJson, StoreUnavailable,
+    )
+)]
 async fn reactivate(
     _: Caller,
     State(hub): Hs,
-    Path(tid): Path<String>,
+    Path(TenantPath { tid }): Path<TenantPath>,
     JsonBody(req): JsonBody<IdsBody>,
 ) -> R<Json<BulkResult>> {
     let changed = hub.write(&tid, |d| ops::reactivate(d, &req.ids)).await?;
@@ -176,15 +362,42 @@ fn bulk(ids: &[String], changed: Vec<String>) -> BulkResult {
     BulkResult { changed, unchanged }
 }
 
-#[derive(Deserialize)]
+/// Taken as text and checked by the handler, so a bad value is SPEC §6's
+/// `400` naming the parameter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ImportQuery {
+    #[param(value_type = Option<bool>, nullable = false, default = false)]
     dry_run: Option<String>,
 }
 
+const CSV_EXAMPLE: &str = "id;name;email;phone\n007;\"Silva; Ana\";ana@example.com;0119\n";
+
+/// Import users from CSV
+///
+/// `;`-separated, UTF-8 with or without BOM, header row naming the columns in any order (`id` and `name` required; `nickname`, `email`, `phone`, `profile`, `available`, `away_message`). Every value is text. A real import is atomic.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tid}/users/import",
+    operation_id = "importUsers",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(TenantPath, ImportQuery),
+    request_body(content = String, content_type = "text/csv", example = json!(CSV_EXAMPLE)),
+    responses(
+        (status = 200, description = "The dry-run report, or the import that happened.", body = ImportReport),
+        (status = 400, description = "Bad rows (details: the ImportReport) or a bad query; nothing was imported.", body = ErrorBody),
+        Unauthenticated, Forbidden, NotFound,
+        (status = 409, description = "The import would take the tenant past its `user_limit` (code `user_limit`; details: the ImportReport naming the rows beyond it, plus `limit` and `wanted`); nothing was imported. A dry run reports those rows with 200.", body = ErrorBody),
+        (status = 413, description = "The file is larger than `PRESENCE_MAX_IMPORT_BYTES` (default 64 MiB); nothing was read past the limit.", body = ErrorBody),
+        (status = 415, description = "`Content-Type` is not `text/csv`.", body = ErrorBody),
+        StoreUnavailable,
+    )
+)]
 async fn import(
     _: Caller,
     State(hub): Hs,
-    Path(tid): Path<String>,
+    Path(TenantPath { tid }): Path<TenantPath>,
     Query(q): Query<ImportQuery>,
     CsvBody(b): CsvBody,
 ) -> R<Json<ImportReport>> {
@@ -257,19 +470,54 @@ async fn import(
     result.map(Json)
 }
 
-#[derive(Deserialize)]
+/// Taken as text and checked by the handler, so a bad value is SPEC §6's
+/// `400` naming the parameter.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    #[param(schema_with = activity_filter)]
     activity: Option<String>,
+    #[param(schema_with = state_filter)]
     state: Option<String>,
+    /// Case-insensitive substring of id, name, nickname, email or phone.
+    #[param(nullable = false)]
     q: Option<String>,
+    #[param(value_type = Option<u32>, nullable = false, minimum = 1, maximum = 1000, default = 100)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(nullable = false)]
     cursor: Option<String>,
 }
 
+fn activity_filter() -> Schema {
+    one_of(&["online", "offline", "all"], Some("all"), None)
+}
+
+fn state_filter() -> Schema {
+    one_of(
+        &["active", "inactive", "deleted", "all"],
+        None,
+        Some("Default: active and inactive (deleted users are hidden)."),
+    )
+}
+
+/// List, filter, search and paginate users
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/users",
+    operation_id = "listUsers",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(TenantPath, ListQuery),
+    responses(
+        (status = 200, description = "One page, in user id order.", body = UserPage),
+        BadRequest, Unauthenticated, Forbidden, NotFound,
+    )
+)]
 async fn list_users(
     _: Caller,
     State(hub): Hs,
-    Path(tid): Path<String>,
+    Path(TenantPath { tid }): Path<TenantPath>,
     Query(q): Query<ListQuery>,
 ) -> R<Json<UserPage>> {
     let activity = match q.activity.as_deref() {
@@ -351,10 +599,25 @@ async fn list_users(
     Ok(Json(page))
 }
 
+/// Create or update a team
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tid}/teams/{team}",
+    operation_id = "putTeam",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(TeamPath),
+    request_body = TeamPut,
+    responses(
+        (status = 200, description = "Updated.", body = TeamView),
+        (status = 201, description = "Created.", body = TeamView),
+        BadRequest, Unauthenticated, Forbidden, NotFound, JsonTooLarge, NotJson, StoreUnavailable,
+    )
+)]
 async fn put_team(
     _: Caller,
     State(hub): Hs,
-    Path((tid, team)): Path<(String, String)>,
+    Path(TeamPath { tid, team }): Path<TeamPath>,
     JsonBody(req): JsonBody<TeamPut>,
 ) -> R<impl IntoResponse> {
     let created = hub
@@ -391,30 +654,72 @@ fn team_view(t: &Tenant, team: &str) -> Option<TeamView> {
     })
 }
 
+/// Read a team and its members
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/teams/{team}",
+    operation_id = "getTeam",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(TeamPath),
+    responses(
+        (status = 200, description = "The team.", body = TeamView),
+        Unauthenticated, Forbidden, NotFound,
+    )
+)]
 async fn get_team(
     _: Caller,
     State(hub): Hs,
-    Path((tid, team)): Path<(String, String)>,
+    Path(TeamPath { tid, team }): Path<TeamPath>,
 ) -> R<Json<TeamView>> {
     hub.read(&tid, |t| team_view(t, &team))?
         .map(Json)
         .ok_or(ApiError::Directory(DirectoryError::UnknownTeam(team)))
 }
 
+/// Delete a team and its memberships
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tid}/teams/{team}",
+    operation_id = "deleteTeam",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(TeamPath),
+    responses(
+        (status = 204, description = "Deleted."),
+        Unauthenticated, Forbidden, NotFound, StoreUnavailable,
+    )
+)]
 async fn delete_team(
     _: Caller,
     State(hub): Hs,
-    Path((tid, team)): Path<(String, String)>,
+    Path(TeamPath { tid, team }): Path<TeamPath>,
 ) -> R<StatusCode> {
     hub.write(&tid, |d| Ok((ops::delete_team(d, &team)?, ())))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Add a member or change their role
+#[utoipa::path(
+    put,
+    path = "/v1/tenants/{tid}/teams/{team}/members/{uid}",
+    operation_id = "putMember",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(MemberPath),
+    request_body = MemberPut,
+    responses(
+        (status = 200, description = "The team after the change.", body = TeamView),
+        BadRequest, Unauthenticated, Forbidden, NotFound,
+        (status = 409, description = "The user is not active (`user_not_active`).", body = ErrorBody),
+        JsonTooLarge, NotJson, StoreUnavailable,
+    )
+)]
 async fn put_member(
     _: Caller,
     State(hub): Hs,
-    Path((tid, team, uid)): Path<(String, String, String)>,
+    Path(MemberPath { tid, team, uid }): Path<MemberPath>,
     JsonBody(req): JsonBody<MemberPut>,
 ) -> R<Json<TeamView>> {
     hub.write(&tid, |d| {
@@ -426,20 +731,46 @@ async fn put_member(
         .ok_or(ApiError::Directory(DirectoryError::UnknownTeam(team)))
 }
 
+/// Remove a member
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tid}/teams/{team}/members/{uid}",
+    operation_id = "deleteMember",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(MemberPath),
+    responses(
+        (status = 204, description = "Removed."),
+        Unauthenticated, Forbidden, NotFound, StoreUnavailable,
+    )
+)]
 async fn delete_member(
     _: Caller,
     State(hub): Hs,
-    Path((tid, team, uid)): Path<(String, String, String)>,
+    Path(MemberPath { tid, team, uid }): Path<MemberPath>,
 ) -> R<StatusCode> {
     hub.write(&tid, |d| Ok((ops::delete_member(d, &team, &uid)?, ())))
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Users who can take work now
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tid}/teams/{team}/eligible",
+    operation_id = "getEligible",
+    tag = "directory",
+    security(("adminKey" = []), ("adminJwt" = [])),
+    params(TeamPath),
+    responses(
+        (status = 200, description = "Members (`member` or `both`) who are active, online and available.", body = EligibleList),
+        Unauthenticated, Forbidden, NotFound,
+    )
+)]
 async fn eligible(
     _: Caller,
     State(hub): Hs,
-    Path((tid, team)): Path<(String, String)>,
+    Path(TeamPath { tid, team }): Path<TeamPath>,
 ) -> R<Json<EligibleList>> {
     let users = hub.read(&tid, |t| {
         if !t.dir.teams.contains_key(&team) {

@@ -82,6 +82,28 @@ impl From<WriteError> for ApiError {
     }
 }
 
+/// Every `code` a variant can become, in the order SPEC §6 lists them: the
+/// OpenAPI document's enum of `ErrorBody.code` (`api/openapi.rs`). The
+/// test `every_code_is_listed` keeps it equal to what `wire` answers.
+pub(crate) const CODES: &[&str] = &[
+    "unauthenticated",
+    "forbidden",
+    "bad_request",
+    "not_found",
+    "user_limit",
+    "user_not_active",
+    "store_unavailable",
+    "method_not_allowed",
+    "unsupported_media_type",
+    "payload_too_large",
+    "headers_too_large",
+    "upgrade_required",
+    "too_many_pending",
+    "too_many_connections",
+    "node_restarting",
+    "not_ready",
+];
+
 /// What a variant becomes on the wire.
 struct Wire {
     status: StatusCode,
@@ -256,7 +278,124 @@ impl IntoResponse for ApiError {
 
 #[cfg(test)]
 mod tests {
-    use super::ApiError;
+    use std::collections::BTreeSet;
+
+    use presence_protocol::admin::ImportReport;
+
+    use super::{ApiError, CODES};
+    use crate::directory::DirectoryError;
+
+    /// One of each variant (and of each `DirectoryError`): a variant added
+    /// to `ApiError` without a line here fails `every_variant_is_sampled`.
+    fn one_of_each() -> Vec<ApiError> {
+        let report = ImportReport {
+            dry_run: false,
+            rows: 0,
+            created: 0,
+            updated: 0,
+            errors: Vec::new(),
+        };
+        vec![
+            ApiError::Unauthenticated,
+            ApiError::Forbidden("x"),
+            ApiError::NoRoute,
+            ApiError::MethodNotAllowed,
+            ApiError::BadPath("x".into()),
+            ApiError::BadQueryString("x".into()),
+            ApiError::BadQuery {
+                param: "x",
+                reason: "x".into(),
+            },
+            ApiError::UnsupportedMediaType { expected: "x" },
+            ApiError::PayloadTooLarge { limit: 1 },
+            ApiError::HeadersTooLarge { limit: 1 },
+            ApiError::BodyUnreadable,
+            ApiError::BadBody("x".into()),
+            ApiError::NotWebSocket,
+            ApiError::WebSocketVersion,
+            ApiError::BadWebSocketKey("x"),
+            ApiError::OriginNotAllowed,
+            ApiError::NodeRestarting,
+            ApiError::NotReady,
+            ApiError::TooManyPending,
+            ApiError::TooManyConnections,
+            ApiError::Directory(DirectoryError::UnknownTenant("x".into())),
+            ApiError::Directory(DirectoryError::UnknownUser("x".into())),
+            ApiError::Directory(DirectoryError::UnknownTeam("x".into())),
+            ApiError::Directory(DirectoryError::UnknownMember {
+                team: "x".into(),
+                user: "x".into(),
+            }),
+            ApiError::Directory(DirectoryError::Invalid {
+                field: "x".into(),
+                reason: "x".into(),
+            }),
+            ApiError::Directory(DirectoryError::UserLimit {
+                limit: 1,
+                wanted: 2,
+            }),
+            ApiError::Directory(DirectoryError::UserNotActive("x".into())),
+            ApiError::StoreUnavailable,
+            ApiError::Import(report.clone()),
+            ApiError::ImportOverLimit {
+                report,
+                limit: 1,
+                wanted: 2,
+            },
+        ]
+    }
+
+    /// Exhaustive, so the compiler points here when a variant is added.
+    fn sampled(e: &ApiError) -> usize {
+        match e {
+            ApiError::Unauthenticated => 0,
+            ApiError::Forbidden(_) => 1,
+            ApiError::NoRoute => 2,
+            ApiError::MethodNotAllowed => 3,
+            ApiError::BadPath(_) => 4,
+            ApiError::BadQueryString(_) => 5,
+            ApiError::BadQuery { .. } => 6,
+            ApiError::UnsupportedMediaType { .. } => 7,
+            ApiError::PayloadTooLarge { .. } => 8,
+            ApiError::HeadersTooLarge { .. } => 9,
+            ApiError::BodyUnreadable => 10,
+            ApiError::BadBody(_) => 11,
+            ApiError::NotWebSocket => 12,
+            ApiError::WebSocketVersion => 13,
+            ApiError::BadWebSocketKey(_) => 14,
+            ApiError::OriginNotAllowed => 15,
+            ApiError::NodeRestarting => 16,
+            ApiError::NotReady => 17,
+            ApiError::TooManyPending => 18,
+            ApiError::TooManyConnections => 19,
+            ApiError::Directory(d) => match d {
+                DirectoryError::UnknownTenant(_) => 20,
+                DirectoryError::UnknownUser(_) => 21,
+                DirectoryError::UnknownTeam(_) => 22,
+                DirectoryError::UnknownMember { .. } => 23,
+                DirectoryError::Invalid { .. } => 24,
+                DirectoryError::UserLimit { .. } => 25,
+                DirectoryError::UserNotActive(_) => 26,
+            },
+            ApiError::StoreUnavailable => 27,
+            ApiError::Import(_) => 28,
+            ApiError::ImportOverLimit { .. } => 29,
+        }
+    }
+
+    #[test]
+    fn every_variant_is_sampled() {
+        let seen: Vec<usize> = one_of_each().iter().map(sampled).collect();
+        assert_eq!(seen, (0..30).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn every_code_is_listed() {
+        let answered: BTreeSet<&str> = one_of_each().iter().map(|e| e.wire().code).collect();
+        let listed: BTreeSet<&str> = CODES.iter().copied().collect();
+        assert_eq!(listed.len(), CODES.len(), "a code listed twice");
+        assert_eq!(answered, listed);
+    }
 
     #[test]
     fn a_refusal_before_hyper_is_a_complete_json_response() {

@@ -9,6 +9,7 @@
 pub mod admin;
 pub mod error;
 pub mod extract;
+mod openapi;
 pub(crate) mod pages;
 mod routes;
 

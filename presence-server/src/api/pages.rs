@@ -5,8 +5,8 @@
 
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::UtoipaMethodRouter;
+use utoipa_axum::routes;
 
 /// A minimal page to try the raw protocol by hand.
 const DEMO_PAGE: &str = include_str!("../../../clients/demo/index.html");
@@ -33,20 +33,114 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 const JS: &str = "text/javascript; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 
-/// The routes of the embedded pages, for any router state.
-pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new()
-        .route("/demo", get(|| async { Html(DEMO_PAGE) }))
-        .route("/sdk/presence.js", get(|| async { asset(JS, SDK) }))
-        .route("/ui/common.js", get(|| async { asset(JS, PAGES_JS) }))
-        .route(
-            "/ui/common.css",
-            get(|| async { asset("text/css; charset=utf-8", PAGES_CSS) }),
-        )
-        .route("/users", get(|| async { asset(HTML, USERS_PAGE) }))
-        .route(
-            "/attendants",
-            get(|| async { asset(HTML, ATTENDANTS_PAGE) }),
-        )
-        .route("/team", get(|| async { asset(HTML, TEAM_PAGE) }))
+/// The routes of the embedded pages, with their documentation, for any
+/// router state.
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Vec<UtoipaMethodRouter<S>> {
+    vec![
+        routes!(demo),
+        routes!(sdk),
+        routes!(pages_script),
+        routes!(pages_style),
+        routes!(users),
+        routes!(attendants),
+        routes!(team),
+    ]
+}
+
+/// Demo page
+///
+/// A minimal HTML page to try the hub by hand (the --dev tour). The token is pasted into the page (or given in the URL fragment, which browsers never send); it is never put in the WebSocket URL.
+#[utoipa::path(
+    get,
+    path = "/demo",
+    operation_id = "demoPage",
+    tag = "operations",
+    responses((status = 200, description = "The page.", body = String, content_type = "text/html")),
+)]
+async fn demo() -> Html<&'static str> {
+    Html(DEMO_PAGE)
+}
+
+/// Browser SDK
+///
+/// The JavaScript SDK (ES module, clients/js/presence.js): connects a tab to /v1/ws, reports activity, keeps rosters.
+#[utoipa::path(
+    get,
+    path = "/sdk/presence.js",
+    operation_id = "sdk",
+    tag = "clients",
+    responses((status = 200, description = "The file.", body = String, content_type = "text/javascript")),
+)]
+async fn sdk() -> Response {
+    asset(JS, SDK)
+}
+
+/// Dashboards' shared script
+///
+/// Token, connection banner and English / Brazilian Portuguese text shared by the dashboard pages.
+#[utoipa::path(
+    get,
+    path = "/ui/common.js",
+    operation_id = "pagesScript",
+    tag = "clients",
+    responses((status = 200, description = "The file.", body = String, content_type = "text/javascript")),
+)]
+async fn pages_script() -> Response {
+    asset(JS, PAGES_JS)
+}
+
+/// Dashboards' shared style
+///
+/// The style sheet of the dashboard pages.
+#[utoipa::path(
+    get,
+    path = "/ui/common.css",
+    operation_id = "pagesStyle",
+    tag = "clients",
+    responses((status = 200, description = "The file.", body = String, content_type = "text/css")),
+)]
+async fn pages_style() -> Response {
+    asset("text/css; charset=utf-8", PAGES_CSS)
+}
+
+/// User management screen
+///
+/// For administrators: every user with a green (online) or grey (offline) LED, the counters, the activity filter, search, inactive users apart, bulk deactivate/reactivate through the admin API with the administrator's own token. The page takes the user's token from the URL fragment (#token=<JWT>), which browsers never send, and connects with the SDK.
+#[utoipa::path(
+    get,
+    path = "/users",
+    operation_id = "usersPage",
+    tag = "clients",
+    responses((status = 200, description = "The file.", body = String, content_type = "text/html")),
+)]
+async fn users() -> Response {
+    asset(HTML, USERS_PAGE)
+}
+
+/// Attendants button
+///
+/// A top menu with the attendants button: shown only to CRM attendants, it opens a popover of the attendants online now. The page takes the user's token from the URL fragment (#token=<JWT>), which browsers never send, and connects with the SDK.
+#[utoipa::path(
+    get,
+    path = "/attendants",
+    operation_id = "attendantsPage",
+    tag = "clients",
+    responses((status = 200, description = "The file.", body = String, content_type = "text/html")),
+)]
+async fn attendants() -> Response {
+    asset(HTML, ATTENDANTS_PAGE)
+}
+
+/// Team roster
+///
+/// The members and supervisors of one team (?team=<id>, else the user's first team), live. The page takes the user's token from the URL fragment (#token=<JWT>), which browsers never send, and connects with the SDK.
+#[utoipa::path(
+    get,
+    path = "/team",
+    operation_id = "teamPage",
+    tag = "clients",
+    responses((status = 200, description = "The file.", body = String, content_type = "text/html")),
+)]
+async fn team() -> Response {
+    asset(HTML, TEAM_PAGE)
 }

@@ -20,6 +20,7 @@ mod openapi;
 mod presence;
 mod process;
 mod redis_store;
+mod router;
 mod session_protocol;
 mod store_conformance;
 mod visibility;
