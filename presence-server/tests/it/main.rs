@@ -20,6 +20,7 @@ mod presence;
 mod process;
 mod redis_store;
 mod session_protocol;
+mod shutdown_deadline;
 mod store_conformance;
 mod visibility;
 mod ws_edge;
