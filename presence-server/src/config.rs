@@ -92,7 +92,14 @@ pub struct Config {
     /// Name of this node in logs and metrics; in cluster mode `main` adds a
     /// random suffix per start. Default is [`defaults::NODE_ID`].
     pub node_id: String,
-    /// How long shutdown waits for tabs to close.
+    /// The shutdown deadline: `server::run` returns within this of being
+    /// told to stop, with every task of the node ended. Tabs (told 1012,
+    /// each with its `close_linger`) and HTTP connections get all of it
+    /// but the last quarter, at most the last second
+    /// (`server::drain_budget`), then those still open are dropped;
+    /// presence is persisted and, in cluster mode, the node leaves the
+    /// cluster (`cluster::leave`) in what is left, starting as soon as the
+    /// last connection closed.
     /// Default is [`defaults::SHUTDOWN_GRACE_MS`].
     pub shutdown_grace: Duration,
     /// How often the presence of users who changed is persisted.

@@ -1,5 +1,7 @@
-//! The hub: every tenant of this node, the token verifier, the store, and
-//! the two background duties (expiring idle users, persisting presence).
+//! The hub: every tenant of this node, the token verifier, the store, the
+//! node's tasks ([`Tasks`]: what `server::run` stops within its deadline),
+//! and the two background duties (expiring idle users, persisting
+//! presence).
 //!
 //! Invariant: the store is written before memory. An admin write is applied
 //! to a tenant only after the store acknowledged it, and admin writes are
@@ -7,11 +9,11 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
 use presence_protocol::{close, WelcomeUser};
-use tokio::sync::watch;
+use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::auth::Verifier;
 use crate::clock::Clock;
@@ -23,6 +25,7 @@ use crate::metrics::Metrics;
 use crate::net::limit::Limit;
 use crate::presence::tenant::Tenant;
 use crate::store::{Store, StoreError};
+use crate::tasks::Tasks;
 
 pub type TenantRef = Arc<Mutex<Tenant>>;
 
@@ -45,28 +48,18 @@ pub struct Hub {
     pub metrics: Metrics,
     pub clock: Clock,
     next_conn: AtomicU64,
-    /// Flips to true when the node starts shutting down.
-    shutdown: watch::Sender<bool>,
+    /// Every task of the node, and the tokens that stop them.
+    tasks: Tasks,
     /// Cluster mode: where tenants send their presence operations.
     cluster: Option<ClusterHandle>,
+    /// Cluster mode: the Redis URL, for leaving the cluster at shutdown.
+    cluster_url: OnceLock<String>,
     /// Cluster mode: joined (subscribed and caught up); `/readyz` waits for it.
     cluster_ready: std::sync::atomic::AtomicBool,
-    /// Sessions whose task is still running (handshake included); shutdown
-    /// waits for it to reach zero so every tab gets its 1012.
-    live_sessions: watch::Sender<usize>,
     /// Upgraded connections that have not finished `hello`: taken by the
     /// upgrade before its 101, given back when the handshake ends
     /// (`session::run`), so unauthenticated sockets are bounded.
     pub pending_hello: Limit,
-}
-
-/// Counts a running session for as long as it lives.
-pub struct SessionGuard(watch::Sender<usize>);
-
-impl Drop for SessionGuard {
-    fn drop(&mut self) {
-        self.0.send_modify(|n| *n -= 1);
-    }
 }
 
 impl Hub {
@@ -116,10 +109,10 @@ impl Hub {
             metrics: Metrics::new(),
             clock: Clock::new(),
             next_conn: AtomicU64::new(1),
-            shutdown: watch::channel(false).0,
-            live_sessions: watch::channel(0).0,
+            tasks: Tasks::new(),
             pending_hello,
             cluster,
+            cluster_url: OnceLock::new(),
             cluster_ready: std::sync::atomic::AtomicBool::new(false),
         }))
     }
@@ -165,6 +158,16 @@ impl Hub {
 
     pub fn cluster_handle(&self) -> Option<&ClusterHandle> {
         self.cluster.as_ref()
+    }
+
+    /// Cluster mode: where Redis is, so that shutdown can leave the cluster
+    /// (`cluster::leave`). Set once, when the cluster tasks start.
+    pub fn set_cluster_url(&self, url: impl Into<String>) {
+        let _ = self.cluster_url.set(url.into());
+    }
+
+    pub fn cluster_url(&self) -> Option<&str> {
+        self.cluster_url.get().map(String::as_str)
     }
 
     pub fn set_cluster_ready(&self, ready: bool) {
@@ -306,9 +309,9 @@ impl Hub {
         self.commit(writes).await
     }
 
-    /// Runs the expiry and flush duties until shutdown.
+    /// Runs the expiry and flush duties until the node begins to stop
+    /// (shutdown persists presence once more itself).
     pub async fn run_background(self: Arc<Self>) {
-        let mut rx = self.shutdown.subscribe();
         // The expiry tick bounds lateness: offline arrives at most one tick
         // after the deadline (SPEC: within 1 s). The heap makes an idle tick
         // cost one peek per tenant, not a scan of users.
@@ -324,33 +327,35 @@ impl Hub {
                         tracing::warn!(error = %e, "could not persist presence");
                     }
                 }
-                _ = until_true(&mut rx) => break,
+                _ = self.stopping() => break,
             }
         }
     }
 
-    pub fn session_started(&self) -> SessionGuard {
-        self.live_sessions.send_modify(|n| *n += 1);
-        SessionGuard(self.live_sessions.clone())
+    /// The node's tasks.
+    pub fn tasks(&self) -> &Tasks {
+        &self.tasks
     }
 
-    /// Resolves when no session task is left.
-    pub async fn sessions_drained(&self) {
-        let mut rx = self.live_sessions.subscribe();
-        // The sender lives in `self`, so the channel cannot close here.
-        let _ = rx.wait_for(|n| *n == 0).await;
+    /// Runs `fut` as a tracked duty of the node: it ends by itself, or is
+    /// dropped at the shutdown deadline (see [`Tasks::spawn`]).
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(fut);
     }
 
-    /// A receiver that turns true when shutdown starts.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
-        self.shutdown.subscribe()
+    /// Resolves once the node begins to stop.
+    pub fn stopping(&self) -> WaitForCancellationFuture<'_> {
+        self.tasks.stopping()
     }
 
     /// Marks the node as stopping and tells every open tab to close with
     /// 1012. A tab that joins afterwards sees the mark under its tenant's
     /// lock (see `session::handshake`), so none is missed.
     pub fn begin_shutdown(&self) {
-        if self.shutdown.send_replace(true) {
+        if !self.tasks.begin_stop() {
             return;
         }
         for (_, t) in self.tenants_snapshot() {
@@ -360,15 +365,6 @@ impl Hub {
     }
 
     pub fn is_shutting_down(&self) -> bool {
-        *self.shutdown.borrow()
-    }
-}
-
-/// Resolves once the flag is true (or its sender is gone).
-pub async fn until_true(rx: &mut watch::Receiver<bool>) {
-    while !*rx.borrow_and_update() {
-        if rx.changed().await.is_err() {
-            return;
-        }
+        self.tasks.is_stopping()
     }
 }

@@ -1,5 +1,5 @@
 //! The presence hub as a library: `main.rs` and the integration tests start
-//! it the same way, through [`server::serve`].
+//! it the same way, through [`server::run`].
 
 pub mod api;
 pub mod auth;
@@ -18,3 +18,4 @@ pub mod net;
 pub mod presence;
 pub mod server;
 pub mod store;
+pub mod tasks;

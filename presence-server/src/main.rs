@@ -112,7 +112,7 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
     let idle_timeout = config.idle_timeout;
-    let (hub, cluster) = match &args.redis_url {
+    let hub = match &args.redis_url {
         None => {
             let store = EmbeddedStore::open(&args.data_dir)
                 .with_context(|| format!("open the store in {}", args.data_dir.display()))?;
@@ -125,7 +125,7 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             )
             .await
             .context("load the directory")?;
-            (hub, None)
+            hub
         }
         Some(url) => {
             let conn = RedisConn::connect(url).await.context("connect to Redis")?;
@@ -140,10 +140,11 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             )
             .await
             .context("load the directory from Redis")?;
-            tokio::spawn(cluster::run(hub.clone(), url.clone(), ops));
-            tokio::spawn(directory_sync::run(hub.clone(), store));
+            hub.set_cluster_url(url.clone());
+            hub.spawn(cluster::run(hub.clone(), url.clone(), ops));
+            hub.spawn(directory_sync::run(hub.clone(), store));
             tracing::info!(%node, "cluster mode");
-            (hub, Some(url.clone()))
+            hub
         }
     };
     let listener = listen(args.listen).with_context(|| format!("listen on {}", args.listen))?;
@@ -153,12 +154,11 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         dev::seed(&hub).await.context("seed the demo tenant")?;
         print_dev_banner(&args, &admin_key, addr);
     }
-    server::serve(hub.clone(), listener, shutdown_signal())
+    // Returns within PRESENCE_SHUTDOWN_GRACE_MS of the signal, cluster
+    // hand-off included, with every task of the node ended.
+    server::run(hub, listener, shutdown_signal())
         .await
         .context("serve")?;
-    if let Some(url) = cluster {
-        cluster::leave(&hub, &url).await;
-    }
     tracing::info!("stopped");
     Ok(())
 }

@@ -1,7 +1,12 @@
-//! `serve`: runs a hub's router ([`crate::api::app`]) on a listener the
+//! [`run`]: runs a hub's router ([`crate::api::app`]) on a listener the
 //! caller bound (tests bind 127.0.0.1:0), with the limits of the HTTP edge
 //! (open connections, the time and size of a request's headers), and shuts
-//! it down.
+//! the node down within one deadline, `PRESENCE_SHUTDOWN_GRACE_MS`.
+//!
+//! Every task of the node is spawned through the hub's [`crate::tasks::Tasks`]
+//! (HTTP connections here, sessions in `net::upgrade`, the background
+//! duties, the cluster's tasks), so that shutdown can wait for them and drop
+//! what is left when the deadline passes.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,6 +21,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 
 use crate::api::error::ApiError;
 use crate::config::Config;
@@ -80,7 +86,7 @@ fn http1(config: &Config) -> hyper::server::conn::http1::Builder {
         .header_read_timeout(config.header_read_timeout)
         // A memory backstop only: hyper answers a head that outgrows its
         // read buffer with an empty-bodied 431 and closes. The documented
-        // limit (`max_header_bytes`) is enforced below it, by `serve`'s
+        // limit (`max_header_bytes`) is enforced below it, by `run`'s
         // service, which can answer with SPEC §6's JSON.
         .max_buf_size((4 * config.max_header_bytes).max(64 * 1024));
     http
@@ -117,29 +123,55 @@ fn open_files_limit() -> Option<u64> {
         .ok()
 }
 
-/// Serves `hub` on `listener` until `shutdown` resolves, then closes every
-/// tab with 1012, waits for them up to the grace period, and persists
-/// presence.
+/// The most of the shutdown deadline kept for persisting presence and
+/// leaving the cluster: a few round trips to the store and Redis.
+const PERSIST_RESERVE_MAX: Duration = Duration::from_secs(1);
+
+/// How the shutdown deadline (`grace`) is split: the time tabs and HTTP
+/// connections get to close (the drain), then what is kept for persisting
+/// presence and leaving the cluster, a quarter of the deadline but at most
+/// [`PERSIST_RESERVE_MAX`]. The drain ends early when the last connection
+/// closes, and persisting starts then.
+pub(crate) fn drain_budget(grace: Duration) -> Duration {
+    grace - (grace / 4).min(PERSIST_RESERVE_MAX)
+}
+
+/// Warns when a tab's close handshake (`PRESENCE_CLOSE_LINGER_MS`) does not
+/// fit in the drain part of the deadline: tabs that do not answer their
+/// 1012 are then dropped before their linger ends.
+fn warn_if_linger_exceeds_drain(config: &Config) {
+    let drain = drain_budget(config.shutdown_grace);
+    if config.close_linger > drain {
+        tracing::warn!(
+            close_linger_ms = config.close_linger.as_millis() as u64,
+            drain_ms = drain.as_millis() as u64,
+            "PRESENCE_CLOSE_LINGER_MS is longer than the time PRESENCE_SHUTDOWN_GRACE_MS \
+             leaves tabs to close at shutdown: tabs that do not answer their 1012 are \
+             dropped before their linger ends"
+        );
+    }
+}
+
+/// Serves `hub` on `listener` until `shutdown` resolves (or the hub is told
+/// to stop, [`Hub::begin_shutdown`]), then shuts down within
+/// `config.shutdown_grace` ([`stop`]) and returns with no task of the node
+/// left.
 ///
 /// # Errors
 /// The listener failed.
-pub async fn serve(
+pub async fn run(
     hub: Arc<Hub>,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     warn_if_open_files_below(hub.config.max_connections);
-    let background = tokio::spawn(hub.clone().run_background());
+    warn_if_linger_exceeds_drain(&hub.config);
+    hub.spawn(hub.clone().run_background());
     let router = TowerToHyperService::new(crate::api::app(hub.clone()));
     let http = http1(&hub.config);
     let max_header_bytes = hub.config.max_header_bytes;
     let connections = Limit::new(hub.config.max_connections);
     let refusals = Limit::new(MAX_REFUSALS);
-    let (stop_http, stopping) = tokio::sync::watch::channel(false);
-    // Each HTTP connection holds a receiver; `closed()` says they are all
-    // gone, so the hub (and its store) is released when `serve` returns.
-    let (http_alive, _) = tokio::sync::watch::channel(());
-    let mut closed = hub.shutdown_signal();
     let accepting = async {
         loop {
             let stream = match listener.accept().await {
@@ -148,14 +180,14 @@ pub async fn serve(
                     // Out of file descriptors and the like: the tabs already
                     // open are served on; try again shortly.
                     tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
             let Some(permit) = connections.try_acquire() else {
                 tracing::debug!("connection limit reached; refusing a connection");
                 if let Some(refusing) = refusals.try_acquire() {
-                    tokio::spawn(refuse(stream, refusing));
+                    hub.tasks().spawn_connection(refuse(stream, refusing));
                 }
                 continue;
             };
@@ -181,16 +213,16 @@ pub async fn serve(
             let conn = http
                 .serve_connection(TokioIo::new(stream), svc)
                 .with_upgrades();
-            let mut stopping = stopping.clone();
-            let alive = http_alive.subscribe();
-            tokio::spawn(async move {
-                let _alive = alive;
+            let node = hub.clone();
+            hub.tasks().spawn_connection(async move {
                 tokio::pin!(conn);
                 tokio::select! {
                     r = conn.as_mut() => if let Err(e) = r {
                         tracing::debug!(error = %e, "http connection ended");
                     },
-                    _ = crate::hub::until_true(&mut stopping) => {
+                    _ = node.stopping() => {
+                        // An idle keep-alive connection closes now, one
+                        // with a request in flight once it is answered.
                         conn.as_mut().graceful_shutdown();
                         let _ = conn.await;
                     }
@@ -202,30 +234,75 @@ pub async fn serve(
         _ = accepting => {}
         _ = shutdown => {}
         // The hub may also be told to stop directly.
-        _ = crate::hub::until_true(&mut closed) => {}
+        _ = hub.stopping() => {}
     }
-    tracing::info!("shutting down: closing tabs with 1012");
-    hub.begin_shutdown();
-    let _ = stop_http.send(true);
-    // Sessions are not HTTP connections any more: wait for them (each sends
-    // its 1012), bounded by the grace period so a tab that never answers
-    // cannot hold the node.
-    let grace = hub.config.shutdown_grace;
-    if tokio::time::timeout(grace, hub.sessions_drained())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; dropping remaining connections");
-    }
-    if tokio::time::timeout(grace, http_alive.closed())
-        .await
-        .is_err()
-    {
-        tracing::warn!("grace period over; dropping remaining HTTP connections");
-    }
-    let _ = background.await;
-    if let Err(e) = hub.flush_presence().await {
-        tracing::warn!(error = %e, "could not persist presence at shutdown");
-    }
+    // New connections are refused from now on, not left in the backlog.
+    drop(listener);
+    stop(&hub).await;
     Ok(())
+}
+
+/// Shuts the node down within `config.shutdown_grace`, from now:
+/// 1. every tab is told 1012 and HTTP connections close gracefully; they
+///    get the drain part of the deadline ([`drain_budget`]) to finish, and
+///    those left are dropped;
+/// 2. presence is persisted and, in cluster mode, the node leaves the
+///    cluster (hand-off of its leases, queued operations flushed, removal
+///    from `presence:nodes`), together, until the deadline;
+/// 3. every task still running is dropped.
+async fn stop(hub: &Arc<Hub>) {
+    let grace = hub.config.shutdown_grace;
+    let began = Instant::now();
+    let (drained_by, deadline) = (began + drain_budget(grace), began + grace);
+    tracing::info!(
+        grace_ms = grace.as_millis() as u64,
+        "shutting down: closing tabs with 1012"
+    );
+    hub.begin_shutdown();
+    if !hub.tasks().drain(drained_by).await {
+        tracing::warn!("time for closing tabs is over; dropped the connections left");
+    }
+    let persist = async {
+        if let Err(e) = hub.flush_presence().await {
+            tracing::warn!(error = %e, "could not persist presence at shutdown");
+        }
+    };
+    let finished = tokio::time::timeout_at(
+        deadline,
+        futures_util::future::join(persist, leave_cluster(hub)),
+    )
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            "shutdown deadline passed before presence was persisted and the cluster left"
+        );
+    }
+    hub.tasks().abort_and_wait().await;
+}
+
+/// Cluster mode: leaves the cluster ([`crate::cluster::leave`]).
+async fn leave_cluster(hub: &Hub) {
+    if hub.cluster_handle().is_none() {
+        return;
+    }
+    match hub.cluster_url() {
+        Some(url) => crate::cluster::leave(hub, url).await,
+        None => {
+            tracing::warn!("cluster mode without a Redis URL (Hub::set_cluster_url): not leaving")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_keeps_a_quarter_and_at_most_a_second_for_persisting() {
+        let ms = Duration::from_millis;
+        assert_eq!(drain_budget(ms(1_500)), ms(1_125));
+        assert_eq!(drain_budget(ms(5_000)), ms(4_000));
+        assert_eq!(drain_budget(ms(20_000)), ms(19_000));
+        assert_eq!(drain_budget(ms(0)), ms(0));
+    }
 }

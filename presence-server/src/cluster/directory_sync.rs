@@ -34,12 +34,11 @@ struct Cursor {
     last_id: String,
 }
 
-/// Runs until the hub shuts down.
+/// Runs until the node begins to stop.
 pub async fn run(hub: Arc<Hub>, store: Arc<RedisStore>) {
-    let mut shutdown = hub.shutdown_signal();
     tokio::select! {
         _ = follow(&hub, &store) => {}
-        _ = crate::hub::until_true(&mut shutdown) => {}
+        _ = hub.stopping() => {}
     }
 }
 

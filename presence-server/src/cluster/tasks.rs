@@ -53,10 +53,11 @@ pub fn channel(
     )
 }
 
-/// Runs the cluster duties until the hub shuts down. The operation queue
-/// keeps draining after that, so the shutdown hand-off reaches Redis.
+/// Runs the cluster duties until the node begins to stop. The operation
+/// queue keeps draining after that (a duty of its own, dropped at the
+/// shutdown deadline), so the shutdown hand-off reaches Redis.
 pub async fn run(hub: Arc<Hub>, url: String, ops: mpsc::UnboundedReceiver<ClusterMsg>) {
-    tokio::spawn(run_ops(url.clone(), ops));
+    hub.spawn(run_ops(url.clone(), ops));
     // Pub/sub needs a connection of its own. In a Redis Cluster, PUBLISH
     // reaches every node, so subscribing on the node of the URL suffices.
     let client = match redis::Client::open(url.as_str()) {
@@ -66,11 +67,10 @@ pub async fn run(hub: Arc<Hub>, url: String, ops: mpsc::UnboundedReceiver<Cluste
             return;
         }
     };
-    let mut shutdown = hub.shutdown_signal();
     tokio::select! {
         _ = run_events(hub.clone(), client, url.clone()) => {}
         _ = run_heartbeat(hub.clone(), url) => {}
-        _ = crate::hub::until_true(&mut shutdown) => {}
+        _ = hub.stopping() => {}
     }
 }
 

@@ -185,19 +185,13 @@ pub(crate) fn bad_frame(text: &str) -> (Option<ReqId>, String) {
 /// Serves one upgraded connection to the end. `pending_hello` is the
 /// upgrade's place under `PRESENCE_MAX_PENDING_HELLO`, given back as soon as
 /// the handshake ends (welcome or refusal).
+///
+/// Shutdown reaches the session without a future of its own in the idle
+/// task (see `tasks::Tasks::spawn_session`): a joined tab is told 1012
+/// through its outbox, a handshake in progress ends in 1012 when the node
+/// begins to stop, and the close handshake is cut when the node's time for
+/// connections is over.
 pub async fn run<S: AsyncRead + AsyncWrite + Unpin>(
-    hub: Arc<Hub>,
-    conn: Conn<S>,
-    pending_hello: Permit,
-) {
-    let alive = hub.session_started();
-    serve_tab(hub, conn, pending_hello).await;
-    // Only now, with this task's hold on the hub gone: a node that waits
-    // for its sessions may then release the hub (and its store).
-    drop(alive);
-}
-
-async fn serve_tab<S: AsyncRead + AsyncWrite + Unpin>(
     hub: Arc<Hub>,
     mut conn: Conn<S>,
     pending_hello: Permit,
@@ -205,7 +199,13 @@ async fn serve_tab<S: AsyncRead + AsyncWrite + Unpin>(
     let linger = hub.config.close_linger;
     // Boxed: the handshake's state lives only while it runs, instead of
     // widening every idle tab's task for its whole life.
-    let outcome = Box::pin(handshake(&hub, &mut conn)).await;
+    let outcome = Box::pin(async {
+        tokio::select! {
+            outcome = handshake(&hub, &mut conn) => outcome,
+            _ = hub.stopping() => Err(End::Restarting),
+        }
+    })
+    .await;
     drop(pending_hello);
     let end = match outcome {
         Ok((session, limits)) => {
@@ -220,7 +220,13 @@ async fn serve_tab<S: AsyncRead + AsyncWrite + Unpin>(
     if let Some(label) = end.rejected() {
         reject(&hub, label);
     }
-    Box::pin(finish(&mut conn, end, linger)).await;
+    Box::pin(async {
+        tokio::select! {
+            _ = finish(&mut conn, end, linger) => {}
+            _ = hub.tasks().cut() => {}
+        }
+    })
+    .await;
 }
 
 /// Says goodbye on the wire as `end` requires.

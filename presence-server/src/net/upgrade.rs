@@ -94,7 +94,10 @@ pub async fn ws(State(hub): State<Arc<Hub>>, mut req: Request) -> Result<Respons
     let slot = req.extensions().get::<ConnectionSlot>().cloned();
     let on_upgrade = hyper::upgrade::on(&mut req);
     let (max_frame, pong_room) = (hub.config.max_frame_bytes, hub.config.write_buffer_bytes);
-    tokio::spawn(async move {
+    // A tracked task of the node: shutdown waits for it (within its
+    // deadline), so every tab gets its 1012.
+    let tasks = hub.clone();
+    tasks.tasks().spawn_session(async move {
         let _slot = slot;
         let upgraded = match on_upgrade.await {
             Ok(u) => u,

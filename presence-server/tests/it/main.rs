@@ -22,6 +22,7 @@ mod process;
 mod redis_store;
 mod router;
 mod session_protocol;
+mod shutdown_deadline;
 mod store_conformance;
 mod visibility;
 mod ws_edge;

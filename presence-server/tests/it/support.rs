@@ -137,8 +137,9 @@ impl TestHub {
                 )
                 .await
                 .unwrap();
-                tokio::spawn(presence_server::cluster::run(hub.clone(), url, ops));
-                tokio::spawn(presence_server::cluster::directory_sync::run(
+                hub.set_cluster_url(url.clone());
+                hub.spawn(presence_server::cluster::run(hub.clone(), url, ops));
+                hub.spawn(presence_server::cluster::directory_sync::run(
                     hub.clone(),
                     store,
                 ));
@@ -148,7 +149,7 @@ impl TestHub {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(presence_server::server::serve(
+        let task = tokio::spawn(presence_server::server::run(
             hub.clone(),
             listener,
             async move {
@@ -176,6 +177,17 @@ impl TestHub {
                 .unwrap()
                 .unwrap();
         }
+    }
+
+    /// Stops the hub as a crash would: no 1012, no hand-off to the cluster,
+    /// no last persist; its tasks end (its tabs' sessions with their
+    /// sockets), and what it claimed in Redis stays until it expires.
+    pub fn crash(&mut self) {
+        self.stop = None;
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+        self.hub.tasks().abort_all();
     }
 
     /// The value of an unlabelled metric from `/metrics`.

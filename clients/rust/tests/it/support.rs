@@ -77,7 +77,7 @@ impl TestHub {
         .unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(presence_server::server::serve(hub, listener, async move {
+        let task = tokio::spawn(presence_server::server::run(hub, listener, async move {
             let _ = rx.await;
         }));
         TestHub {
