@@ -18,7 +18,7 @@
 //! | `presence:{<tid>}:users` | hash | user id → JSON `UserRecord` | `commit.lua` |
 //! | `presence:{<tid>}:teams` | hash | team id → JSON `TeamRecord` | `commit.lua` |
 //! | `presence:{<tid>}:members` | hash | `<team>\u{1f}<user>` → JSON `MembershipRole` | `commit.lua` |
-//! | `presence:{<tid>}:presence` | hash | user id → JSON `PresenceRecord` (persisted `last_seen`/`since`/`v`; single-node flushes and imports) | `commit.lua` |
+//! | `presence:{<tid>}:presence` | hash | user id → JSON `PresenceRecord`, read by `load`; a cluster's tenants persist no presence (`state` holds it), so it stays empty unless written by a `Store::commit` of presence | `commit.lua` |
 //! | `presence:{<tid>}:version` | integer | +1 per committed directory batch | `commit.lua` |
 //! | `presence:{<tid>}:log` | stream | one entry per directory batch: `v`, `writes` (JSON array of `Write`), `node`; `MAXLEN ~ 10000` | `commit.lua` |
 //! | `presence:{<tid>}:leases` | zset | `<uid>\u{1f}<node>` → lease end (ms) | `presence.lua` |
