@@ -23,6 +23,7 @@ use crate::directory::DirectoryError;
 use crate::directory::{TenantDir, TenantRecord, Write};
 use crate::metrics::Metrics;
 use crate::net::limit::Limit;
+use crate::presence::source::Source;
 use crate::presence::tenant::Tenant;
 use crate::store::{Store, StoreError};
 use crate::tasks::Tasks;
@@ -88,15 +89,9 @@ impl Hub {
                 }
             }
         }
-        let idle_ms = config.idle_timeout.as_millis() as u64;
         let tenants = dirs
             .into_iter()
-            .map(|(id, d)| {
-                (
-                    id,
-                    Arc::new(Mutex::new(Tenant::new(d, idle_ms, cluster.as_ref()))),
-                )
-            })
+            .map(|(id, d)| (id, new_tenant(d, &config, cluster.as_ref())))
             .collect();
         let pending_hello = Limit::new(config.max_pending_hello);
         Ok(Arc::new(Hub {
@@ -234,15 +229,8 @@ impl Hub {
                 Ok(false)
             }
             None => {
-                let idle_ms = self.config.idle_timeout.as_millis() as u64;
-                map.insert(
-                    tid.to_owned(),
-                    Arc::new(Mutex::new(Tenant::new(
-                        TenantDir::new(rec),
-                        idle_ms,
-                        self.cluster.as_ref(),
-                    ))),
-                );
+                let t = new_tenant(TenantDir::new(rec), &self.config, self.cluster.as_ref());
+                map.insert(tid.to_owned(), t);
                 Ok(true)
             }
         }
@@ -252,16 +240,11 @@ impl Hub {
     /// created it meanwhile (its own copy is as new).
     /// Returns whether it was adopted.
     pub fn adopt_tenant(&self, dir: TenantDir) -> bool {
-        let idle_ms = self.config.idle_timeout.as_millis() as u64;
         let mut map = self.tenants.write();
         match map.entry(dir.tenant.id.clone()) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(Arc::new(Mutex::new(Tenant::new(
-                    dir,
-                    idle_ms,
-                    self.cluster.as_ref(),
-                ))));
+                e.insert(new_tenant(dir, &self.config, self.cluster.as_ref()));
                 true
             }
         }
@@ -367,4 +350,12 @@ impl Hub {
     pub fn is_shutting_down(&self) -> bool {
         self.tasks.is_stopping()
     }
+}
+
+/// A tenant of this node: its presence is local, or shared through the
+/// cluster when the node has a cluster handle.
+fn new_tenant(dir: TenantDir, config: &Config, cluster: Option<&ClusterHandle>) -> TenantRef {
+    let idle_ms = config.idle_timeout.as_millis() as u64;
+    let source = Source::new(&dir.tenant.id, idle_ms, cluster);
+    Arc::new(Mutex::new(Tenant::new(dir, source)))
 }

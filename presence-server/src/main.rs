@@ -7,11 +7,9 @@ use anyhow::Context;
 use clap::Parser;
 use presence_server::auth::mint_hs256;
 use presence_server::cli::{Cli, Command, ServeArgs};
-use presence_server::cluster::{self, directory_sync};
+use presence_server::cluster;
 use presence_server::hub::Hub;
 use presence_server::store::embedded::EmbeddedStore;
-use presence_server::store::redis::RedisStore;
-use presence_server::store::redis_conn::RedisConn;
 use presence_server::{dev, server};
 
 /// jemalloc rather than the system allocator: tabs hold small long-lived
@@ -111,12 +109,11 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
         config.node_id,
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
-    let idle_timeout = config.idle_timeout;
     let hub = match &args.redis_url {
         None => {
             let store = EmbeddedStore::open(&args.data_dir)
                 .with_context(|| format!("open the store in {}", args.data_dir.display()))?;
-            let hub = Hub::new(
+            Hub::new(
                 config,
                 verifier,
                 Some(admin_key.clone()),
@@ -124,28 +121,9 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
                 None,
             )
             .await
-            .context("load the directory")?;
-            hub
+            .context("load the directory")?
         }
-        Some(url) => {
-            let conn = RedisConn::connect(url).await.context("connect to Redis")?;
-            let store = Arc::new(RedisStore::new(conn, node.clone()));
-            let (handle, ops) = cluster::channel(&node, idle_timeout);
-            let hub = Hub::new(
-                config,
-                verifier,
-                Some(admin_key.clone()),
-                store.clone(),
-                Some(handle),
-            )
-            .await
-            .context("load the directory from Redis")?;
-            hub.set_cluster_url(url.clone());
-            hub.spawn(cluster::run(hub.clone(), url.clone(), ops));
-            hub.spawn(directory_sync::run(hub.clone(), store));
-            tracing::info!(%node, "cluster mode");
-            hub
-        }
+        Some(url) => cluster::start(config, verifier, Some(admin_key.clone()), url, &node).await?,
     };
     let listener = listen(args.listen).with_context(|| format!("listen on {}", args.listen))?;
     let addr = listener.local_addr()?;

@@ -21,7 +21,47 @@ use std::time::Duration;
 
 use crate::directory::{TenantDir, Write};
 use crate::hub::Hub;
-use crate::store::redis::{RedisStore, LOG_READ_BATCH};
+use crate::store::{StoreError, StoreFuture};
+
+/// One entry of a tenant's log: its id in the log, the tenant's version
+/// after the batch, the node that committed it, and the batch.
+pub type LogEntry = (String, u64, String, Vec<Write>);
+
+/// What directory sync needs of a store shared by several nodes: a
+/// per-tenant log of committed batches with versions, snapshots to start
+/// from, and a record of which versions this node committed itself (and so
+/// applied already). `store::redis::RedisStore` implements it; the embedded
+/// store of a single node has no one to sync with and does not.
+pub trait SharedLog: Send + Sync + 'static {
+    /// At most this many entries come back from one [`read_log`](Self::read_log).
+    const READ_BATCH: usize;
+
+    /// The version of the snapshot the store's `load` returned for `tid`,
+    /// where reading the log starts; `None` for a tenant `load` did not see.
+    fn loaded_version(&self, tid: &str) -> Option<u64>;
+
+    /// How many batches were committed for `tid`.
+    fn version<'a>(&'a self, tid: &'a str) -> StoreFuture<'a, u64>;
+
+    /// Log entries after the entry `after_id` (`"0"`: from the oldest kept),
+    /// oldest first, at most [`READ_BATCH`](Self::READ_BATCH). Old entries are
+    /// trimmed: a reader whose next version is gone reloads a snapshot.
+    fn read_log<'a>(&'a self, tid: &'a str, after_id: &'a str) -> StoreFuture<'a, Vec<LogEntry>>;
+
+    /// A tenant's records as writes that rebuild it, with the version they
+    /// are the state of (no entry at or below it needs replaying).
+    fn snapshot<'a>(&'a self, tid: &'a str) -> StoreFuture<'a, (Vec<Write>, u64)>;
+
+    /// Every tenant id in the store.
+    fn tenant_ids(&self) -> StoreFuture<'_, Vec<String>>;
+
+    /// Whether this node committed entry `v` of `tid` itself (so applied it
+    /// already); forgets it either way.
+    fn take_committed_here(&self, tid: &str, v: u64) -> bool;
+
+    /// Forgets own commits at or below `v` (skipped by reloading a snapshot).
+    fn forget_committed_here(&self, tid: &str, v: u64);
+}
 
 /// How often versions are polled: a write is visible on every node within
 /// this plus one round trip (SPEC §8.7 asks for 1 s).
@@ -35,14 +75,14 @@ struct Cursor {
 }
 
 /// Runs until the node begins to stop.
-pub async fn run(hub: Arc<Hub>, store: Arc<RedisStore>) {
+pub(crate) async fn run<L: SharedLog>(hub: Arc<Hub>, store: Arc<L>) {
     tokio::select! {
-        _ = follow(&hub, &store) => {}
+        _ = follow(&hub, &*store) => {}
         _ = hub.stopping() => {}
     }
 }
 
-async fn follow(hub: &Hub, store: &RedisStore) {
+async fn follow<L: SharedLog>(hub: &Hub, store: &L) {
     let mut cursors: HashMap<String, Cursor> = HashMap::new();
     let mut tick = tokio::time::interval(POLL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -65,12 +105,12 @@ async fn follow(hub: &Hub, store: &RedisStore) {
     }
 }
 
-async fn catch_up(
+async fn catch_up<L: SharedLog>(
     hub: &Hub,
-    store: &RedisStore,
+    store: &L,
     tid: &str,
     cur: &mut Cursor,
-) -> Result<(), crate::store::StoreError> {
+) -> Result<(), StoreError> {
     if store.version(tid).await? <= cur.version {
         return Ok(());
     }
@@ -106,7 +146,7 @@ async fn catch_up(
             }
             cur.last_id = id;
         }
-        if n < LOG_READ_BATCH {
+        if n < L::READ_BATCH {
             return Ok(());
         }
     }
@@ -149,7 +189,11 @@ fn reload(hub: &Hub, tid: &str, snapshot: Vec<Write>) {
     t.apply(&writes, hub.now_ms(), &hub.metrics);
 }
 
-async fn discover_tenants(hub: &Hub, store: &RedisStore, cursors: &mut HashMap<String, Cursor>) {
+async fn discover_tenants<L: SharedLog>(
+    hub: &Hub,
+    store: &L,
+    cursors: &mut HashMap<String, Cursor>,
+) {
     let Ok(ids) = store.tenant_ids().await else {
         return;
     };

@@ -8,73 +8,16 @@
 //! unbounded queue drained by the cluster task, so the tenant lock is never
 //! held across I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use presence_protocol::Status;
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::cluster::ops::{ClusterMsg, PresenceEvent, PresenceOp};
 use crate::presence::engine::{Transition, UserPresence};
-
-/// One operation of `cluster/presence.lua`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum PresenceOp {
-    Claim {
-        u: String,
-        n: Arc<str>,
-        until: u64,
-        seen: u64,
-        now: u64,
-    },
-    Release {
-        u: String,
-        n: Arc<str>,
-        at: u64,
-        seen: u64,
-    },
-    Force {
-        u: String,
-        at: u64,
-        close: u16,
-    },
-    Sweep {
-        now: u64,
-        dead: HashMap<String, u64>,
-    },
-    /// Raise the user's `v` above `v` and republish their state (after an
-    /// outage in which a node showed transitions of its own).
-    Floor {
-        u: String,
-        v: u64,
-    },
-}
-
-/// What tenants (and shutdown) ask of the cluster task.
-#[derive(Debug)]
-pub enum ClusterMsg {
-    /// Run this operation of `presence.lua` for the tenant.
-    Op { tenant: String, op: PresenceOp },
-    /// Answer once every operation queued before this one reached Redis.
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-/// A global transition (or forced offline) published by the script.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct PresenceEvent {
-    pub t: String,
-    pub u: String,
-    /// 1 online, 0 offline.
-    pub s: u8,
-    pub since: u64,
-    pub v: u64,
-    pub seen: u64,
-    #[serde(default)]
-    pub force: bool,
-    #[serde(default)]
-    pub close: u16,
-}
 
 /// The shared part of every tenant's link: who we are and where ops go.
 #[derive(Debug, Clone)]
@@ -87,12 +30,32 @@ pub struct ClusterHandle {
     pub renew_ms: u64,
     /// Whether Redis answers (operations and the event subscription). While
     /// it does not, tenants show their own tabs' transitions provisionally.
-    pub up: Arc<std::sync::atomic::AtomicBool>,
+    pub up: Arc<AtomicBool>,
 }
 
 impl ClusterHandle {
+    /// A handle for the tenants of node `node` and the queue the operation
+    /// task drains. Redis counts as down until the event task has joined.
+    pub fn new(node: &str, idle_timeout: Duration) -> (Self, mpsc::UnboundedReceiver<ClusterMsg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        // One renewal per active user per 20 s at most, and at least three
+        // per idle timeout so short test timeouts still renew in time.
+        let renew_ms = (idle_timeout.as_millis() as u64 / 3).clamp(1, 20_000);
+        let handle = ClusterHandle {
+            node: Arc::from(node),
+            ops: tx,
+            renew_ms,
+            up: Arc::new(AtomicBool::new(false)),
+        };
+        (handle, rx)
+    }
+
     pub fn is_up(&self) -> bool {
-        self.up.load(std::sync::atomic::Ordering::Relaxed)
+        self.up.load(Ordering::Relaxed)
+    }
+
+    pub fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::Relaxed);
     }
 }
 
@@ -104,7 +67,7 @@ pub struct ClusterLink {
     /// Lease end of each claim this node holds.
     leases: HashMap<String, u64>,
     /// Users whose view this node changed on its own during an outage.
-    provisional: std::collections::HashSet<String>,
+    provisional: HashSet<String>,
 }
 
 impl ClusterLink {
@@ -114,7 +77,7 @@ impl ClusterLink {
             handle,
             view: HashMap::new(),
             leases: HashMap::new(),
-            provisional: std::collections::HashSet::new(),
+            provisional: HashSet::new(),
         }
     }
 
@@ -131,7 +94,7 @@ impl ClusterLink {
         self.handle.is_up()
     }
 
-    /// Shows a local transition without Redis (see `Tenant::provisional`).
+    /// Shows a local transition without Redis (see `presence::source`).
     pub fn provisional(
         &mut self,
         user: &str,

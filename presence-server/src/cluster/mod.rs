@@ -1,15 +1,26 @@
-//! Cluster mode: many hubs sharing Redis. [`link`] is a tenant's side
-//! (local transitions become claims; published events become the global
-//! view); [`tasks`] runs the operations against `presence.lua`, follows the
-//! events, heartbeats the node and sweeps dead nodes' leases;
-//! [`directory_sync`] replays other nodes' directory writes.
+//! Cluster mode: many hubs sharing Redis.
 //!
-//! May use: `hub` (to reach tenants), `presence::engine` (transition
-//! types), `store::redis` and `store::redis_conn`. Invariant: no tenant lock
-//! is held across a Redis call.
+//! - [`keys`]: every Redis key and channel name, and what each holds.
+//! - [`ops`]: the contract with `presence.lua` (operations, events, stored
+//!   state) and the call that runs it.
+//! - [`link`]: a tenant's side (local transitions become claims; published
+//!   events become the global view); only queues, never does I/O.
+//! - [`op_queue`]: delivers the queued operations, per tenant in order,
+//!   backing off per tenant when Redis refuses one's call.
+//! - [`tasks`]: [`start`] (the one wiring of cluster mode, every task it
+//!   spawns) and [`leave`], the event follower, heartbeat and dead-node sweep.
+//! - [`directory_sync`]: replays other nodes' directory writes through the
+//!   [`directory_sync::SharedLog`] trait it owns.
+//!
+//! May use: `hub` (to reach tenants), `presence` (the tenant's entry
+//! points and the engine's types), `store::redis` and `store::redis_conn`.
+//! Invariant: no tenant lock is held across a Redis call.
 
 pub mod directory_sync;
+pub mod keys;
 pub mod link;
+pub mod op_queue;
+pub mod ops;
 pub mod tasks;
 
-pub use tasks::{channel, leave, presence_keys, run, EVENTS_CHANNEL, NODES_KEY};
+pub use tasks::{leave, start, StartError};

@@ -1,63 +1,78 @@
-//! Cluster mode's presence I/O: runs the operations tenants queue against
-//! `cluster/presence.lua`, feeds the events Redis publishes back into the
-//! tenants, heartbeats this node, and sweeps the leases of dead nodes.
+//! Cluster mode's background duties and their start: [`start`] connects to
+//! Redis, builds the hub over the Redis store with a cluster handle, and
+//! spawns every task of cluster mode (the operation queue of
+//! `cluster::op_queue`, the event follower, the heartbeat and dead-node
+//! sweep, and directory sync); [`leave`] is the graceful end.
 //!
 //! Invariant: no tenant lock is held across a Redis call. Tenants only push
-//! into an unbounded queue; this module's tasks do the I/O and take a tenant
-//! lock only to apply an event.
+//! into an unbounded queue; these tasks do the I/O and take a tenant lock
+//! only to apply what Redis said.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use redis::{AsyncCommands, Script};
-use tokio::sync::mpsc;
+use redis::AsyncCommands;
 
-use crate::cluster::link::{ClusterHandle, ClusterMsg, PresenceEvent, PresenceOp};
+use crate::auth::Verifier;
+use crate::cluster::keys::{PresenceKeys, EVENTS_CHANNEL, NODES_KEY};
+use crate::cluster::link::ClusterHandle;
+use crate::cluster::ops::{ClusterMsg, PresenceEvent, PresenceOp, StoredState};
+use crate::cluster::{directory_sync, op_queue};
+use crate::config::Config;
 use crate::hub::Hub;
-use crate::store::redis_conn::RedisConn;
+use crate::store::redis::RedisStore;
+use crate::store::redis_conn::{RedisConn, RedisConnError};
+use crate::store::StoreError;
 
-/// Channel every transition is published on.
-pub const EVENTS_CHANNEL: &str = "presence:events";
-/// Sorted set: node id → last heartbeat (ms).
-pub const NODES_KEY: &str = "presence:nodes";
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node whose heartbeat is older than this is dead.
 const DEAD_AFTER_MS: u64 = 5_000;
 
-/// The keys of a tenant's cluster presence, hash-tagged by tenant so the
-/// script's keys share one Redis Cluster slot.
-pub fn presence_keys(tenant: &str) -> [String; 4] {
-    ["leases", "state", "claims", "seq"].map(|k| crate::store::redis::tenant_key(tenant, k))
+/// Why cluster mode did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("connect to Redis")]
+    Connect(#[source] RedisConnError),
+    #[error("load the directory from Redis")]
+    Load(#[source] StoreError),
 }
 
-/// A handle for the tenants and the queue the cluster task drains.
-pub fn channel(
+/// Starts a node of a cluster sharing the Redis at `url`: the directory is
+/// loaded from Redis, presence goes through it, and every task of cluster
+/// mode is spawned here (and only here). `node` names this process in
+/// claims and log entries: unique per start, so a restarted node never
+/// mistakes a predecessor's claims for its own.
+///
+/// # Errors
+/// Redis does not answer, or the directory in it cannot be read.
+pub async fn start(
+    config: Config,
+    verifier: Verifier,
+    admin_key: Option<String>,
+    url: &str,
     node: &str,
-    idle_timeout: Duration,
-) -> (ClusterHandle, mpsc::UnboundedReceiver<ClusterMsg>) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let up = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // One renewal per active user per 20 s at most, and at least three per
-    // idle timeout so short test timeouts still renew in time.
-    let renew_ms = (idle_timeout.as_millis() as u64 / 3).clamp(1, 20_000);
-    (
-        ClusterHandle {
-            node: Arc::from(node),
-            ops: tx,
-            renew_ms,
-            up,
-        },
-        rx,
-    )
+) -> Result<Arc<Hub>, StartError> {
+    let conn = RedisConn::connect(url).await.map_err(StartError::Connect)?;
+    let store = Arc::new(RedisStore::new(conn, node));
+    let (handle, ops) = ClusterHandle::new(node, config.idle_timeout);
+    let hub = Hub::new(config, verifier, admin_key, store.clone(), Some(handle))
+        .await
+        .map_err(StartError::Load)?;
+    hub.set_cluster_url(url.to_owned());
+    // Tracked duties of the node (`tasks.rs`). The operation queue keeps
+    // draining after the stop begins, so the hand-off of `leave` still
+    // reaches Redis; it is dropped at the shutdown deadline.
+    hub.spawn(op_queue::run(url.to_owned(), ops));
+    hub.spawn(follow_until_shutdown(hub.clone(), url.to_owned()));
+    hub.spawn(directory_sync::run(hub.clone(), store));
+    tracing::info!(%node, "cluster mode");
+    Ok(hub)
 }
 
-/// Runs the cluster duties until the node begins to stop. The operation
-/// queue keeps draining after that (a duty of its own, dropped at the
-/// shutdown deadline), so the shutdown hand-off reaches Redis.
-pub async fn run(hub: Arc<Hub>, url: String, ops: mpsc::UnboundedReceiver<ClusterMsg>) {
-    hub.spawn(run_ops(url.clone(), ops));
+/// Follows events and heartbeats until the node begins to stop.
+async fn follow_until_shutdown(hub: Arc<Hub>, url: String) {
     // Pub/sub needs a connection of its own. In a Redis Cluster, PUBLISH
     // reaches every node, so subscribing on the node of the URL suffices.
     let client = match redis::Client::open(url.as_str()) {
@@ -75,7 +90,7 @@ pub async fn run(hub: Arc<Hub>, url: String, ops: mpsc::UnboundedReceiver<Cluste
 }
 
 /// Connects (to a single Redis or a Redis Cluster), retrying until it works.
-async fn connect(url: &str) -> RedisConn {
+pub(crate) async fn connect(url: &str) -> RedisConn {
     loop {
         match RedisConn::connect(url).await {
             Ok(c) => return c,
@@ -83,58 +98,6 @@ async fn connect(url: &str) -> RedisConn {
                 tracing::warn!(error = %e, "redis unreachable; retrying");
                 tokio::time::sleep(Duration::from_millis(250)).await;
             }
-        }
-    }
-}
-
-/// Drains the queue in batches: one script call per tenant per batch.
-/// A failed call is retried (every operation is idempotent), so nothing a
-/// tenant queued is lost while Redis is away.
-async fn run_ops(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>) {
-    let script = Script::new(include_str!("presence.lua"));
-    let mut conn = connect(&url).await;
-    while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < 1_000 {
-            match rx.try_recv() {
-                Ok(m) => batch.push(m),
-                Err(_) => break,
-            }
-        }
-        let mut per_tenant: Vec<(String, Vec<PresenceOp>)> = Vec::new();
-        let mut flushes = Vec::new();
-        for m in batch {
-            match m {
-                ClusterMsg::Op { tenant, op } => {
-                    match per_tenant.iter_mut().find(|(t, _)| *t == tenant) {
-                        Some((_, ops)) => ops.push(op),
-                        None => per_tenant.push((tenant, vec![op])),
-                    }
-                }
-                ClusterMsg::Flush(done) => flushes.push(done),
-            }
-        }
-        for (tenant, ops) in per_tenant {
-            // Serialising plain structs of strings and numbers cannot fail.
-            let json = serde_json::to_string(&ops).expect("ops serialise");
-            let keys = presence_keys(&tenant);
-            loop {
-                let mut call = script.prepare_invoke();
-                for k in &keys {
-                    call.key(k);
-                }
-                call.arg(&tenant).arg(EVENTS_CHANNEL).arg(&json);
-                match call.invoke_async::<i64>(&mut conn).await {
-                    Ok(_) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, tenant, "presence script failed; retrying");
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                }
-            }
-        }
-        for done in flushes {
-            let _ = done.send(());
         }
     }
 }
@@ -190,7 +153,7 @@ fn set_up(hub: &Hub, up: bool) {
     let Some(handle) = hub.cluster_handle() else {
         return;
     };
-    handle.up.store(up, std::sync::atomic::Ordering::Relaxed);
+    handle.set_up(up);
     let now = hub.now_ms();
     for (_, t) in hub.tenants_snapshot() {
         let mut t = t.lock();
@@ -202,37 +165,38 @@ fn set_up(hub: &Hub, up: bool) {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+enum ResyncError {
+    #[error(transparent)]
+    Connect(#[from] RedisConnError),
+    #[error(transparent)]
+    Redis(#[from] redis::RedisError),
+}
+
 /// Re-claims what this node holds and catches up on every tenant's state.
-async fn resync(hub: &Hub, url: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// A tenant whose state Redis refuses to hand over (bad data) is skipped:
+/// its own calls back off, and it must not keep every other tenant from
+/// joining.
+async fn resync(hub: &Hub, url: &str) -> Result<(), ResyncError> {
     let mut conn = RedisConn::connect(url).await?;
     let now = hub.now_ms();
     for (tid, t) in hub.tenants_snapshot() {
         t.lock().reclaim(now);
-        let [_, state, _, _] = presence_keys(&tid);
-        let all: HashMap<String, String> = conn.hgetall(&state).await?;
+        let state = PresenceKeys::new(&tid).state;
+        let all: HashMap<String, String> = match conn.hgetall(&state).await {
+            Ok(all) => all,
+            Err(e) if op_queue::is_outage(&e) => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(tenant = %tid, error = %e, "cannot read a tenant's presence state");
+                continue;
+            }
+        };
         let mut t = t.lock();
         for (u, raw) in all {
-            #[derive(serde::Deserialize)]
-            struct St {
-                s: u8,
-                since: u64,
-                v: u64,
-                seen: u64,
-            }
-            let Ok(st) = serde_json::from_str::<St>(&raw) else {
+            let Ok(st) = serde_json::from_str::<StoredState>(&raw) else {
                 continue;
             };
-            let ev = PresenceEvent {
-                t: tid.clone(),
-                u,
-                s: st.s,
-                since: st.since,
-                v: st.v,
-                seen: st.seen,
-                force: false,
-                close: 0,
-            };
-            t.apply_event(&ev, now, &hub.metrics);
+            t.apply_event(&st.into_event(&tid, u), now, &hub.metrics);
         }
     }
     Ok(())
@@ -291,8 +255,9 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
 }
 
 /// Graceful shutdown: leases cut to exact deadlines, queued operations
-/// flushed, and this node removed from the heartbeat set (its claims then
-/// end at their scores instead of at a dead node's cutoff).
+/// flushed (for at most 3 s: a tenant whose calls Redis keeps refusing
+/// would hold the flush), and this node removed from the heartbeat set (its
+/// claims then end at their scores instead of at a dead node's cutoff).
 pub async fn leave(hub: &Hub, url: &str) {
     let Some(handle) = hub.cluster_handle() else {
         return;

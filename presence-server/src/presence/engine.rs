@@ -103,7 +103,11 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
 
     /// Offline at once (logout, deactivation, deletion). Past interaction no
     /// longer counts: the user comes back online only with new proof.
-    pub fn force_offline(&mut self, user: &K, now: u64) -> Option<Transition<K>> {
+    pub fn force_offline<Q>(&mut self, user: &Q, now: u64) -> Option<Transition<K>>
+    where
+        K: Borrow<Q>,
+        Q: Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let p = self.users.get_mut(user)?;
         // A report received before the logout must not revive the user; the
         // stale queue entry is dropped when popped because status is offline.
@@ -117,7 +121,7 @@ impl<K: Clone + Eq + Hash + Ord> Engine<K> {
         p.since = now;
         p.v += 1;
         Some(Transition {
-            user: user.clone(),
+            user: user.to_owned(),
             status: Status::Offline,
             at: now,
             v: p.v,

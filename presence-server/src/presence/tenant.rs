@@ -10,11 +10,12 @@ use std::sync::Arc;
 use presence_protocol::{close, ErrorCode, ReqId, Roster, ServerMessage, Stats, Status, UserState};
 use uuid::Uuid;
 
-use crate::cluster::link::{ClusterHandle, ClusterLink, PresenceEvent};
+use crate::cluster::ops::PresenceEvent;
 use crate::directory::{PresenceRecord, TenantDir, Write};
 use crate::metrics::Metrics;
 use crate::net::outbox::{Control, Frame, Outbox};
-use crate::presence::engine::{Engine, Transition, UserPresence};
+use crate::presence::engine::UserPresence;
+use crate::presence::source::{Change, Source};
 use crate::presence::visibility::{self, Denied};
 
 struct TabHandle {
@@ -40,17 +41,13 @@ pub enum JoinError {
 
 pub struct Tenant {
     pub dir: TenantDir,
-    engine: Engine<String>,
+    /// Where presence comes from (the local engine, or the engine and the
+    /// cluster link); every transition this tenant publishes comes from it.
+    source: Source,
     /// Active users who are online; kept so counters cost nothing per transition.
     online_active: u64,
     tabs: HashMap<String, Vec<TabHandle>>,
     watchers: HashMap<Roster, HashMap<u64, Watcher>>,
-    /// Users whose presence changed since it was last persisted.
-    dirty: BTreeSet<String>,
-    /// Cluster mode: the local engine's transitions become claims in Redis
-    /// and the global view comes back as events. `None` on a single node,
-    /// where the local engine is the truth.
-    cluster: Option<ClusterLink>,
 }
 
 fn frame(msg: &ServerMessage) -> Frame {
@@ -58,43 +55,34 @@ fn frame(msg: &ServerMessage) -> Frame {
 }
 
 impl Tenant {
-    pub fn new(dir: TenantDir, idle_timeout_ms: u64, cluster: Option<&ClusterHandle>) -> Self {
-        let mut engine = Engine::new(idle_timeout_ms);
+    /// A tenant over its directory, with presence from `source`; what the
+    /// directory holds of presence (persisted `last_seen` and `v`) seeds it.
+    pub(crate) fn new(dir: TenantDir, mut source: Source) -> Self {
         for (uid, p) in &dir.presence {
-            engine.restore(uid.clone(), p.last_seen, p.since, p.v);
+            source.restore(uid.clone(), p.last_seen, p.since, p.v);
         }
-        let cluster = cluster.map(|h| ClusterLink::new(dir.tenant.id.clone(), h.clone()));
         Tenant {
             dir,
-            engine,
+            source,
             online_active: 0,
             tabs: HashMap::new(),
             watchers: HashMap::new(),
-            dirty: BTreeSet::new(),
-            cluster,
         }
     }
 
     /// A user's presence as rosters and the API show it: the local engine on
     /// a single node, the global view in cluster mode.
     pub fn presence(&self, user: &str) -> UserPresence {
-        match &self.cluster {
-            None => self.engine.get(user),
-            Some(link) => link.presence(user),
-        }
+        self.source.presence(user)
     }
 
     /// When the next local expiry may be due.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.engine.next_deadline()
+        self.source.next_deadline()
     }
 
     pub fn stats(&self) -> Stats {
         visibility::stats(&self.dir, self.online_active)
-    }
-
-    pub fn tab_count(&self, user: &str) -> usize {
-        self.tabs.get(user).map_or(0, Vec::len)
     }
 
     /// Tabs registered over all users.
@@ -147,72 +135,31 @@ impl Tenant {
     }
 
     pub fn activity(&mut self, user: &str, now: u64, idle_ms: u64, m: &Metrics) {
-        let t = self.engine.activity(user, now, idle_ms);
-        match &mut self.cluster {
-            None => {
-                if let Some(t) = t {
-                    self.publish(&t, Status::Offline, m);
-                }
-            }
-            Some(link) => {
-                let p = self.engine.get(user);
-                let deadline = p.last_activity + self.engine.idle_timeout_ms();
-                link.after_activity(user, &p, deadline, now);
-                if t.is_some() {
-                    self.provisional(user, Status::Online, now, m);
-                }
-            }
-        }
-    }
-
-    /// Cluster mode while Redis is unreachable: this node shows its own
-    /// tabs' transitions at once (SPEC §8.5: local presence keeps working);
-    /// the queued claims reach Redis when it returns, and the views converge.
-    fn provisional(&mut self, user: &str, status: Status, at: u64, m: &Metrics) {
-        let Some(link) = &mut self.cluster else {
-            return;
-        };
-        if link.is_up() {
-            return;
-        }
-        let prev = link.presence(user).status;
-        if let Some(t) = link.provisional(user, status, at) {
-            self.publish(&t, prev, m);
+        if let Some(c) = self.source.activity(user, now, idle_ms) {
+            self.publish(&c, m);
         }
     }
 
     /// Cluster mode: Redis was lost. Users online by this node's proofs are
     /// shown online here even if the event never came back.
     pub fn on_redis_down(&mut self, now: u64, m: &Metrics) {
-        let online: Vec<String> = self.engine.online().map(|(u, _)| u.clone()).collect();
-        for u in online {
-            self.provisional(&u, Status::Online, now, m);
+        for c in self.source.redis_down(now) {
+            self.publish(&c, m);
         }
     }
 
-    /// Cluster mode: Redis is back. Every `v` this node showed provisionally
-    /// is raised in Redis, which republishes those users, so every node
-    /// converges on Redis's state with a `v` newer than anything shown.
+    /// Cluster mode: Redis is back; what this node showed on its own is
+    /// raised above Redis's `v` so every node converges.
     pub fn on_redis_up(&mut self) {
-        if let Some(link) = &mut self.cluster {
-            link.send_floors();
-        }
+        self.source.redis_up();
     }
 
     /// Offline at once wherever the user is (logout, deactivation): the
-    /// local proof is dropped and, in cluster mode, every node is told.
+    /// local proof is dropped and, in cluster mode, every node is told and
+    /// closes the user's tabs with `close` (0: none).
     fn force_offline(&mut self, user: &str, now: u64, close: u16, m: &Metrics) {
-        let t = self.engine.force_offline(&user.to_owned(), now);
-        match &mut self.cluster {
-            None => {
-                if let Some(t) = t {
-                    self.publish(&t, Status::Online, m);
-                }
-            }
-            Some(link) => {
-                link.force_offline(user, now, close);
-                self.provisional(user, Status::Offline, now, m);
-            }
+        if let Some(c) = self.source.force_offline(user, now, close) {
+            self.publish(&c, m);
         }
     }
 
@@ -223,65 +170,30 @@ impl Tenant {
     }
 
     pub fn expire(&mut self, now: u64, m: &Metrics) {
-        for t in self.engine.expire(now) {
-            match &mut self.cluster {
-                None => self.publish(&t, Status::Online, m),
-                Some(link) => {
-                    let seen = self.engine.get(&t.user).last_seen;
-                    link.local_offline(&t, seen);
-                    self.provisional(&t.user, Status::Offline, t.at, m);
-                }
-            }
+        for c in self.source.expire(now) {
+            self.publish(&c, m);
         }
     }
 
     /// Cluster mode: a transition (or forced offline) decided in Redis.
     pub fn apply_event(&mut self, ev: &PresenceEvent, now: u64, m: &Metrics) {
-        if self.cluster.is_none() {
-            return;
+        let effect = self.source.apply_event(ev, now);
+        if let Some(code) = effect.close {
+            self.close_tabs(&ev.u, code, "closed by another node");
         }
-        if ev.close != 0 {
-            self.close_tabs(&ev.u, ev.close, "closed by another node");
+        if let Some(c) = effect.change {
+            self.publish(&c, m);
         }
-        if ev.force {
-            // Drop this node's proof so only new interaction brings the user
-            // back; the claim is already gone in Redis.
-            self.engine.force_offline(&ev.u, now);
-        }
-        let Some(link) = &mut self.cluster else {
-            return;
-        };
-        if ev.force {
-            link.forget_claim(&ev.u);
-        }
-        let prev = link.presence(&ev.u).status;
-        if let Some(t) = link.apply(ev) {
-            self.publish(&t, prev, m);
-        }
-    }
-
-    /// Users online by this node's own proofs, with their local deadline.
-    fn local_online(
-        engine: &Engine<String>,
-    ) -> impl Iterator<Item = (String, UserPresence, u64)> + '_ {
-        let t = engine.idle_timeout_ms();
-        engine
-            .online()
-            .map(move |(u, p)| (u.clone(), *p, p.last_activity + t))
     }
 
     /// Cluster mode: re-sends this node's claims (after Redis came back).
     pub fn reclaim(&mut self, now: u64) {
-        if let Some(link) = &mut self.cluster {
-            link.reclaim(Self::local_online(&self.engine), now);
-        }
+        self.source.reclaim(now);
     }
 
     /// Cluster mode, graceful shutdown: leases cut to exact deadlines.
     pub fn hand_off(&mut self, now: u64) {
-        if let Some(link) = &mut self.cluster {
-            link.hand_off(Self::local_online(&self.engine), now);
-        }
+        self.source.hand_off(now);
     }
 
     /// Every open tab of this tenant (the node is stopping).
@@ -297,21 +209,18 @@ impl Tenant {
         }
     }
 
-    /// Sends a transition to every roster the user is on, then the counters.
-    /// `prev` is the status before it: a delta that only catches up on `v`
-    /// (missed events) changes no counter.
-    fn publish(&mut self, t: &Transition<String>, prev: Status, m: &Metrics) {
-        let changed = prev != t.status;
-        if self.cluster.is_none() {
-            self.dirty.insert(t.user.clone());
-        }
+    /// Sends a change to every roster the user is on, then the counters.
+    /// A change that only catches up on `v` (missed events) changes no
+    /// counter.
+    fn publish(&mut self, t: &Change, m: &Metrics) {
+        let changed = t.changed();
         if changed {
-            let label = match t.status {
+            let label = match t.to {
                 Status::Online => "online",
                 Status::Offline => "offline",
             };
             m.transitions.with_label_values(&[label]).inc();
-            match t.status {
+            match t.to {
                 Status::Online => m.online_users.inc(),
                 Status::Offline => m.online_users.dec(),
             }
@@ -322,7 +231,7 @@ impl Tenant {
             .get(&t.user)
             .is_some_and(|u| u.state == UserState::Active);
         if active && changed {
-            match t.status {
+            match t.to {
                 Status::Online => self.online_active += 1,
                 Status::Offline => self.online_active = self.online_active.saturating_sub(1),
             }
@@ -334,7 +243,7 @@ impl Tenant {
             let f = frame(&ServerMessage::Presence {
                 roster: roster.clone(),
                 user: t.user.clone(),
-                status: t.status,
+                status: t.to,
                 at: t.at,
                 v: t.v,
             });
@@ -560,19 +469,17 @@ impl Tenant {
 
     /// The presence of users who changed since the last call, as writes.
     pub fn take_dirty(&mut self) -> Vec<Write> {
-        std::mem::take(&mut self.dirty)
+        self.source
+            .take_dirty()
             .into_iter()
-            .map(|user| {
-                let p = self.presence(&user);
-                Write::Presence {
-                    tenant: self.dir.tenant.id.clone(),
-                    user,
-                    presence: PresenceRecord {
-                        last_seen: p.last_seen,
-                        since: p.since,
-                        v: p.v,
-                    },
-                }
+            .map(|(user, p)| Write::Presence {
+                tenant: self.dir.tenant.id.clone(),
+                user,
+                presence: PresenceRecord {
+                    last_seen: p.last_seen,
+                    since: p.since,
+                    v: p.v,
+                },
             })
             .collect()
     }

@@ -2,24 +2,11 @@
 //! Cluster), one atomic Lua script per tenant batch, and a per-tenant log
 //! stream that other nodes tail to apply each other's writes.
 //!
-//! # Key schema
+//! # Keys
 //!
-//! Every key of a tenant carries the hash tag `{<tid>}`, so a tenant lives in
-//! one hash slot and its batch can be one script call on one Redis Cluster
-//! node. `<tid>` is the tenant id with `%`, `{` and `}` percent-encoded
-//! (`%25`, `%7B`, `%7D`): an id such as `}x` would otherwise end the tag
-//! early (an empty tag hashes the whole key and scatters the tenant).
-//!
-//! | key | type | holds |
-//! |---|---|---|
-//! | `presence:tenants` | set | every tenant id (raw, not encoded); the only untagged key |
-//! | `presence:{<tid>}:tenant` | string | JSON `TenantRecord` |
-//! | `presence:{<tid>}:users` | hash | user id → JSON `UserRecord` |
-//! | `presence:{<tid>}:teams` | hash | team id → JSON `TeamRecord` |
-//! | `presence:{<tid>}:members` | hash | `<team>\u{1f}<user>` → JSON `MembershipRole` |
-//! | `presence:{<tid>}:presence` | hash | user id → JSON `PresenceRecord` |
-//! | `presence:{<tid>}:version` | integer | +1 per committed batch of this tenant |
-//! | `presence:{<tid>}:log` | stream | one entry per committed batch: `v` (the new version), `writes` (JSON array of `Write`), `node` (the committing node's id); `MAXLEN ~ 10000` |
+//! Every key this store writes is named in `cluster::keys`, with the table
+//! of what each holds: a tenant's keys share one hash slot, so a tenant's
+//! batch is one script call on one Redis Cluster node.
 //!
 //! # Commit
 //!
@@ -52,12 +39,12 @@ use std::time::Duration;
 use redis::streams::StreamReadReply;
 use redis::{RedisError, Script};
 
+use crate::cluster::directory_sync::{LogEntry, SharedLog};
+use crate::cluster::keys::{member_field, split_member_field, DirectoryKeys, TENANTS_KEY};
 use crate::directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
 use crate::store::redis_conn::RedisConn;
 use crate::store::{Corrupt, LogProblem, Store, StoreError, StoreFuture, Unavailable};
 
-/// Set of every tenant id; not tagged, so it may live on any cluster node.
-pub const TENANTS_KEY: &str = "presence:tenants";
 /// The log keeps about this many batches per tenant (`MAXLEN ~`).
 pub const LOG_MAXLEN: u64 = 10_000;
 /// `read_log` returns at most this many entries per call.
@@ -67,13 +54,6 @@ pub const LOG_READ_BATCH: usize = 1_000;
 /// at its first failed call, so against a dead Redis the whole operation
 /// fails within this bound too.
 pub const CALL_TIMEOUT: Duration = Duration::from_millis(1_500);
-/// Separates team and user in a members field; ids cannot hold control
-/// characters (`directory::valid_id`).
-const SEP: char = '\u{1f}';
-
-/// One entry of a tenant's log: stream id, version after the batch, the
-/// node that committed it, and the batch.
-pub type LogEntry = (String, u64, String, Vec<Write>);
 
 pub struct RedisStore {
     conn: RedisConn,
@@ -86,55 +66,6 @@ pub struct RedisStore {
     /// Per tenant, the version of the snapshot `load` returned, where the
     /// log reader starts.
     loaded: parking_lot::Mutex<HashMap<String, u64>>,
-}
-
-/// The keys of one tenant, in the order `commit.lua` expects them.
-struct TenantKeys {
-    tenant: String,
-    users: String,
-    teams: String,
-    members: String,
-    presence: String,
-    version: String,
-    log: String,
-}
-
-/// The key `presence:{<tid>}:<suffix>` of a tenant, with the tenant id
-/// percent-encoded inside the hash tag. Cluster presence keys use it too, so
-/// a tenant's directory and presence share one slot.
-pub fn tenant_key(tid: &str, suffix: &str) -> String {
-    let tag = tid
-        .replace('%', "%25")
-        .replace('{', "%7B")
-        .replace('}', "%7D");
-    format!("presence:{{{tag}}}:{suffix}")
-}
-
-impl TenantKeys {
-    fn new(tid: &str) -> Self {
-        let k = |s: &str| tenant_key(tid, s);
-        TenantKeys {
-            tenant: k("tenant"),
-            users: k("users"),
-            teams: k("teams"),
-            members: k("members"),
-            presence: k("presence"),
-            version: k("version"),
-            log: k("log"),
-        }
-    }
-
-    fn in_script_order(&self) -> [&str; 7] {
-        [
-            &self.tenant,
-            &self.users,
-            &self.teams,
-            &self.members,
-            &self.presence,
-            &self.version,
-            &self.log,
-        ]
-    }
 }
 
 impl RedisStore {
@@ -177,7 +108,7 @@ impl RedisStore {
     /// # Errors
     /// [`StoreError::Unavailable`] when Redis does not answer in time.
     pub async fn version(&self, tenant: &str) -> Result<u64, StoreError> {
-        let keys = TenantKeys::new(tenant);
+        let keys = DirectoryKeys::new(tenant);
         let mut conn = self.conn.clone();
         let v: Option<u64> = bounded(redis::cmd("GET").arg(&keys.version).query_async(&mut conn))
             .await?
@@ -198,7 +129,7 @@ impl RedisStore {
         tenant: &str,
         after_id: &str,
     ) -> Result<Vec<LogEntry>, StoreError> {
-        let keys = TenantKeys::new(tenant);
+        let keys = DirectoryKeys::new(tenant);
         let mut conn = self.conn.clone();
         // XREAD (not XRANGE) because its start is exclusive on every Redis
         // version; without BLOCK it returns at once.
@@ -235,7 +166,7 @@ impl RedisStore {
 
     /// Commits one tenant's part of a batch; returns its log version.
     async fn commit_tenant(&self, tid: &str, writes: &[&Write]) -> Result<u64, StoreError> {
-        let keys = TenantKeys::new(tid);
+        let keys = DirectoryKeys::new(tid);
         let mut conn = self.conn.clone();
         if writes.iter().any(|w| matches!(w, Write::Tenant(_))) {
             let _: i64 = bounded(
@@ -299,7 +230,7 @@ impl RedisStore {
     /// [`StoreError::Unavailable`] when Redis does not answer in time,
     /// [`StoreError::Corrupt`] for a record this code did not write.
     pub async fn snapshot(&self, tid: &str) -> Result<(Vec<Write>, u64), StoreError> {
-        let keys = TenantKeys::new(tid);
+        let keys = DirectoryKeys::new(tid);
         let mut conn = self.conn.clone();
         // MULTI/EXEC, so no commit script runs between these reads: the
         // records and the version are one state. All keys share a slot, so
@@ -338,7 +269,7 @@ impl RedisStore {
             });
         }
         for (field, v) in &members {
-            let Some((team, user)) = field.split_once(SEP) else {
+            let Some((team, user)) = split_member_field(field) else {
                 return Err(Corrupt::MemberField {
                     key: keys.members.clone(),
                     field: field.clone(),
@@ -393,6 +324,40 @@ impl Store for RedisStore {
     }
 }
 
+/// What directory sync needs of the shared log, by forwarding to the methods
+/// above (which the store's own tests call directly).
+impl SharedLog for RedisStore {
+    const READ_BATCH: usize = LOG_READ_BATCH;
+
+    fn loaded_version(&self, tid: &str) -> Option<u64> {
+        RedisStore::loaded_version(self, tid)
+    }
+
+    fn version<'a>(&'a self, tid: &'a str) -> StoreFuture<'a, u64> {
+        Box::pin(RedisStore::version(self, tid))
+    }
+
+    fn read_log<'a>(&'a self, tid: &'a str, after_id: &'a str) -> StoreFuture<'a, Vec<LogEntry>> {
+        Box::pin(RedisStore::read_log(self, tid, after_id))
+    }
+
+    fn snapshot<'a>(&'a self, tid: &'a str) -> StoreFuture<'a, (Vec<Write>, u64)> {
+        Box::pin(RedisStore::snapshot(self, tid))
+    }
+
+    fn tenant_ids(&self) -> StoreFuture<'_, Vec<String>> {
+        Box::pin(RedisStore::tenant_ids(self))
+    }
+
+    fn take_committed_here(&self, tid: &str, v: u64) -> bool {
+        RedisStore::take_committed_here(self, tid, v)
+    }
+
+    fn forget_committed_here(&self, tid: &str, v: u64) {
+        RedisStore::forget_committed_here(self, tid, v)
+    }
+}
+
 /// The script op, hash field and value of a write (see `commit.lua`).
 fn encode(w: &Write) -> (&'static str, String, String) {
     match w {
@@ -408,10 +373,6 @@ fn encode(w: &Write) -> (&'static str, String, String) {
         }
         Write::Presence { user, presence, .. } => ("presence", user.clone(), json(presence)),
     }
-}
-
-fn member_field(team: &str, user: &str) -> String {
-    format!("{team}{SEP}{user}")
 }
 
 fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
@@ -447,34 +408,5 @@ fn from_redis(e: RedisError) -> StoreError {
         Corrupt::WrongType(e).into()
     } else {
         Unavailable::Redis(e).into()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_key_of_a_tenant_carries_the_same_non_empty_tag() {
-        for tid in ["acme", "}x", "{a}", "a%7Db", "%"] {
-            let keys = TenantKeys::new(tid);
-            let tags: Vec<&str> = keys
-                .in_script_order()
-                .iter()
-                .map(|k| {
-                    // Redis's rule: from the first `{` to the next `}`.
-                    let open = k.find('{').unwrap() + 1;
-                    let len = k[open..].find('}').unwrap();
-                    &k[open..open + len]
-                })
-                .collect();
-            assert!(!tags[0].is_empty(), "{tid}");
-            assert!(tags.iter().all(|t| *t == tags[0]), "{tid}: {tags:?}");
-        }
-        assert_ne!(
-            TenantKeys::new("}x").tenant,
-            TenantKeys::new("%7Dx").tenant,
-            "encoding is injective"
-        );
     }
 }

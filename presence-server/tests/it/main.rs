@@ -9,8 +9,10 @@ mod support;
 
 mod autobahn;
 mod bad_input;
+mod cluster_backoff;
 mod cluster_faults;
 mod cluster_presence;
+mod cluster_script;
 mod dead_peers;
 mod directory_api;
 mod error_text;

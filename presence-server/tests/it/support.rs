@@ -122,29 +122,15 @@ impl TestHub {
                     .await
                     .unwrap()
             }
-            Some((node, url)) => {
-                let conn = presence_server::store::redis_conn::RedisConn::connect(&url)
-                    .await
-                    .unwrap();
-                let store = Arc::new(presence_server::store::redis::RedisStore::new(conn, node));
-                let (handle, ops) = presence_server::cluster::channel(node, config.idle_timeout);
-                let hub = Hub::new(
-                    config,
-                    verifier,
-                    Some(ADMIN_KEY.into()),
-                    store.clone(),
-                    Some(handle),
-                )
-                .await
-                .unwrap();
-                hub.set_cluster_url(url.clone());
-                hub.spawn(presence_server::cluster::run(hub.clone(), url, ops));
-                hub.spawn(presence_server::cluster::directory_sync::run(
-                    hub.clone(),
-                    store,
-                ));
-                hub
-            }
+            Some((node, url)) => presence_server::cluster::start(
+                config,
+                verifier,
+                Some(ADMIN_KEY.into()),
+                &url,
+                node,
+            )
+            .await
+            .unwrap(),
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();

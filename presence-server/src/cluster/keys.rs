@@ -1,0 +1,189 @@
+//! The Redis key schema of cluster mode: every key and channel name that
+//! `store/redis.rs`, `store/commit.lua`, `cluster/presence.lua` and the
+//! cluster tasks use, built here and nowhere else.
+//!
+//! Every key of a tenant carries the hash tag `{<tid>}`, so a tenant lives in
+//! one hash slot: its directory batch and its presence batch are each one
+//! script call on one Redis Cluster node, and the two share that node.
+//! `<tid>` is the tenant id with `%`, `{` and `}` percent-encoded (`%25`,
+//! `%7B`, `%7D`): an id such as `}x` would otherwise end the tag early (an
+//! empty tag hashes the whole key and scatters the tenant).
+//!
+//! | key | type | holds | written by |
+//! |---|---|---|---|
+//! | `presence:tenants` | set | every tenant id (raw, not encoded); untagged | `store/redis.rs` |
+//! | `presence:nodes` | zset | node id → last heartbeat (ms); untagged | `cluster/tasks.rs` |
+//! | `presence:events` | channel | one JSON `PresenceEvent` per transition or forced offline | `presence.lua` |
+//! | `presence:{<tid>}:tenant` | string | JSON `TenantRecord` | `commit.lua` |
+//! | `presence:{<tid>}:users` | hash | user id → JSON `UserRecord` | `commit.lua` |
+//! | `presence:{<tid>}:teams` | hash | team id → JSON `TeamRecord` | `commit.lua` |
+//! | `presence:{<tid>}:members` | hash | `<team>\u{1f}<user>` → JSON `MembershipRole` | `commit.lua` |
+//! | `presence:{<tid>}:presence` | hash | user id → JSON `PresenceRecord`, read by `load`; a cluster's tenants persist no presence (`state` holds it), so it stays empty unless written by a `Store::commit` of presence | `commit.lua` |
+//! | `presence:{<tid>}:version` | integer | +1 per committed directory batch | `commit.lua` |
+//! | `presence:{<tid>}:log` | stream | one entry per directory batch: `v`, `writes` (JSON array of `Write`), `node`; `MAXLEN ~ 10000` | `commit.lua` |
+//! | `presence:{<tid>}:leases` | zset | `<uid>\u{1f}<node>` → lease end (ms) | `presence.lua` |
+//! | `presence:{<tid>}:state` | hash | user id → JSON [`StoredState`](crate::cluster::ops::StoredState) (global status) | `presence.lua` |
+//! | `presence:{<tid>}:claims` | hash | user id → JSON array of the nodes claiming them | `presence.lua` |
+//! | `presence:{<tid>}:seq` | integer | transitions published for the tenant | `presence.lua` |
+
+/// Set of every tenant id; not tagged, so it may live on any cluster node.
+pub const TENANTS_KEY: &str = "presence:tenants";
+/// Sorted set: node id → last heartbeat (ms).
+pub const NODES_KEY: &str = "presence:nodes";
+/// Channel every presence transition (and forced offline) is published on.
+/// In a Redis Cluster, PUBLISH reaches every node.
+pub const EVENTS_CHANNEL: &str = "presence:events";
+/// Separates the two ids of a compound field: team and user in a members
+/// field, user and node in a lease member (`'\31'` in the Lua scripts).
+/// Ids cannot hold control characters (`directory::valid_id`).
+pub(crate) const SEP: char = '\u{1f}';
+
+/// The key `presence:{<tid>}:<suffix>` of a tenant, with the tenant id
+/// percent-encoded inside the hash tag.
+fn tenant_key(tid: &str, suffix: &str) -> String {
+    let tag = tid
+        .replace('%', "%25")
+        .replace('{', "%7B")
+        .replace('}', "%7D");
+    format!("presence:{{{tag}}}:{suffix}")
+}
+
+/// The directory keys of one tenant (`store/commit.lua`'s `KEYS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DirectoryKeys {
+    pub tenant: String,
+    pub users: String,
+    pub teams: String,
+    pub members: String,
+    pub presence: String,
+    pub version: String,
+    pub log: String,
+}
+
+impl DirectoryKeys {
+    pub fn new(tid: &str) -> Self {
+        let k = |s: &str| tenant_key(tid, s);
+        DirectoryKeys {
+            tenant: k("tenant"),
+            users: k("users"),
+            teams: k("teams"),
+            members: k("members"),
+            presence: k("presence"),
+            version: k("version"),
+            log: k("log"),
+        }
+    }
+
+    /// `KEYS[1..7]` of `commit.lua`.
+    pub fn in_script_order(&self) -> [&str; 7] {
+        [
+            &self.tenant,
+            &self.users,
+            &self.teams,
+            &self.members,
+            &self.presence,
+            &self.version,
+            &self.log,
+        ]
+    }
+}
+
+/// The cluster presence keys of one tenant (`cluster/presence.lua`'s `KEYS`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresenceKeys {
+    pub leases: String,
+    pub state: String,
+    pub claims: String,
+    pub seq: String,
+}
+
+impl PresenceKeys {
+    pub fn new(tid: &str) -> Self {
+        PresenceKeys {
+            leases: tenant_key(tid, "leases"),
+            state: tenant_key(tid, "state"),
+            claims: tenant_key(tid, "claims"),
+            seq: tenant_key(tid, "seq"),
+        }
+    }
+
+    /// `KEYS[1..4]` of `presence.lua`.
+    pub fn in_script_order(&self) -> [&str; 4] {
+        [&self.leases, &self.state, &self.claims, &self.seq]
+    }
+}
+
+/// A members field: `<team>\u{1f}<user>`.
+pub(crate) fn member_field(team: &str, user: &str) -> String {
+    format!("{team}{SEP}{user}")
+}
+
+/// A members field split back into team and user.
+pub(crate) fn split_member_field(field: &str) -> Option<(&str, &str)> {
+    field.split_once(SEP)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_keys(tid: &str) -> Vec<String> {
+        let d = DirectoryKeys::new(tid);
+        let p = PresenceKeys::new(tid);
+        d.in_script_order()
+            .into_iter()
+            .chain(p.in_script_order())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The schema as deployed: renaming a key strands every tenant's data in
+    /// a running Redis, so it must be a deliberate change of this list.
+    #[test]
+    fn the_key_schema_is_stable() {
+        assert_eq!(
+            all_keys("acme"),
+            [
+                "presence:{acme}:tenant",
+                "presence:{acme}:users",
+                "presence:{acme}:teams",
+                "presence:{acme}:members",
+                "presence:{acme}:presence",
+                "presence:{acme}:version",
+                "presence:{acme}:log",
+                "presence:{acme}:leases",
+                "presence:{acme}:state",
+                "presence:{acme}:claims",
+                "presence:{acme}:seq",
+            ]
+        );
+        assert_eq!(TENANTS_KEY, "presence:tenants");
+        assert_eq!(NODES_KEY, "presence:nodes");
+        assert_eq!(EVENTS_CHANNEL, "presence:events");
+        assert_eq!(member_field("ops", "ann"), "ops\u{1f}ann");
+        assert_eq!(split_member_field("ops\u{1f}ann"), Some(("ops", "ann")));
+    }
+
+    #[test]
+    fn every_key_of_a_tenant_carries_the_same_non_empty_tag() {
+        for tid in ["acme", "}x", "{a}", "a%7Db", "%"] {
+            let keys = all_keys(tid);
+            let tags: Vec<&str> = keys
+                .iter()
+                .map(|k| {
+                    // Redis's rule: from the first `{` to the next `}`.
+                    let open = k.find('{').unwrap() + 1;
+                    let len = k[open..].find('}').unwrap();
+                    &k[open..open + len]
+                })
+                .collect();
+            assert!(!tags[0].is_empty(), "{tid}");
+            assert!(tags.iter().all(|t| *t == tags[0]), "{tid}: {tags:?}");
+        }
+        assert_ne!(
+            DirectoryKeys::new("}x").tenant,
+            DirectoryKeys::new("%7Dx").tenant,
+            "encoding is injective"
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! Delivers the presence operations tenants queue to `presence.lua`: one
+//! script call per tenant per round, every tenant's operations in the order
+//! they were queued, and a failed call retried (every operation is
+//! idempotent), so nothing a tenant queued is lost.
+//!
+//! Failures are told apart by who they are about:
+//! - Redis is unreachable (no answer, a reset connection, a cluster that is
+//!   down or loading): every tenant would fail the same way, so the whole
+//!   round waits [`OUTAGE_RETRY`] and starts again, in order.
+//! - Redis answered this call with an error (a key of the wrong type, a
+//!   script error): only this tenant is held back, with exponential backoff
+//!   from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`], while every other tenant's
+//!   operations go through.
+//!
+//! A `Flush` is answered once every operation queued before it reached
+//! Redis; a tenant whose calls keep failing therefore holds it, and the one
+//! caller (shutdown's `cluster::leave`) waits for it with a deadline.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use redis::{ErrorKind, RedisError, ServerErrorKind};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::cluster::ops::{self, ClusterMsg, PresenceOp};
+
+/// How long the whole queue waits after Redis was unreachable.
+pub(crate) const OUTAGE_RETRY: Duration = Duration::from_millis(200);
+/// A tenant's first wait after Redis refused its call; doubled per failure.
+pub(crate) const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// At most this many operations go into one script call, so a tenant that
+/// queued a long backlog (an outage) is sent in bounded pieces.
+const MAX_OPS_PER_CALL: usize = 1_000;
+
+/// One tenant's operations not yet in Redis, oldest first, each with its
+/// place in the queue as a whole (for `Flush`).
+#[derive(Debug, Default)]
+struct TenantOps {
+    ops: VecDeque<(u64, PresenceOp)>,
+    /// The last wait, while the tenant's calls keep failing.
+    backoff: Option<Duration>,
+    retry_at: Option<Instant>,
+}
+
+/// Everything queued and not yet delivered; pure (time passed in).
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
+    tenants: HashMap<String, TenantOps>,
+    next_seq: u64,
+    /// Flushes in arrival order, each with the first place it does not
+    /// wait for.
+    flushes: VecDeque<(u64, oneshot::Sender<()>)>,
+}
+
+impl Pending {
+    pub fn push(&mut self, m: ClusterMsg) {
+        match m {
+            ClusterMsg::Op { tenant, op } => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.tenants
+                    .entry(tenant)
+                    .or_default()
+                    .ops
+                    .push_back((seq, op));
+            }
+            ClusterMsg::Flush(done) => self.flushes.push_back((self.next_seq, done)),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.tenants.is_empty()
+    }
+
+    /// Tenants with operations to send whose backoff (if any) is over,
+    /// sorted (so a round is deterministic).
+    pub fn ready(&self, now: Instant) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .tenants
+            .iter()
+            .filter(|(_, t)| t.retry_at.is_none_or(|at| at <= now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// When the first tenant that is backing off may be tried again.
+    pub fn next_retry(&self) -> Option<Instant> {
+        self.tenants.values().filter_map(|t| t.retry_at).min()
+    }
+
+    /// The tenant's next call: its oldest operations as the script's JSON,
+    /// and how many they are.
+    pub fn batch(&self, tenant: &str) -> (String, usize) {
+        let Some(t) = self.tenants.get(tenant) else {
+            return ("[]".into(), 0);
+        };
+        let ops: Vec<PresenceOp> = t
+            .ops
+            .iter()
+            .take(MAX_OPS_PER_CALL)
+            .map(|(_, op)| op.clone())
+            .collect();
+        (ops::to_json(&ops), ops.len())
+    }
+
+    /// The first `n` operations of the tenant reached Redis.
+    pub fn delivered(&mut self, tenant: &str, n: usize) {
+        if let Some(t) = self.tenants.get_mut(tenant) {
+            t.ops.drain(..n.min(t.ops.len()));
+            t.backoff = None;
+            t.retry_at = None;
+            if t.ops.is_empty() {
+                self.tenants.remove(tenant);
+            }
+        }
+        self.answer_flushes();
+    }
+
+    /// Redis refused the tenant's call: it waits, longer each time.
+    /// Returns how long.
+    pub fn refused(&mut self, tenant: &str, now: Instant) -> Duration {
+        let Some(t) = self.tenants.get_mut(tenant) else {
+            return Duration::ZERO;
+        };
+        let wait = t
+            .backoff
+            .map_or(FIRST_BACKOFF, |d| (d * 2).min(MAX_BACKOFF));
+        t.backoff = Some(wait);
+        t.retry_at = Some(now + wait);
+        wait
+    }
+
+    /// Answers every flush whose earlier operations are all delivered.
+    pub fn answer_flushes(&mut self) {
+        let oldest = self
+            .tenants
+            .values()
+            .filter_map(|t| t.ops.front().map(|(seq, _)| *seq))
+            .min();
+        while let Some((upto, _)) = self.flushes.front() {
+            if oldest.is_some_and(|o| o < *upto) {
+                break;
+            }
+            if let Some((_, done)) = self.flushes.pop_front() {
+                // The flusher may have stopped waiting (its deadline passed).
+                let _ = done.send(());
+            }
+        }
+    }
+}
+
+/// Whether the error says Redis is unreachable (every tenant would fail
+/// alike) rather than that it refused this tenant's call.
+pub(crate) fn is_outage(e: &RedisError) -> bool {
+    match e.kind() {
+        ErrorKind::Io | ErrorKind::ClusterConnectionNotFound => true,
+        ErrorKind::Server(k) => matches!(
+            k,
+            ServerErrorKind::BusyLoading
+                | ServerErrorKind::TryAgain
+                | ServerErrorKind::ClusterDown
+                | ServerErrorKind::MasterDown
+                | ServerErrorKind::ReadOnly
+                | ServerErrorKind::Moved
+                | ServerErrorKind::Ask
+        ),
+        _ => e.is_timeout() || e.is_connection_dropped(),
+    }
+}
+
+/// Drains the queue until every sender is gone and what they queued is
+/// delivered (or, with the hub gone, Redis stopped taking it).
+pub(crate) async fn run(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>) {
+    let script = ops::script();
+    let mut conn = crate::cluster::tasks::connect(&url).await;
+    let mut pending = Pending::default();
+    let mut open = true;
+    loop {
+        while let Ok(m) = rx.try_recv() {
+            pending.push(m);
+        }
+        pending.answer_flushes();
+        let ready = pending.ready(Instant::now());
+        if ready.is_empty() {
+            if !open && pending.is_empty() {
+                return;
+            }
+            let retry = pending.next_retry();
+            tokio::select! {
+                m = rx.recv(), if open => match m {
+                    Some(m) => pending.push(m),
+                    None => open = false,
+                },
+                _ = tokio::time::sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {}
+            }
+            continue;
+        }
+        let mut failed = false;
+        for tenant in ready {
+            let (json, n) = pending.batch(&tenant);
+            match ops::run_script(&script, &mut conn, &tenant, &json).await {
+                Ok(_) => pending.delivered(&tenant, n),
+                Err(e) if is_outage(&e) => {
+                    tracing::warn!(error = %e, "redis unreachable for presence operations; retrying");
+                    tokio::time::sleep(OUTAGE_RETRY).await;
+                    failed = true;
+                    break;
+                }
+                Err(e) => {
+                    let wait = pending.refused(&tenant, Instant::now());
+                    tracing::warn!(error = %e, tenant, ?wait, "presence script failed for a tenant; retrying it later");
+                    failed = true;
+                }
+            }
+        }
+        if failed && !open {
+            // The hub is gone: nobody will see these operations' effects here,
+            // and other nodes' sweeps end the leases they would have set.
+            tracing::warn!("the hub stopped; dropping presence operations Redis did not take");
+            return;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(tenant: &str, v: u64) -> ClusterMsg {
+        ClusterMsg::Op {
+            tenant: tenant.into(),
+            op: PresenceOp::Floor { u: "ann".into(), v },
+        }
+    }
+
+    fn flush(p: &mut Pending) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        p.push(ClusterMsg::Flush(tx));
+        rx
+    }
+
+    #[test]
+    fn a_refused_tenant_backs_off_alone_and_keeps_its_order() {
+        let t0 = Instant::now();
+        let mut p = Pending::default();
+        p.push(op("bad", 1));
+        p.push(op("good", 1));
+        p.push(op("bad", 2));
+        assert_eq!(p.ready(t0), ["bad", "good"]);
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            waits.push(p.refused("bad", t0));
+        }
+        let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [200, 400, 800, 1_600, 3_200, 5_000, 5_000]);
+        assert_eq!(p.ready(t0), ["good"], "the others go through");
+        p.delivered("good", 1);
+        assert_eq!(p.next_retry(), Some(t0 + MAX_BACKOFF));
+        assert_eq!(p.ready(t0 + MAX_BACKOFF), ["bad"]);
+        let (json, n) = p.batch("bad");
+        assert_eq!(
+            (json.as_str(), n),
+            (
+                r#"[{"op":"floor","u":"ann","v":1},{"op":"floor","u":"ann","v":2}]"#,
+                2
+            )
+        );
+        p.delivered("bad", n);
+        assert!(p.is_empty());
+        // Delivered once, the backoff starts over.
+        p.push(op("bad", 3));
+        assert_eq!(p.refused("bad", t0), FIRST_BACKOFF);
+    }
+
+    #[test]
+    fn a_flush_waits_for_every_earlier_operation_and_no_later_one() {
+        let t0 = Instant::now();
+        let mut p = Pending::default();
+        p.push(op("a", 1));
+        p.push(op("b", 1));
+        let mut first = flush(&mut p);
+        p.push(op("a", 2));
+        let mut second = flush(&mut p);
+        p.answer_flushes();
+        assert!(first.try_recv().is_err());
+        p.refused("a", t0);
+        p.delivered("b", 1);
+        assert!(first.try_recv().is_err(), "a's first op is not in yet");
+        // One call takes a's first op only (its second came after the flush).
+        p.delivered("a", 1);
+        assert!(first.try_recv().is_ok());
+        assert!(second.try_recv().is_err());
+        p.delivered("a", 1);
+        assert!(second.try_recv().is_ok());
+        let mut idle = flush(&mut p);
+        p.answer_flushes();
+        assert!(idle.try_recv().is_ok(), "nothing queued: answered at once");
+    }
+
+    #[test]
+    fn a_backlog_goes_out_in_bounded_calls() {
+        let mut p = Pending::default();
+        for v in 0..(MAX_OPS_PER_CALL as u64 + 5) {
+            p.push(op("a", v));
+        }
+        assert_eq!(p.batch("a").1, MAX_OPS_PER_CALL);
+        p.delivered("a", MAX_OPS_PER_CALL);
+        assert_eq!(p.batch("a").1, 5);
+    }
+}
