@@ -58,13 +58,33 @@ impl Pending {
     pub fn push(&mut self, m: ClusterMsg) {
         match m {
             ClusterMsg::Op { tenant, op } => {
+                let ops = &mut self.tenants.entry(tenant).or_default().ops;
+                // The heartbeat queues a sweep per tenant every second: while
+                // a tenant's calls keep failing, consecutive sweeps become one
+                // (the later time, every dead node), so its queue stays
+                // bounded by what its users did rather than by the outage's
+                // length. Nothing is in flight here (one task pushes and
+                // sends), so the merged sweep is delivered whole.
+                if let (
+                    PresenceOp::Sweep { now, dead },
+                    Some((
+                        _,
+                        PresenceOp::Sweep {
+                            now: last,
+                            dead: known,
+                        },
+                    )),
+                ) = (&op, ops.back_mut())
+                {
+                    *last = (*last).max(*now);
+                    for (node, cutoff) in dead {
+                        known.entry(node.clone()).or_insert(*cutoff);
+                    }
+                    return;
+                }
                 let seq = self.next_seq;
                 self.next_seq += 1;
-                self.tenants
-                    .entry(tenant)
-                    .or_default()
-                    .ops
-                    .push_back((seq, op));
+                ops.push_back((seq, op));
             }
             ClusterMsg::Flush(done) => self.flushes.push_back((self.next_seq, done)),
         }
@@ -241,6 +261,39 @@ mod tests {
         let (tx, rx) = oneshot::channel();
         p.push(ClusterMsg::Flush(tx));
         rx
+    }
+
+    fn sweep(tenant: &str, now: u64, dead: &[(&str, u64)]) -> ClusterMsg {
+        ClusterMsg::Op {
+            tenant: tenant.into(),
+            op: PresenceOp::Sweep {
+                now,
+                dead: dead.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn consecutive_sweeps_of_a_failing_tenant_become_one() {
+        let t0 = Instant::now();
+        let mut p = Pending::default();
+        p.push(op("bad", 1));
+        for s in 0..600 {
+            let dead: &[(&str, u64)] = if s == 10 { &[("n2", 5_000)] } else { &[] };
+            p.push(sweep("bad", 1_000 + s, dead));
+            p.refused("bad", t0);
+        }
+        p.push(sweep("bad", 2_000, &[("n3", 1_500)]));
+        let (json, n) = p.batch("bad");
+        assert_eq!(n, 2, "{json}");
+        let ops: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        assert_eq!(ops[1]["now"], 2_000);
+        assert_eq!(ops[1]["dead"]["n2"], 5_000, "a dead node seen once is kept");
+        assert_eq!(ops[1]["dead"]["n3"], 1_500);
+        // A sweep after another kind of operation is not merged across it.
+        p.push(op("bad", 2));
+        p.push(sweep("bad", 3_000, &[]));
+        assert_eq!(p.batch("bad").1, 4);
     }
 
     #[test]
