@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use presence_server::presence::engine::Engine;
+use presence_server::Engine;
 
 const T: u64 = 60_000;
 const USERS: u64 = 10_000;

@@ -1,21 +1,51 @@
 //! The presence hub as a library: `main.rs` and the integration tests start
-//! it the same way, through [`server::run`].
+//! it the same way, through [`run`].
+//!
+//! Every module is private; what the binary, the integration tests, the
+//! benches, the fuzz crate and `presence-client`'s tests use is re-exported
+//! below, and nothing else. So an item nothing calls is reported as dead
+//! code by the compiler instead of hiding behind `pub`.
 
-pub mod api;
-pub mod auth;
-pub mod cli;
-pub mod clock;
-pub mod cluster;
-pub mod config;
+mod api;
+mod auth;
+mod cli;
+mod clock;
+mod cluster;
+mod config;
 pub mod dev;
-pub mod directory;
+mod directory;
 // Public for the fuzz crate and `tests/fuzz_corpus.rs`; see its `//!`.
 #[doc(hidden)]
 pub mod fuzz_targets;
-pub mod hub;
-pub mod metrics;
-pub mod net;
-pub mod presence;
-pub mod server;
-pub mod store;
-pub mod tasks;
+mod hub;
+mod metrics;
+mod net;
+mod presence;
+mod server;
+mod store;
+mod tasks;
+
+pub use api::app;
+pub use auth::{mint_hs256, Claims, Verifier};
+pub use cli::{Cli, Command, ServeArgs};
+pub use cluster::{start as start_cluster, StartError as ClusterStartError};
+pub use config::Config;
+pub use directory::ops::put_user;
+pub use directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
+pub use hub::Hub;
+pub use presence::engine::Engine;
+pub use server::run;
+pub use store::embedded::EmbeddedStore;
+pub use store::redis::RedisStore;
+pub use store::redis_conn::RedisConn;
+pub use store::{Store, StoreError};
+
+/// Cluster mode's contract with its Lua script, for the golden tests that
+/// run the script on a real Redis (`tests/it/cluster_script.rs`).
+#[doc(hidden)]
+pub mod cluster_wire {
+    pub use crate::cluster::keys::{PresenceKeys, EVENTS_CHANNEL};
+    pub use crate::cluster::ops::{
+        run_script, script, to_json, PresenceEvent, PresenceOp, StoredState,
+    };
+}

@@ -5,12 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use clap::Parser;
-use presence_server::auth::mint_hs256;
-use presence_server::cli::{Cli, Command, ServeArgs};
-use presence_server::cluster;
-use presence_server::hub::Hub;
-use presence_server::store::embedded::EmbeddedStore;
-use presence_server::{dev, server};
+use presence_server::{dev, mint_hs256, Cli, Command, EmbeddedStore, Hub, ServeArgs};
 
 /// jemalloc rather than the system allocator: tabs hold small long-lived
 /// allocations between short-lived snapshot and fan-out buffers, and glibc's
@@ -123,7 +118,10 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
             .await
             .context("load the directory")?
         }
-        Some(url) => cluster::start(config, verifier, Some(admin_key.clone()), url, &node).await?,
+        Some(url) => {
+            presence_server::start_cluster(config, verifier, Some(admin_key.clone()), url, &node)
+                .await?
+        }
     };
     let listener = listen(args.listen).with_context(|| format!("listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
@@ -134,7 +132,7 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     }
     // Returns within PRESENCE_SHUTDOWN_GRACE_MS of the signal, cluster
     // hand-off included, with every task of the node ended.
-    server::run(hub, listener, shutdown_signal())
+    presence_server::run(hub, listener, shutdown_signal())
         .await
         .context("serve")?;
     tracing::info!("stopped");

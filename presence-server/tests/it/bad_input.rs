@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures_util::SinkExt;
 use presence_protocol::{close, ClientMessage, ErrorCode, ReqId, ServerMessage, Status};
-use presence_server::config::Config;
+use presence_server::Config;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 use uuid::Uuid;

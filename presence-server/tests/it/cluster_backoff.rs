@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use presence_protocol::{ServerMessage, Status};
-use presence_server::cluster::keys::PresenceKeys;
+use presence_server::cluster_wire::PresenceKeys;
 use serde_json::json;
 use uuid::Uuid;
 

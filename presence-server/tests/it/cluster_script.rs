@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use presence_server::cluster::keys::{PresenceKeys, EVENTS_CHANNEL};
-use presence_server::cluster::ops::{self, PresenceEvent, PresenceOp, StoredState};
-use presence_server::store::redis_conn::RedisConn;
+use presence_server::cluster_wire::{self as ops, PresenceEvent, PresenceOp, StoredState};
+use presence_server::cluster_wire::{PresenceKeys, EVENTS_CHANNEL};
+use presence_server::RedisConn;
 use serde_json::{json, Value};
 
 use crate::redis_support::{query, RedisServer};

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use presence_protocol::{ErrorCode, ServerMessage};
-use presence_server::config::Config;
+use presence_server::Config;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::MaybeTlsStream;

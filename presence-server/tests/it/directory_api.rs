@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use presence_protocol::{ServerMessage, Status};
-use presence_server::config::Config;
+use presence_server::Config;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -781,7 +781,7 @@ async fn admin_api_credentials_admin_jwt_own_tenant_only() {
 }
 
 fn mint_other_secret(tenant: &str, user: &str) -> String {
-    presence_server::auth::mint_hs256(b"another-secret-0123456789", tenant, user, now_secs(), 600)
+    presence_server::mint_hs256(b"another-secret-0123456789", tenant, user, now_secs(), 600)
 }
 
 #[tokio::test]

@@ -4,7 +4,7 @@
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use presence_protocol::{close, ClientMessage, ErrorCode, ServerMessage};
-use presence_server::auth::mint_hs256;
+use presence_server::mint_hs256;
 use serde_json::{json, Value};
 use uuid::Uuid;
 

@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use presence_server::config::Config;
+use presence_server::Config;
 use serde_json::Value;
 use uuid::Uuid;
 

@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use presence_protocol::{close, ClientMessage};
-use presence_server::config::Config;
+use presence_server::Config;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -295,10 +295,7 @@ async fn seed_without_http(h: &TestHub) {
     };
     h.hub
         .write("acme", |d| {
-            Ok((
-                presence_server::directory::ops::put_user(d, "ann", &ann)?,
-                (),
-            ))
+            Ok((presence_server::put_user(d, "ann", &ann)?, ()))
         })
         .await
         .unwrap();

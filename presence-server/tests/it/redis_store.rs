@@ -4,10 +4,10 @@
 use std::time::{Duration, Instant};
 
 use presence_protocol::MembershipRole;
-use presence_server::directory::Write;
-use presence_server::store::redis::RedisStore;
-use presence_server::store::redis_conn::RedisConn;
-use presence_server::store::{Store, StoreError};
+use presence_server::RedisConn;
+use presence_server::RedisStore;
+use presence_server::Write;
+use presence_server::{Store, StoreError};
 
 use crate::redis_support::{free_port, RedisCluster, RedisServer};
 use crate::store_conformance::{member, presence, team, tenant, user};

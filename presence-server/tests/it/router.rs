@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use axum::body::{to_bytes, Body};
 use axum::http::{header, HeaderMap, Method, Request, StatusCode};
-use presence_server::auth::Verifier;
-use presence_server::hub::Hub;
-use presence_server::store::embedded::EmbeddedStore;
+use presence_server::EmbeddedStore;
+use presence_server::Hub;
+use presence_server::Verifier;
 use serde_json::Value;
 use tower::ServiceExt;
 
@@ -79,7 +79,7 @@ impl Routed {
         .await
         .unwrap();
         Routed {
-            app: presence_server::api::app(hub),
+            app: presence_server::app(hub),
             _dir: dir,
         }
     }

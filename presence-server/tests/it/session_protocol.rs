@@ -10,8 +10,8 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use presence_protocol::{
     close, ClientMessage, ErrorCode, Profile, ReqId, Roster, ServerMessage, Status,
 };
-use presence_server::auth::{Claims, Verifier};
-use presence_server::config::Config;
+use presence_server::Config;
+use presence_server::{Claims, Verifier};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;

@@ -8,11 +8,11 @@
 use std::collections::HashSet;
 
 use presence_protocol::{MembershipRole, Profile, UserState};
-use presence_server::directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
-use presence_server::store::embedded::EmbeddedStore;
-use presence_server::store::redis::RedisStore;
-use presence_server::store::redis_conn::RedisConn;
-use presence_server::store::Store;
+use presence_server::EmbeddedStore;
+use presence_server::RedisConn;
+use presence_server::RedisStore;
+use presence_server::Store;
+use presence_server::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
 
 use crate::redis_support::{RedisCluster, RedisServer};
 

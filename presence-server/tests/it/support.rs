@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use presence_protocol::{ClientMessage, Roster, ServerMessage};
-use presence_server::auth::{mint_hs256, Verifier};
-use presence_server::config::Config;
-use presence_server::hub::Hub;
-use presence_server::store::embedded::EmbeddedStore;
+use presence_server::Config;
+use presence_server::EmbeddedStore;
+use presence_server::Hub;
+use presence_server::{mint_hs256, Verifier};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -122,26 +122,18 @@ impl TestHub {
                     .await
                     .unwrap()
             }
-            Some((node, url)) => presence_server::cluster::start(
-                config,
-                verifier,
-                Some(ADMIN_KEY.into()),
-                &url,
-                node,
-            )
-            .await
-            .unwrap(),
+            Some((node, url)) => {
+                presence_server::start_cluster(config, verifier, Some(ADMIN_KEY.into()), &url, node)
+                    .await
+                    .unwrap()
+            }
         };
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(presence_server::server::run(
-            hub.clone(),
-            listener,
-            async move {
-                let _ = rx.await;
-            },
-        ));
+        let task = tokio::spawn(presence_server::run(hub.clone(), listener, async move {
+            let _ = rx.await;
+        }));
         TestHub {
             addr,
             hub,

@@ -19,7 +19,7 @@ async fn seeded() -> (TestHub, TempDir) {
     seeded_with(config()).await
 }
 
-async fn seeded_with(config: presence_server::config::Config) -> (TestHub, TempDir) {
+async fn seeded_with(config: presence_server::Config) -> (TestHub, TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let h = TestHub::start(config, &dir).await;
     h.seed().await;
@@ -284,7 +284,7 @@ async fn closing_the_client_ends_it_locally_without_a_reconnection() {
 
 #[tokio::test]
 async fn logout_turns_the_user_offline_at_once_and_ends_the_client_with_4004() {
-    let (h, _dir) = seeded_with(presence_server::config::Config {
+    let (h, _dir) = seeded_with(presence_server::Config {
         idle_timeout: Duration::from_secs(60),
         ..config()
     })

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use presence_client::{Client, ClientOptions, Event, TokenProvider};
-use presence_server::auth::{mint_hs256, Verifier};
-use presence_server::config::Config;
-use presence_server::hub::Hub;
-use presence_server::store::embedded::EmbeddedStore;
+use presence_server::Config;
+use presence_server::EmbeddedStore;
+use presence_server::Hub;
+use presence_server::{mint_hs256, Verifier};
 use serde_json::{json, Value};
 
 pub const SECRET: &str = "test-secret-0123456789";
@@ -77,7 +77,7 @@ impl TestHub {
         .unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(presence_server::server::run(hub, listener, async move {
+        let task = tokio::spawn(presence_server::run(hub, listener, async move {
             let _ = rx.await;
         }));
         TestHub {

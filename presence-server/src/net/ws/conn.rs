@@ -369,11 +369,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             }
         }
     }
-
-    /// The stream, for what the connection does not cover (socket options).
-    pub fn get_ref(&self) -> &S {
-        &self.io
-    }
 }
 
 /// Whether `bytes`, decoded from a frame boundary, hold a close frame.

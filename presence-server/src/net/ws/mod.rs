@@ -14,4 +14,4 @@ pub mod codec;
 pub mod conn;
 
 pub use codec::{CloseFrame, FrameError};
-pub use conn::{Conn, ConnError, Incoming, Lingered};
+pub use conn::{Conn, ConnError, Incoming};

@@ -59,7 +59,7 @@ mod utf8;
 
 use std::time::Duration;
 
-use presence_server::config::Config;
+use presence_server::Config;
 use tokio::time::{sleep, Instant};
 
 use crate::support::{test_config, TestHub};
