@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::{Mutex, RwLock};
-use presence_protocol::{close, WelcomeUser};
+use presence_protocol::close;
 use tokio_util::sync::WaitForCancellationFuture;
 
 use crate::auth::Verifier;
@@ -255,20 +255,6 @@ impl Hub {
             return Ok(());
         }
         self.store.commit(writes).await
-    }
-
-    /// The `welcome` description of a user.
-    pub fn welcome_user(t: &Tenant, uid: &str) -> Option<WelcomeUser> {
-        let u = t.dir.users.get(uid)?;
-        Some(WelcomeUser {
-            id: u.id.clone(),
-            tenant: t.dir.tenant.id.clone(),
-            name: u.name.clone(),
-            nickname: u.nickname.clone(),
-            profile: u.profile,
-            attendant: t.dir.is_attendant(uid),
-            teams: t.dir.memberships_of(uid),
-        })
     }
 
     /// Emits the offline transitions that are due, in every tenant.

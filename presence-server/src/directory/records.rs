@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use presence_protocol::{Membership, MembershipRole, Profile, UserState};
+use presence_protocol::{Membership, MembershipRole, Profile, UserState, WelcomeUser};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,6 +120,20 @@ fn state_slot(s: UserState) -> usize {
 }
 
 impl TenantDir {
+    /// The `welcome` description of a user: who the hub says they are.
+    pub fn welcome_user(&self, uid: &str) -> Option<WelcomeUser> {
+        let u = self.users.get(uid)?;
+        Some(WelcomeUser {
+            id: u.id.clone(),
+            tenant: self.tenant.id.clone(),
+            name: u.name.clone(),
+            nickname: u.nickname.clone(),
+            profile: u.profile,
+            attendant: self.is_attendant(uid),
+            teams: self.memberships_of(uid),
+        })
+    }
+
     pub fn new(tenant: TenantRecord) -> Self {
         TenantDir {
             tenant,

@@ -17,8 +17,7 @@ use parking_lot::Mutex;
 use presence_protocol::{ErrorCode, Roster};
 use tokio::sync::Notify;
 
-/// A serialised server frame, shared by every tab that receives it.
-pub type Frame = Arc<str>;
+pub use crate::net::ws::Frame;
 
 /// Orders to a session from the hub.
 #[derive(Debug)]

@@ -385,7 +385,7 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     {
         let mut t = tenant.lock();
         // Described before joining, so a refusal leaves no tab registered.
-        let user = Hub::welcome_user(&t, &claims.sub).ok_or(End::UnknownUser)?;
+        let user = t.dir.welcome_user(&claims.sub).ok_or(End::UnknownUser)?;
         if hub.is_shutting_down() {
             // Checked under the tenant's lock: `Hub::begin_shutdown` either
             // already told this tenant's tabs, or this tab sees the mark.

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::codec::{self, CloseFrame, Decoder, FrameError, Message};
-use crate::net::outbox::Frame;
+use super::Frame;
 
 /// What a tab sent, or what the socket did.
 #[derive(Debug, PartialEq, Eq)]

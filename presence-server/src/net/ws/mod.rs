@@ -15,3 +15,8 @@ pub mod conn;
 
 pub use codec::{CloseFrame, FrameError};
 pub use conn::{Conn, ConnError, Incoming};
+
+/// A serialised text message, shared by every tab that receives it: the
+/// tenant serialises a delta once and [`Conn`] writes it to each socket
+/// from the same bytes.
+pub type Frame = std::sync::Arc<str>;
