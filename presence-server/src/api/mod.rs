@@ -1,6 +1,10 @@
-//! The admin HTTP API of SPEC §6: routes, the extractors that authorise a
-//! caller before a body is read, the JSON error shape, and the OpenAPI
-//! document.
+//! The HTTP surface of a hub: [`app`] (`routes.rs`), the router of every
+//! route, built only from routes registered with their OpenAPI operation;
+//! the admin API of SPEC §6 (`admin.rs`); the extractors that authorise a
+//! caller before a body is read (`extract.rs`); the JSON error shape of the
+//! whole HTTP edge (`error.rs`); what the generated OpenAPI document cannot
+//! take from the types (`openapi.rs`); the embedded SDK and pages
+//! (`pages.rs`). No socket here: `server.rs` serves the router.
 //!
 //! May use: `hub` (reads and writes), `directory` (operations and import),
 //! `presence::tenant` (views). Errors from here never carry store or token
