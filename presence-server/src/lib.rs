@@ -15,6 +15,7 @@ mod config;
 pub mod dev;
 mod directory;
 // Public for the fuzz crate and `tests/fuzz_corpus.rs`; see its `//!`.
+mod feed;
 #[doc(hidden)]
 pub mod fuzz_targets;
 mod hub;

@@ -20,6 +20,7 @@ pub fn tenant(id: &str) -> Write {
     Write::Tenant(TenantRecord {
         id: id.into(),
         user_limit: 10,
+        event_retention_s: None,
     })
 }
 
@@ -162,6 +163,7 @@ pub async fn later_writes_replace_earlier_ones(store: &dyn Store) {
             Write::Tenant(TenantRecord {
                 id: t.into(),
                 user_limit: 99,
+                event_retention_s: None,
             }),
         ])
         .await
@@ -172,7 +174,8 @@ pub async fn later_writes_replace_earlier_ones(store: &dyn Store) {
         vec![
             Write::Tenant(TenantRecord {
                 id: t.into(),
-                user_limit: 99
+                user_limit: 99,
+                event_retention_s: None,
             }),
             renamed,
             presence(t, "u1", 5),
