@@ -11,6 +11,14 @@ use crate::{Membership, MembershipRole, Profile, Stats, Status, UserState};
 pub struct TenantPut {
     /// Maximum number of active users.
     pub user_limit: u64,
+    /// How long the tenant's transition feed keeps events, in seconds; left
+    /// out: unchanged (a new tenant takes `PRESENCE_EVENT_RETENTION_S`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 31_536_000, nullable = false)
+    )]
+    pub event_retention_s: Option<u64>,
 }
 
 /// A tenant as the API returns it.
@@ -20,6 +28,8 @@ pub struct TenantPut {
 pub struct TenantView {
     pub id: String,
     pub user_limit: u64,
+    /// How long the transition feed keeps events, in seconds.
+    pub event_retention_s: u64,
     pub stats: Stats,
 }
 

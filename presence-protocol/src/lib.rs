@@ -5,10 +5,12 @@
 pub mod admin;
 pub mod client;
 pub mod close;
+pub mod events;
 pub mod roster;
 pub mod server;
 
 pub use client::{ClientMessage, ReqId};
+pub use events::{Event, EventPage, EventsGone, Reason};
 pub use roster::{Roster, RosterParseError};
 pub use server::{
     Entry, ErrorCode, Membership, MembershipRole, Profile, ServerMessage, Stats, Status, UserState,

@@ -263,7 +263,20 @@ fn errors() {
 
 #[test]
 fn admin_bodies() {
-    check(TenantPut { user_limit: 10 }, json!({"user_limit":10}));
+    check(
+        TenantPut {
+            user_limit: 10,
+            event_retention_s: None,
+        },
+        json!({"user_limit":10}),
+    );
+    check(
+        TenantPut {
+            user_limit: 10,
+            event_retention_s: Some(3600),
+        },
+        json!({"user_limit":10,"event_retention_s":3600}),
+    );
     check(
         UserPut {
             name: Some("Ann".into()),
@@ -347,9 +360,10 @@ fn admin_views() {
         TenantView {
             id: "acme".into(),
             user_limit: 5,
+            event_retention_s: 259_200,
             stats,
         },
-        json!({"id":"acme","user_limit":5,"stats":{"online":1,"offline":1,"active":2,"inactive":0}}),
+        json!({"id":"acme","user_limit":5,"event_retention_s":259200,"stats":{"online":1,"offline":1,"active":2,"inactive":0}}),
     );
     let user = UserView {
         id: "u1".into(),
@@ -419,4 +433,50 @@ fn admin_views() {
         },
         json!({"type":"unsubscribed","id":"x","roster":"directory"}),
     );
+}
+
+#[test]
+fn feed_events_and_pages() {
+    let event = |cursor, status, v, reason| Event {
+        id: Event::id_of("acme", "u1", v),
+        cursor,
+        tenant: "acme".into(),
+        user: "u1".into(),
+        status,
+        at: 1_767_225_600_123,
+        v,
+        reason,
+    };
+    check(
+        event(41, Status::Online, 7, Reason::Activity),
+        json!({"id":"acme:u1:7","cursor":41,"tenant":"acme","user":"u1","status":"online","at":1_767_225_600_123_u64,"v":7,"reason":"activity"}),
+    );
+    check(
+        EventPage {
+            events: vec![event(42, Status::Offline, 8, Reason::NodeLost)],
+            next: 42,
+        },
+        json!({"events":[{"id":"acme:u1:8","cursor":42,"tenant":"acme","user":"u1","status":"offline","at":1_767_225_600_123_u64,"v":8,"reason":"node_lost"}],"next":42}),
+    );
+    check(
+        EventPage {
+            events: vec![],
+            next: 9,
+        },
+        json!({"events":[],"next":9}),
+    );
+    check(EventsGone { oldest: 17 }, json!({"oldest":17}));
+    for (r, name) in [
+        (Reason::Activity, "activity"),
+        (Reason::Idle, "idle"),
+        (Reason::Logout, "logout"),
+        (Reason::Deactivated, "deactivated"),
+        (Reason::Deleted, "deleted"),
+        (Reason::NodeLost, "node_lost"),
+        (Reason::Reconciled, "reconciled"),
+    ] {
+        check(r, json!(name));
+        assert_eq!((r.as_str(), Reason::parse(name)), (name, Some(r)));
+    }
+    assert_eq!(Reason::parse("vacation"), None);
 }

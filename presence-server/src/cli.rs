@@ -96,6 +96,10 @@ pub struct ServeArgs {
     /// How long SIGTERM waits for tabs to close.
     #[arg(long, env = "PRESENCE_SHUTDOWN_GRACE_MS", default_value_t = d::SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
+    /// How long a tenant's transition feed keeps events, unless the tenant
+    /// sets its own `event_retention_s`.
+    #[arg(long, env = "PRESENCE_EVENT_RETENTION_S", default_value_t = d::EVENT_RETENTION_S)]
+    pub event_retention_s: u64,
     /// A tab silent on the wire this long is pinged.
     #[arg(long, env = "PRESENCE_PING_INTERVAL_MS", default_value_t = d::PING_INTERVAL_MS)]
     pub ping_interval_ms: u64,
@@ -179,6 +183,7 @@ impl ServeArgs {
             ("PRESENCE_MAX_SUBSCRIPTIONS", self.max_subscriptions as u64),
             ("PRESENCE_OUTBOUND_QUEUE", self.outbound_queue as u64),
             ("PRESENCE_PING_INTERVAL_MS", self.ping_interval_ms),
+            ("PRESENCE_EVENT_RETENTION_S", self.event_retention_s),
             ("PRESENCE_PONG_TIMEOUT_MS", self.pong_timeout_ms),
             (
                 "PRESENCE_WRITE_BUFFER_BYTES",
@@ -231,7 +236,8 @@ impl ServeArgs {
                 .collect(),
             node_id: self.node_id.clone(),
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
-            presence_flush: Duration::from_millis(d::PRESENCE_FLUSH_MS),
+            event_retention: Duration::from_secs(self.event_retention_s),
+            event_trim: Duration::from_millis(d::EVENT_TRIM_MS),
             ping_interval: Duration::from_millis(self.ping_interval_ms),
             pong_timeout: Duration::from_millis(self.pong_timeout_ms),
             close_linger: Duration::from_millis(self.close_linger_ms),

@@ -34,8 +34,11 @@ pub mod defaults {
     pub const OUTBOUND_QUEUE: usize = 32_768;
     /// `PRESENCE_SHUTDOWN_GRACE_MS`.
     pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
-    /// Not a setting: how often changed presence is persisted.
-    pub const PRESENCE_FLUSH_MS: u64 = 1_000;
+    /// `PRESENCE_EVENT_RETENTION_S` (SPEC §10): 72 h.
+    pub const EVENT_RETENTION_S: u64 = 72 * 3600;
+    /// Not a setting: how often events past their tenant's retention are
+    /// removed.
+    pub const EVENT_TRIM_MS: u64 = 60_000;
     /// `PRESENCE_PING_INTERVAL_MS`.
     pub const PING_INTERVAL_MS: u64 = 25_000;
     /// `PRESENCE_PONG_TIMEOUT_MS`.
@@ -102,9 +105,12 @@ pub struct Config {
     /// last connection closed.
     /// Default is [`defaults::SHUTDOWN_GRACE_MS`].
     pub shutdown_grace: Duration,
-    /// How often the presence of users who changed is persisted.
-    /// Default is [`defaults::PRESENCE_FLUSH_MS`].
-    pub presence_flush: Duration,
+    /// How long a tenant's transition feed keeps events when the tenant
+    /// sets no `event_retention_s`. Default is [`defaults::EVENT_RETENTION_S`].
+    pub event_retention: Duration,
+    /// How often events past their retention are removed.
+    /// Default is [`defaults::EVENT_TRIM_MS`].
+    pub event_trim: Duration,
 
     // The WebSocket connection (SPEC §9).
     /// A tab that sent nothing for this long is pinged.
@@ -188,7 +194,8 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             node_id: d::NODE_ID.into(),
             shutdown_grace: ms(d::SHUTDOWN_GRACE_MS),
-            presence_flush: ms(d::PRESENCE_FLUSH_MS),
+            event_retention: Duration::from_secs(d::EVENT_RETENTION_S),
+            event_trim: ms(d::EVENT_TRIM_MS),
             ping_interval: ms(d::PING_INTERVAL_MS),
             pong_timeout: ms(d::PONG_TIMEOUT_MS),
             close_linger: ms(d::CLOSE_LINGER_MS),

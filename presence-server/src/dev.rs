@@ -66,7 +66,7 @@ pub async fn seed(hub: &Hub) -> Result<bool, WriteError> {
     if hub.tenant(DEMO_TENANT).is_some() {
         return Ok(false);
     }
-    hub.put_tenant(DEMO_TENANT, 50).await?;
+    hub.put_tenant(DEMO_TENANT, 50, None).await?;
     let teams = [
         ("support", "Support", true),
         ("sales", "Sales", true),

@@ -89,6 +89,7 @@ fn seeded_dir() -> TenantDir {
     let mut dir = TenantDir::new(TenantRecord {
         id: tenant.clone(),
         user_limit: 4,
+        event_retention_s: None,
     });
     for (id, state) in [
         ("0042", UserState::Active),

@@ -1,7 +1,7 @@
 //! The hub: every tenant of this node, the token verifier, the store, the
 //! node's tasks ([`Tasks`]: what `server::run` stops within its deadline),
-//! and the two background duties (expiring idle users, persisting
-//! presence).
+//! and the background duties (expiring idle users, trimming the feed; the
+//! feed's committer is `feed::committer`).
 //!
 //! Invariant: the store is written before memory. An admin write is applied
 //! to a tenant only after the store acknowledged it, and admin writes are
@@ -20,9 +20,10 @@ use crate::clock::Clock;
 use crate::cluster::link::ClusterHandle;
 use crate::config::Config;
 use crate::directory::DirectoryError;
-use crate::directory::{TenantDir, TenantRecord, Write};
+use crate::directory::{TenantDir, Write};
 use crate::metrics::Metrics;
 use crate::net::limit::Limit;
+use crate::presence::feed::{FeedQueue, TenantFeed};
 use crate::presence::source::Source;
 use crate::presence::tenant::Tenant;
 use crate::store::{Store, StoreError};
@@ -57,6 +58,11 @@ pub struct Hub {
     cluster_url: OnceLock<String>,
     /// Cluster mode: joined (subscribed and caught up); `/readyz` waits for it.
     cluster_ready: std::sync::atomic::AtomicBool,
+    /// Single node: the tenants with feed events waiting for the store.
+    feed: FeedQueue,
+    /// Held by whoever commits the feed (the committer, or shutdown), so
+    /// batches are committed and delivered one at a time, in order.
+    feed_commit: tokio::sync::Mutex<()>,
     /// Upgraded connections that have not finished `hello`: taken by the
     /// upgrade before its 101, given back when the handshake ends
     /// (`session::run`), so unauthenticated sockets are bounded.
@@ -89,9 +95,15 @@ impl Hub {
                 }
             }
         }
+        let feed = FeedQueue::default();
+        let tails: HashMap<String, u64> = store.feed_tails().await?.into_iter().collect();
         let tenants = dirs
             .into_iter()
-            .map(|(id, d)| (id, new_tenant(d, &config, cluster.as_ref())))
+            .map(|(id, d)| {
+                let cursor = tails.get(&id).copied().unwrap_or(0);
+                let t = new_tenant(d, &config, cluster.as_ref(), &feed, cursor);
+                (id, t)
+            })
             .collect();
         let pending_hello = Limit::new(config.max_pending_hello);
         Ok(Arc::new(Hub {
@@ -106,6 +118,8 @@ impl Hub {
             next_conn: AtomicU64::new(1),
             tasks: Tasks::new(),
             pending_hello,
+            feed,
+            feed_commit: tokio::sync::Mutex::new(()),
             cluster,
             cluster_url: OnceLock::new(),
             cluster_ready: std::sync::atomic::AtomicBool::new(false),
@@ -213,14 +227,25 @@ impl Hub {
         self.write_lock.lock().await
     }
 
-    /// Creates or updates a tenant.
-    pub async fn put_tenant(&self, tid: &str, user_limit: u64) -> Result<bool, WriteError> {
+    /// Creates or updates a tenant; `event_retention_s` left out keeps
+    /// the tenant's (a new one: the node's default).
+    pub async fn put_tenant(
+        &self,
+        tid: &str,
+        user_limit: u64,
+        event_retention_s: Option<u64>,
+    ) -> Result<bool, WriteError> {
         let _serial = self.write_lock.lock().await;
-        let writes = crate::directory::ops::put_tenant(tid, user_limit)?;
-        self.commit(writes.clone()).await?;
-        let rec = TenantRecord {
-            id: tid.to_owned(),
+        let current = self.tenant(tid).map(|t| t.lock().dir.tenant.clone());
+        let writes = crate::directory::ops::put_tenant(
+            tid,
             user_limit,
+            event_retention_s,
+            current.as_ref(),
+        )?;
+        self.commit(writes.clone()).await?;
+        let Some(Write::Tenant(rec)) = writes.first().cloned() else {
+            unreachable!("put_tenant yields the tenant's record")
         };
         let mut map = self.tenants.write();
         match map.get(tid) {
@@ -229,7 +254,13 @@ impl Hub {
                 Ok(false)
             }
             None => {
-                let t = new_tenant(TenantDir::new(rec), &self.config, self.cluster.as_ref());
+                let t = new_tenant(
+                    TenantDir::new(rec),
+                    &self.config,
+                    self.cluster.as_ref(),
+                    &self.feed,
+                    0,
+                );
                 map.insert(tid.to_owned(), t);
                 Ok(true)
             }
@@ -244,7 +275,13 @@ impl Hub {
         match map.entry(dir.tenant.id.clone()) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(new_tenant(dir, &self.config, self.cluster.as_ref()));
+                e.insert(new_tenant(
+                    dir,
+                    &self.config,
+                    self.cluster.as_ref(),
+                    &self.feed,
+                    0,
+                ));
                 true
             }
         }
@@ -268,32 +305,59 @@ impl Hub {
         }
     }
 
-    /// Persists the presence of users who changed (so `last_seen` and `v`
-    /// survive a restart).
-    pub async fn flush_presence(&self) -> Result<(), StoreError> {
-        let mut writes = Vec::new();
-        for (_, t) in self.tenants_snapshot() {
-            writes.extend(t.lock().take_dirty());
-        }
-        self.commit(writes).await
+    /// The store (the feed's readers and committer use it).
+    pub(crate) fn store(&self) -> &dyn Store {
+        &*self.store
     }
 
-    /// Runs the expiry and flush duties until the node begins to stop
-    /// (shutdown persists presence once more itself).
+    /// Single node: the tenants with feed events waiting for the store.
+    pub(crate) fn feed_queue(&self) -> &FeedQueue {
+        &self.feed
+    }
+
+    /// Taken by whoever commits the feed, so batches go one at a time.
+    pub(crate) async fn feed_commit_lock(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.feed_commit.lock().await
+    }
+
+    /// How long tenant `tid`'s feed keeps events.
+    pub fn event_retention_s(&self, t: &Tenant) -> u64 {
+        t.dir
+            .tenant
+            .event_retention_s
+            .unwrap_or(self.config.event_retention.as_secs())
+    }
+
+    /// Commits the feed events still waiting (and the presence they leave)
+    /// and sends their deltas: at shutdown, so nothing shown is lost.
+    pub async fn flush_presence(&self) -> Result<(), StoreError> {
+        crate::feed::committer::commit_pending(self).await
+    }
+
+    /// Removes, in every tenant's feed, the events older than the tenant's
+    /// retention; returns how many went.
+    ///
+    /// # Errors
+    /// The store failed; what was trimmed before stays trimmed.
+    pub async fn trim_events(&self) -> Result<u64, StoreError> {
+        crate::feed::retention::trim(self).await
+    }
+
+    /// Runs the expiry and trim duties until the node begins to stop.
     pub async fn run_background(self: Arc<Self>) {
         // The expiry tick bounds lateness: offline arrives at most one tick
         // after the deadline (SPEC: within 1 s). The heap makes an idle tick
         // cost one peek per tenant, not a scan of users.
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut flush = tokio::time::interval(self.config.presence_flush);
-        flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut trim = tokio::time::interval(self.config.event_trim);
+        trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {
                 _ = tick.tick() => self.expire_due(),
-                _ = flush.tick() => {
-                    if let Err(e) = self.flush_presence().await {
-                        tracing::warn!(error = %e, "could not persist presence");
+                _ = trim.tick() => {
+                    if let Err(e) = self.trim_events().await {
+                        tracing::warn!(error = %e, "could not trim the transition feed");
                     }
                 }
                 _ = self.stopping() => break,
@@ -339,9 +403,18 @@ impl Hub {
 }
 
 /// A tenant of this node: its presence is local, or shared through the
-/// cluster when the node has a cluster handle.
-fn new_tenant(dir: TenantDir, config: &Config, cluster: Option<&ClusterHandle>) -> TenantRef {
+/// cluster when the node has a cluster handle; its feed goes on after
+/// `cursor`, through the committer's `queue` on a single node.
+fn new_tenant(
+    dir: TenantDir,
+    config: &Config,
+    cluster: Option<&ClusterHandle>,
+    queue: &FeedQueue,
+    cursor: u64,
+) -> TenantRef {
     let idle_ms = config.idle_timeout.as_millis() as u64;
     let source = Source::new(&dir.tenant.id, idle_ms, cluster);
-    Arc::new(Mutex::new(Tenant::new(dir, source)))
+    let queue = cluster.is_none().then(|| queue.clone());
+    let feed = TenantFeed::new(&dir.tenant.id, cursor, queue);
+    Arc::new(Mutex::new(Tenant::new(dir, source, feed)))
 }

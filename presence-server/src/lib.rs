@@ -15,6 +15,7 @@ mod config;
 pub mod dev;
 mod directory;
 // Public for the fuzz crate and `tests/fuzz_corpus.rs`; see its `//!`.
+mod feed;
 #[doc(hidden)]
 pub mod fuzz_targets;
 mod hub;
@@ -38,7 +39,7 @@ pub use server::run;
 pub use store::embedded::EmbeddedStore;
 pub use store::redis::RedisStore;
 pub use store::redis_conn::RedisConn;
-pub use store::{Store, StoreError};
+pub use store::{EventRead, Store, StoreError};
 
 /// Cluster mode's contract with its Lua script, for the golden tests that
 /// run the script on a real Redis (`tests/it/cluster_script.rs`).

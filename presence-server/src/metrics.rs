@@ -1,7 +1,10 @@
 //! Prometheus metrics of one hub, in a registry of its own so several hubs
 //! can run in one test process.
 
-use prometheus::{Encoder, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
 
 pub struct Metrics {
     registry: Registry,
@@ -16,6 +19,11 @@ pub struct Metrics {
     pub frames_out: IntCounter,
     pub slow_consumers: IntCounter,
     pub rejected_frames: IntCounterVec,
+    /// Single node: how long one group commit of the feed took (the delay
+    /// it adds before deltas go out).
+    pub feed_commit_seconds: Histogram,
+    /// Events appended to the feed by this node's committer.
+    pub feed_events: IntCounter,
 }
 
 impl Metrics {
@@ -42,7 +50,25 @@ impl Metrics {
                 .expect("registered once");
             c
         };
+        let feed_commit_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "presence_feed_commit_seconds",
+                "Single node: duration of one group commit of the transition feed.",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
+            ]),
+        )
+        .expect("valid metric name");
+        registry
+            .register(Box::new(feed_commit_seconds.clone()))
+            .expect("registered once");
         Metrics {
+            feed_commit_seconds,
+            feed_events: counter(
+                "presence_feed_events_total",
+                "Single node: events committed to the transition feed.",
+            ),
             open_tabs: gauge(
                 "presence_open_tabs",
                 "Authenticated WebSocket tabs open now.",

@@ -167,6 +167,10 @@ pub async fn run(
     warn_if_open_files_below(hub.config.max_connections);
     warn_if_linger_exceeds_drain(&hub.config);
     hub.spawn(hub.clone().run_background());
+    if hub.cluster_handle().is_none() {
+        // A single node's feed: events committed before their deltas go.
+        hub.spawn(crate::feed::committer::run(hub.clone()));
+    }
     let router = TowerToHyperService::new(crate::api::app(hub.clone()));
     let http = http1(&hub.config);
     let max_header_bytes = hub.config.max_header_bytes;

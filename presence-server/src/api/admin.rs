@@ -128,8 +128,10 @@ async fn put_tenant(
     Path(TenantPath { tid }): Path<TenantPath>,
     JsonBody(req): JsonBody<TenantPut>,
 ) -> R<impl IntoResponse> {
-    let created = hub.put_tenant(&tid, req.user_limit).await?;
-    let view = hub.read(&tid, tenant_view)?;
+    let created = hub
+        .put_tenant(&tid, req.user_limit, req.event_retention_s)
+        .await?;
+    let view = hub.read(&tid, |t| tenant_view(&hub, t))?;
     Ok((
         if created {
             StatusCode::CREATED
@@ -140,10 +142,11 @@ async fn put_tenant(
     ))
 }
 
-fn tenant_view(t: &Tenant) -> TenantView {
+fn tenant_view(hub: &Hub, t: &Tenant) -> TenantView {
     TenantView {
         id: t.dir.tenant.id.clone(),
         user_limit: t.dir.tenant.user_limit,
+        event_retention_s: hub.event_retention_s(t),
         stats: t.stats(),
     }
 }
@@ -166,7 +169,7 @@ async fn get_tenant(
     State(hub): Hs,
     Path(TenantPath { tid }): Path<TenantPath>,
 ) -> R<Json<TenantView>> {
-    Ok(Json(hub.read(&tid, tenant_view)?))
+    Ok(Json(hub.read(&tid, |t| tenant_view(&hub, t))?))
 }
 
 /// Counters of a tenant

@@ -58,6 +58,8 @@ pub enum ApiError {
     Directory(#[from] DirectoryError),
     #[error("the store is unavailable; nothing was changed")]
     StoreUnavailable,
+    #[error("the events after this cursor are past the tenant's retention; resynchronise from GET .../users, then read on from the oldest cursor held")]
+    EventsGone { oldest: u64 },
     #[error("the import has {} invalid rows; nothing was imported", .0.errors.len())]
     Import(ImportReport),
     #[error(
@@ -68,6 +70,20 @@ pub enum ApiError {
         limit: u64,
         wanted: u64,
     },
+}
+
+impl From<crate::feed::reader::ReadError> for ApiError {
+    fn from(e: crate::feed::reader::ReadError) -> Self {
+        use crate::feed::reader::ReadError;
+        match e {
+            ReadError::Directory(d) => ApiError::Directory(d),
+            ReadError::Gone { oldest } => ApiError::EventsGone { oldest },
+            ReadError::Store(s) => {
+                tracing::error!(error = %s, "store read failed");
+                ApiError::StoreUnavailable
+            }
+        }
+    }
 }
 
 impl From<WriteError> for ApiError {
@@ -93,6 +109,7 @@ pub(crate) const CODES: &[&str] = &[
     "user_limit",
     "user_not_active",
     "store_unavailable",
+    "events_gone",
     "method_not_allowed",
     "unsupported_media_type",
     "payload_too_large",
@@ -193,6 +210,9 @@ impl ApiError {
                 wire(S::SERVICE_UNAVAILABLE, "too_many_connections").headers(CLOSE)
             }
             ApiError::StoreUnavailable => wire(S::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::EventsGone { oldest } => {
+                wire(S::GONE, "events_gone").details(json!({ "oldest": oldest }))
+            }
             ApiError::Import(report) => wire(S::BAD_REQUEST, "bad_request")
                 .details(serde_json::to_value(report).unwrap_or_default()),
             ApiError::ImportOverLimit {
@@ -336,6 +356,7 @@ mod tests {
             }),
             ApiError::Directory(DirectoryError::UserNotActive("x".into())),
             ApiError::StoreUnavailable,
+            ApiError::EventsGone { oldest: 1 },
             ApiError::Import(report.clone()),
             ApiError::ImportOverLimit {
                 report,
@@ -378,15 +399,16 @@ mod tests {
                 DirectoryError::UserNotActive(_) => 26,
             },
             ApiError::StoreUnavailable => 27,
-            ApiError::Import(_) => 28,
-            ApiError::ImportOverLimit { .. } => 29,
+            ApiError::EventsGone { .. } => 28,
+            ApiError::Import(_) => 29,
+            ApiError::ImportOverLimit { .. } => 30,
         }
     }
 
     #[test]
     fn every_variant_is_sampled() {
         let seen: Vec<usize> = one_of_each().iter().map(sampled).collect();
-        assert_eq!(seen, (0..30).collect::<Vec<_>>());
+        assert_eq!(seen, (0..31).collect::<Vec<_>>());
     }
 
     #[test]

@@ -42,11 +42,12 @@ request is read only once its credentials are accepted.";
     info(title = "presence hub", description = OVERVIEW),
     tags(
         (name = "directory", description = "Tenants, users, teams and memberships."),
+        (name = "feed", description = "The transition feed of SPEC §10: every online/offline transition, durable, in order, replayable."),
         (name = "operations", description = "Health, readiness, metrics, this document."),
         (name = "realtime", description = "The WebSocket protocol of SPEC §5."),
         (name = "clients", description = "The browser SDK and the dashboards the hub serves."),
     ),
-    components(schemas(ErrorBody, ApiErrorBody)),
+    components(schemas(ErrorBody, ApiErrorBody, presence_protocol::EventsGone)),
 )]
 pub(crate) struct Base;
 

@@ -24,7 +24,8 @@
 //! | `presence:{<tid>}:leases` | zset | `<uid>\u{1f}<node>` → lease end (ms) | `presence.lua` |
 //! | `presence:{<tid>}:state` | hash | user id → JSON [`StoredState`](crate::cluster::ops::StoredState) (global status) | `presence.lua` |
 //! | `presence:{<tid>}:claims` | hash | user id → JSON array of the nodes claiming them | `presence.lua` |
-//! | `presence:{<tid>}:seq` | integer | transitions published for the tenant | `presence.lua` |
+//! | `presence:{<tid>}:seq` | integer | the tenant's last feed cursor: +1 per event appended to `events` | `presence.lua` |
+//! | `presence:{<tid>}:events` | stream | the transition feed (SPEC §10): entry id `0-<cursor>`, field `e` = the JSON `Event`; trimmed by age to the tenant's retention | `presence.lua` (append), any node (trim) |
 
 /// Set of every tenant id; not tagged, so it may live on any cluster node.
 pub const TENANTS_KEY: &str = "presence:tenants";
@@ -95,6 +96,7 @@ pub struct PresenceKeys {
     pub state: String,
     pub claims: String,
     pub seq: String,
+    pub events: String,
 }
 
 impl PresenceKeys {
@@ -104,12 +106,19 @@ impl PresenceKeys {
             state: tenant_key(tid, "state"),
             claims: tenant_key(tid, "claims"),
             seq: tenant_key(tid, "seq"),
+            events: tenant_key(tid, "events"),
         }
     }
 
-    /// `KEYS[1..4]` of `presence.lua`.
-    pub fn in_script_order(&self) -> [&str; 4] {
-        [&self.leases, &self.state, &self.claims, &self.seq]
+    /// `KEYS[1..5]` of `presence.lua`.
+    pub fn in_script_order(&self) -> [&str; 5] {
+        [
+            &self.leases,
+            &self.state,
+            &self.claims,
+            &self.seq,
+            &self.events,
+        ]
     }
 }
 
@@ -155,6 +164,7 @@ mod tests {
                 "presence:{acme}:state",
                 "presence:{acme}:claims",
                 "presence:{acme}:seq",
+                "presence:{acme}:events",
             ]
         );
         assert_eq!(TENANTS_KEY, "presence:tenants");

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_protocol::Status;
+use presence_protocol::{Reason, Status};
 use tokio::sync::mpsc;
 
 use crate::cluster::ops::{ClusterMsg, PresenceEvent, PresenceOp};
@@ -165,13 +165,14 @@ impl ClusterLink {
     }
 
     /// Offline everywhere at once; `close` (0 = none) closes the user's tabs
-    /// on every node.
-    pub fn force_offline(&mut self, user: &str, at: u64, close: u16) {
+    /// on every node; `why` is what the feed says.
+    pub fn force_offline(&mut self, user: &str, at: u64, close: u16, why: Reason) {
         self.leases.remove(user);
         self.send(PresenceOp::Force {
             u: user.to_owned(),
             at,
             close,
+            why,
         });
     }
 

@@ -66,12 +66,13 @@ impl Pending {
                 // length. Nothing is in flight here (one task pushes and
                 // sends), so the merged sweep is delivered whole.
                 if let (
-                    PresenceOp::Sweep { now, dead },
+                    PresenceOp::Sweep { now, dead, silent },
                     Some((
                         _,
                         PresenceOp::Sweep {
                             now: last,
                             dead: known,
+                            silent: late,
                         },
                     )),
                 ) = (&op, ops.back_mut())
@@ -80,6 +81,8 @@ impl Pending {
                     for (node, cutoff) in dead {
                         known.entry(node.clone()).or_insert(*cutoff);
                     }
+                    // The latest view of who is late.
+                    late.clone_from(silent);
                     return;
                 }
                 let seq = self.next_seq;
@@ -269,6 +272,7 @@ mod tests {
             op: PresenceOp::Sweep {
                 now,
                 dead: dead.iter().map(|(n, c)| ((*n).to_owned(), *c)).collect(),
+                silent: Default::default(),
             },
         }
     }

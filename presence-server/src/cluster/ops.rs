@@ -5,9 +5,10 @@
 //! operation here, and the script run on a real Redis in
 //! `tests/it/cluster_script.rs`.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
+use presence_protocol::Reason;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
@@ -34,12 +35,23 @@ pub enum PresenceOp {
         seen: u64,
     },
     /// Offline everywhere at `at`; `close` (0 = none) closes the user's
-    /// tabs on every node.
-    Force { u: String, at: u64, close: u16 },
-    /// Ends the leases due at `now`, and those of dead nodes at their cutoff.
+    /// tabs on every node; `why` is the feed's reason (logout, deactivated,
+    /// deleted).
+    Force {
+        u: String,
+        at: u64,
+        close: u16,
+        why: Reason,
+    },
+    /// Ends the leases due at `now`, and those of dead nodes at their
+    /// cutoff. A due lease of a dead node, or of one whose heartbeat is
+    /// late (`silent`), ends as `node_lost` in the feed; any other as
+    /// `idle`.
     Sweep {
         now: u64,
         dead: HashMap<String, u64>,
+        #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+        silent: BTreeSet<String>,
     },
     /// Raise the user's `v` above `v` and republish their state (after an
     /// outage in which a node showed transitions of its own).
@@ -60,6 +72,27 @@ pub struct PresenceEvent {
     pub force: bool,
     #[serde(default)]
     pub close: u16,
+    /// The event's place in the tenant's feed (`presence:{tid}:events`);
+    /// 0 for a state republished without an event (resync).
+    #[serde(default)]
+    pub cursor: u64,
+    /// Why it happened; absent on a state republished without an event.
+    #[serde(default)]
+    pub reason: Option<Reason>,
+}
+
+impl PresenceEvent {
+    /// Why it happened, as the feed says it; a state without a reason (a
+    /// resync) is told as what its status implies.
+    pub fn why(&self) -> Reason {
+        self.reason
+            .unwrap_or(match (self.s, self.force, self.close) {
+                (1, _, _) => Reason::Activity,
+                (_, true, presence_protocol::close::LOGGED_OUT) => Reason::Logout,
+                (_, true, _) => Reason::Deactivated,
+                _ => Reason::Idle,
+            })
+    }
 }
 
 /// What the script stores per user in the tenant's `state` hash.
@@ -83,6 +116,8 @@ impl StoredState {
             seen: self.seen,
             force: false,
             close: 0,
+            cursor: 0,
+            reason: None,
         }
     }
 }
@@ -163,20 +198,23 @@ mod tests {
                     u: "bob".into(),
                     at: 2_500,
                     close: 4004,
+                    why: Reason::Logout,
                 },
-                r#"{"op":"force","u":"bob","at":2500,"close":4004}"#,
+                r#"{"op":"force","u":"bob","at":2500,"close":4004,"why":"logout"}"#,
             ),
             (
                 PresenceOp::Sweep {
                     now: 20_000,
                     dead: HashMap::from([("node-c#3".to_owned(), 19_000)]),
+                    silent: BTreeSet::from(["node-d#4".to_owned()]),
                 },
-                r#"{"op":"sweep","now":20000,"dead":{"node-c#3":19000}}"#,
+                r#"{"op":"sweep","now":20000,"dead":{"node-c#3":19000},"silent":["node-d#4"]}"#,
             ),
             (
                 PresenceOp::Sweep {
                     now: 20_000,
                     dead: HashMap::new(),
+                    silent: BTreeSet::new(),
                 },
                 r#"{"op":"sweep","now":20000,"dead":{}}"#,
             ),
@@ -215,7 +253,9 @@ mod tests {
                 v: 2,
                 seen: 4,
                 force: true,
-                close: 4004
+                close: 4004,
+                cursor: 0,
+                reason: None,
             }
         );
         let st: StoredState = serde_json::from_str(r#"{"s":0,"since":7,"v":3,"seen":6}"#).unwrap();
@@ -229,7 +269,9 @@ mod tests {
                 v: 3,
                 seen: 6,
                 force: false,
-                close: 0
+                close: 0,
+                cursor: 0,
+                reason: None,
             }
         );
     }

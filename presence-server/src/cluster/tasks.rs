@@ -8,7 +8,7 @@
 //! into an unbounded queue; these tasks do the I/O and take a tenant lock
 //! only to apply what Redis said.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,6 +29,9 @@ use crate::store::StoreError;
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node whose heartbeat is older than this is dead.
 const DEAD_AFTER_MS: u64 = 5_000;
+/// A heartbeat later than this (a fifth more than its period) marks the
+/// node silent: the leases it lets end are `node_lost` in the feed.
+const SILENT_AFTER_MS: u64 = 1_200;
 
 /// Why cluster mode did not start.
 #[derive(Debug, thiserror::Error)]
@@ -228,9 +231,16 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
             }
         };
         let mut dead = HashMap::new();
+        let mut silent = BTreeSet::new();
         for (node, last) in nodes {
             let last = last as u64;
+            if now.saturating_sub(last) <= SILENT_AFTER_MS {
+                continue;
+            }
             if now.saturating_sub(last) <= DEAD_AFTER_MS {
+                // Not dead yet, but a lease of its that ends now ends
+                // because the node did not release it: the feed says so.
+                silent.insert(node);
                 continue;
             }
             // A dead node's users interacted at the latest one heartbeat
@@ -248,6 +258,7 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
                 op: PresenceOp::Sweep {
                     now,
                     dead: dead.clone(),
+                    silent: silent.clone(),
                 },
             });
         }

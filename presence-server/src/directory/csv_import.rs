@@ -302,6 +302,7 @@ mod tests {
         let dir = TenantDir::new(TenantRecord {
             id: "t".into(),
             user_limit: 1,
+            event_retention_s: None,
         });
         let rows = parse(b"id;name;email\na;A;a@x\nb;B;b@x\nc;C;c@x\n").unwrap();
         let p = plan(&dir, &rows);

@@ -39,11 +39,30 @@ fn check_text(field: &str, v: &str) -> Result<(), DirectoryError> {
     Ok(())
 }
 
-pub fn put_tenant(tid: &str, user_limit: u64) -> Result<Vec<Write>, DirectoryError> {
+/// The longest feed retention a tenant may ask for: a year.
+pub const MAX_EVENT_RETENTION_S: u64 = 365 * 24 * 3600;
+
+/// The record of a `PUT` of a tenant: `event_retention_s` left out keeps
+/// what `current` has (a new tenant: the node's default, kept as `None`).
+pub fn put_tenant(
+    tid: &str,
+    user_limit: u64,
+    event_retention_s: Option<u64>,
+    current: Option<&TenantRecord>,
+) -> Result<Vec<Write>, DirectoryError> {
     check_id("tenant", tid)?;
+    if let Some(r) = event_retention_s {
+        if !(1..=MAX_EVENT_RETENTION_S).contains(&r) {
+            return Err(invalid(
+                "event_retention_s",
+                format!("must be from 1 to {MAX_EVENT_RETENTION_S} seconds"),
+            ));
+        }
+    }
     Ok(vec![Write::Tenant(TenantRecord {
         id: tid.to_owned(),
         user_limit,
+        event_retention_s: event_retention_s.or(current.and_then(|c| c.event_retention_s)),
     })])
 }
 
@@ -283,6 +302,7 @@ mod tests {
         TenantDir::new(TenantRecord {
             id: "t".into(),
             user_limit: limit,
+            event_retention_s: None,
         })
     }
 

@@ -14,6 +14,11 @@ use serde::{Deserialize, Serialize};
 pub struct TenantRecord {
     pub id: String,
     pub user_limit: u64,
+    /// How long the transition feed keeps events, in seconds; `None`: the
+    /// node's `PRESENCE_EVENT_RETENTION_S` (records written before the feed
+    /// existed have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_retention_s: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,6 +282,7 @@ mod tests {
         let mut d = TenantDir::new(TenantRecord {
             id: t.clone(),
             user_limit: 10,
+            event_retention_s: None,
         });
         d.apply(&Write::User {
             tenant: t.clone(),

@@ -5,7 +5,8 @@
 //! the engine plus the cluster link) and hands out typed changes;
 //! [`visibility`] decides rosters and the entry each watcher may see;
 //! [`tenant`] holds a tenant's directory, tabs and watchers under one lock
-//! and turns changes and directory writes into deltas.
+//! and turns changes and directory writes into deltas; [`feed`] is its side
+//! of the transition feed (cursors, events waiting for the store).
 //!
 //! May use: `directory` (records), `net::outbox` (queues of the tabs it
 //! sends to), `metrics`, and, in `source` only, `cluster::link` and
@@ -13,6 +14,7 @@
 //! link only queues operations.
 
 pub mod engine;
+pub mod feed;
 pub mod source;
 pub mod tenant;
 pub mod visibility;

@@ -8,9 +8,7 @@
 //! Pure: time is passed in, and the cluster variant's only effect outside
 //! itself is queueing operations on the link (no I/O, no lock).
 
-use std::collections::BTreeSet;
-
-use presence_protocol::Status;
+use presence_protocol::{Reason, Status};
 
 use crate::cluster::link::{ClusterHandle, ClusterLink};
 use crate::cluster::ops::PresenceEvent;
@@ -29,6 +27,8 @@ pub(crate) struct Change {
     pub at: u64,
     /// The user's transition counter after this change.
     pub v: u64,
+    /// Why it happened, as the transition feed tells it.
+    pub reason: Reason,
 }
 
 impl Change {
@@ -39,7 +39,7 @@ impl Change {
 
     /// A transition of the local engine, whose previous status is always
     /// the other one.
-    fn of_engine(t: Transition<String>) -> Change {
+    fn of_engine(t: Transition<String>, reason: Reason) -> Change {
         let from = match t.status {
             Status::Online => Status::Offline,
             Status::Offline => Status::Online,
@@ -50,6 +50,7 @@ impl Change {
             to: t.status,
             at: t.at,
             v: t.v,
+            reason,
         }
     }
 }
@@ -67,15 +68,14 @@ pub(crate) struct EventEffect {
 pub(crate) enum Source {
     /// A single node: the local engine is the truth.
     Local(Local),
-    /// Cluster mode: the global view is what Redis decided.
-    Cluster(Clustered),
+    /// Cluster mode: the global view is what Redis decided. Boxed: the
+    /// link is most of a tenant's size, and a single node has none.
+    Cluster(Box<Clustered>),
 }
 
 #[derive(Debug)]
 pub(crate) struct Local {
     engine: Engine<String>,
-    /// Users whose presence changed since it was last persisted.
-    dirty: BTreeSet<String>,
 }
 
 pub(crate) struct Clustered {
@@ -95,14 +95,11 @@ impl Source {
     pub fn new(tenant: &str, idle_timeout_ms: u64, cluster: Option<&ClusterHandle>) -> Source {
         let engine = Engine::new(idle_timeout_ms);
         match cluster {
-            None => Source::Local(Local {
-                engine,
-                dirty: BTreeSet::new(),
-            }),
-            Some(h) => Source::Cluster(Clustered {
+            None => Source::Local(Local { engine }),
+            Some(h) => Source::Cluster(Box::new(Clustered {
                 engine,
                 link: ClusterLink::new(tenant.to_owned(), h.clone()),
-            }),
+            })),
         }
     }
 
@@ -146,34 +143,40 @@ impl Source {
         match self {
             Source::Local(l) => {
                 let t = l.engine.activity(user, now, idle_ms)?;
-                Some(l.mark(Change::of_engine(t)))
+                Some(Change::of_engine(t, Reason::Activity))
             }
             Source::Cluster(c) => c.activity(user, now, idle_ms),
         }
     }
 
-    /// Offline at once wherever the user is (logout, deactivation): the
-    /// local proof is dropped, and in cluster mode every node is told and
-    /// closes the user's tabs with `close` (0: none).
-    pub fn force_offline(&mut self, user: &str, now: u64, close: u16) -> Option<Change> {
+    /// Offline at once wherever the user is (logout, deactivation,
+    /// deletion: `reason`): the local proof is dropped, and in cluster mode
+    /// every node is told and closes the user's tabs with `close` (0: none).
+    pub fn force_offline(
+        &mut self,
+        user: &str,
+        now: u64,
+        close: u16,
+        reason: Reason,
+    ) -> Option<Change> {
         match self {
             Source::Local(l) => {
                 let t = l.engine.force_offline(user, now)?;
-                Some(l.mark(Change::of_engine(t)))
+                Some(Change::of_engine(t, reason))
             }
-            Source::Cluster(c) => c.force_offline(user, now, close),
+            Source::Cluster(c) => c.force_offline(user, now, close, reason),
         }
     }
 
     /// The local deadlines that passed by `now`.
     pub fn expire(&mut self, now: u64) -> Vec<Change> {
         match self {
-            Source::Local(l) => {
-                let ts = l.engine.expire(now);
-                ts.into_iter()
-                    .map(|t| l.mark(Change::of_engine(t)))
-                    .collect()
-            }
+            Source::Local(l) => l
+                .engine
+                .expire(now)
+                .into_iter()
+                .map(|t| Change::of_engine(t, Reason::Idle))
+                .collect(),
             Source::Cluster(c) => c.expire(now),
         }
     }
@@ -218,29 +221,6 @@ impl Source {
             c.link.hand_off(local_online(&c.engine), now);
         }
     }
-
-    /// The users whose presence must be persisted (changed since the last
-    /// call), with that presence. In cluster mode Redis holds presence, and
-    /// nothing is persisted from here.
-    pub fn take_dirty(&mut self) -> Vec<(String, UserPresence)> {
-        match self {
-            Source::Local(l) => std::mem::take(&mut l.dirty)
-                .into_iter()
-                .map(|u| {
-                    let p = l.engine.get(&u);
-                    (u, p)
-                })
-                .collect(),
-            Source::Cluster(_) => Vec::new(),
-        }
-    }
-}
-
-impl Local {
-    fn mark(&mut self, c: Change) -> Change {
-        self.dirty.insert(c.user.clone());
-        c
-    }
 }
 
 impl Clustered {
@@ -249,13 +229,19 @@ impl Clustered {
         let p = self.engine.get(user);
         let deadline = p.last_activity + self.engine.idle_timeout_ms();
         self.link.after_activity(user, &p, deadline, now);
-        t.and_then(|_| self.provisional(user, Status::Online, now))
+        t.and_then(|_| self.provisional(user, Status::Online, now, Reason::Activity))
     }
 
-    fn force_offline(&mut self, user: &str, now: u64, close: u16) -> Option<Change> {
+    fn force_offline(
+        &mut self,
+        user: &str,
+        now: u64,
+        close: u16,
+        reason: Reason,
+    ) -> Option<Change> {
         self.engine.force_offline(user, now);
-        self.link.force_offline(user, now, close);
-        self.provisional(user, Status::Offline, now)
+        self.link.force_offline(user, now, close, reason);
+        self.provisional(user, Status::Offline, now, reason)
     }
 
     fn expire(&mut self, now: u64) -> Vec<Change> {
@@ -263,7 +249,7 @@ impl Clustered {
         for t in self.engine.expire(now) {
             let seen = self.engine.get(&t.user).last_seen;
             self.link.local_offline(&t, seen);
-            out.extend(self.provisional(&t.user, Status::Offline, t.at));
+            out.extend(self.provisional(&t.user, Status::Offline, t.at, Reason::Idle));
         }
         out
     }
@@ -284,6 +270,7 @@ impl Clustered {
                 to: t.status,
                 at: t.at,
                 v: t.v,
+                reason: ev.why(),
             }),
         }
     }
@@ -292,14 +279,20 @@ impl Clustered {
         let online: Vec<String> = self.engine.online().map(|(u, _)| u.clone()).collect();
         online
             .iter()
-            .filter_map(|u| self.provisional(u, Status::Online, now))
+            .filter_map(|u| self.provisional(u, Status::Online, now, Reason::Activity))
             .collect()
     }
 
     /// While Redis is unreachable, this node shows its own tabs' transitions
     /// at once (SPEC §8.5: local presence keeps working); the queued claims
     /// reach Redis when it returns, and the views converge.
-    fn provisional(&mut self, user: &str, status: Status, at: u64) -> Option<Change> {
+    fn provisional(
+        &mut self,
+        user: &str,
+        status: Status,
+        at: u64,
+        reason: Reason,
+    ) -> Option<Change> {
         if self.link.is_up() {
             return None;
         }
@@ -311,6 +304,7 @@ impl Clustered {
             to: t.status,
             at: t.at,
             v: t.v,
+            reason,
         })
     }
 }
@@ -335,19 +329,28 @@ mod tests {
     const T: u64 = 60_000;
 
     fn change(user: &str, from: Status, to: Status, at: u64, v: u64) -> Change {
+        let reason = match to {
+            On => Reason::Activity,
+            Off => Reason::Idle,
+        };
         Change {
             user: user.into(),
             from,
             to,
             at,
             v,
+            reason,
         }
+    }
+
+    fn with(c: Change, reason: Reason) -> Change {
+        Change { reason, ..c }
     }
 
     use Status::{Offline as Off, Online as On};
 
     #[test]
-    fn local_transitions_carry_both_statuses_and_are_persisted() {
+    fn local_transitions_carry_both_statuses_and_their_reason() {
         let mut s = Source::new("acme", T, None);
         assert_eq!(
             s.activity("ann", 1_000, 0),
@@ -360,10 +363,6 @@ mod tests {
             s.expire(2_000 + T),
             vec![change("ann", On, Off, 2_000 + T, 2)]
         );
-        let dirty = s.take_dirty();
-        assert_eq!(dirty.len(), 1);
-        assert_eq!((dirty[0].0.as_str(), dirty[0].1.v), ("ann", 2));
-        assert!(s.take_dirty().is_empty(), "taken once");
         assert_eq!(s.presence("ann").status, Off);
     }
 
@@ -376,10 +375,10 @@ mod tests {
             Some(change("ann", Off, On, 1_000, 8))
         );
         assert_eq!(
-            s.force_offline("ann", 2_000, 4004),
-            Some(change("ann", On, Off, 2_000, 9))
+            s.force_offline("ann", 2_000, 4004, Reason::Logout),
+            Some(with(change("ann", On, Off, 2_000, 9), Reason::Logout))
         );
-        assert_eq!(s.force_offline("ann", 2_100, 4004), None);
+        assert_eq!(s.force_offline("ann", 2_100, 4004, Reason::Logout), None);
         assert!(s.expire(1_000 + T).is_empty(), "old proof does not count");
         // A single node has no Redis: these change nothing.
         assert!(s.redis_down(3_000).is_empty());
@@ -424,6 +423,8 @@ mod tests {
             seen: since,
             force: false,
             close: 0,
+            cursor: 0,
+            reason: None,
         }
     }
 
@@ -469,7 +470,6 @@ mod tests {
             .unwrap();
         assert_eq!(catch_up, change("ann", On, On, 9_000, 3));
         assert!(!catch_up.changed());
-        assert!(s.take_dirty().is_empty(), "Redis holds cluster presence");
     }
 
     #[test]
@@ -488,14 +488,15 @@ mod tests {
             }]
         );
         s.activity("bob", 2_000, 0);
-        assert_eq!(s.force_offline("bob", 3_000, 4004), None);
+        assert_eq!(s.force_offline("bob", 3_000, 4004, Reason::Logout), None);
         let ops = queued(&mut rx);
         assert_eq!(
             ops.last(),
             Some(&PresenceOp::Force {
                 u: "bob".into(),
                 at: 3_000,
-                close: 4004
+                close: 4004,
+                why: Reason::Logout,
             })
         );
         // The forced event from another node: close here too, drop the proof
@@ -510,7 +511,10 @@ mod tests {
         };
         let effect = s.apply_event(&forced, 5_000);
         assert_eq!(effect.close, Some(4004));
-        assert_eq!(effect.change, Some(change("cyd", On, Off, 5_000, 2)));
+        assert_eq!(
+            effect.change,
+            Some(with(change("cyd", On, Off, 5_000, 2), Reason::Logout))
+        );
         assert!(
             s.expire(4_000 + T).is_empty(),
             "no local proof left to expire"

@@ -7,7 +7,9 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use presence_protocol::{close, ErrorCode, ReqId, Roster, ServerMessage, Stats, Status, UserState};
+use presence_protocol::{
+    close, ErrorCode, Event, Reason, ReqId, Roster, ServerMessage, Stats, Status, UserState,
+};
 use uuid::Uuid;
 
 use crate::cluster::ops::PresenceEvent;
@@ -15,6 +17,7 @@ use crate::directory::{PresenceRecord, TenantDir, Write};
 use crate::metrics::Metrics;
 use crate::net::outbox::{Control, Frame, Outbox};
 use crate::presence::engine::UserPresence;
+use crate::presence::feed::{Pending, TenantFeed};
 use crate::presence::source::{Change, Source};
 use crate::presence::visibility::{self, Denied};
 
@@ -28,6 +31,10 @@ struct Watcher {
     /// Admins see every field of an entry.
     full: bool,
     out: Outbox,
+    /// The feed's last cursor when the snapshot was taken: the snapshot
+    /// already shows every event up to it, so a delta of such an event,
+    /// delivered once committed, is not sent to this watcher.
+    seen: u64,
 }
 
 /// Why a tab may not join.
@@ -48,6 +55,9 @@ pub struct Tenant {
     online_active: u64,
     tabs: HashMap<String, Vec<TabHandle>>,
     watchers: HashMap<Roster, HashMap<u64, Watcher>>,
+    /// The transition feed: cursors, and on a single node the events (and
+    /// so the deltas) waiting for the store.
+    feed: TenantFeed,
 }
 
 fn frame(msg: &ServerMessage) -> Frame {
@@ -57,7 +67,7 @@ fn frame(msg: &ServerMessage) -> Frame {
 impl Tenant {
     /// A tenant over its directory, with presence from `source`; what the
     /// directory holds of presence (persisted `last_seen` and `v`) seeds it.
-    pub(crate) fn new(dir: TenantDir, mut source: Source) -> Self {
+    pub(crate) fn new(dir: TenantDir, mut source: Source, feed: TenantFeed) -> Self {
         for (uid, p) in &dir.presence {
             source.restore(uid.clone(), p.last_seen, p.since, p.v);
         }
@@ -67,6 +77,7 @@ impl Tenant {
             online_active: 0,
             tabs: HashMap::new(),
             watchers: HashMap::new(),
+            feed,
         }
     }
 
@@ -157,15 +168,15 @@ impl Tenant {
     /// Offline at once wherever the user is (logout, deactivation): the
     /// local proof is dropped and, in cluster mode, every node is told and
     /// closes the user's tabs with `close` (0: none).
-    fn force_offline(&mut self, user: &str, now: u64, close: u16, m: &Metrics) {
-        if let Some(c) = self.source.force_offline(user, now, close) {
+    fn force_offline(&mut self, user: &str, now: u64, close: u16, reason: Reason, m: &Metrics) {
+        if let Some(c) = self.source.force_offline(user, now, close, reason) {
             self.publish(&c, m);
         }
     }
 
     /// Logout: offline at once and every tab of the user closed with 4004.
     pub fn logout(&mut self, user: &str, now: u64, m: &Metrics) {
-        self.force_offline(user, now, close::LOGGED_OUT, m);
+        self.force_offline(user, now, close::LOGGED_OUT, Reason::Logout, m);
         self.close_tabs(user, close::LOGGED_OUT, "logged out");
     }
 
@@ -177,6 +188,8 @@ impl Tenant {
 
     /// Cluster mode: a transition (or forced offline) decided in Redis.
     pub fn apply_event(&mut self, ev: &PresenceEvent, now: u64, m: &Metrics) {
+        // Whatever this node makes of it, the event is in Redis's feed.
+        self.feed.visible_up_to(ev.cursor);
         let effect = self.source.apply_event(ev, now);
         if let Some(code) = effect.close {
             self.close_tabs(&ev.u, code, "closed by another node");
@@ -209,9 +222,11 @@ impl Tenant {
         }
     }
 
-    /// Sends a change to every roster the user is on, then the counters.
-    /// A change that only catches up on `v` (missed events) changes no
-    /// counter.
+    /// Counts a change (metrics, counters) and sends it to every roster
+    /// the user is on, then the counters; on a single node its event goes
+    /// to the feed first and the sending waits for the store
+    /// ([`deliver`](Self::deliver)). A change that only catches up on `v`
+    /// (missed events) changes no counter.
     fn publish(&mut self, t: &Change, m: &Metrics) {
         let changed = t.changed();
         if changed {
@@ -236,25 +251,96 @@ impl Tenant {
                 Status::Offline => self.online_active = self.online_active.saturating_sub(1),
             }
         }
-        for roster in visibility::rosters_of(&self.dir, &t.user) {
+        let counts = active && changed;
+        if self.feed.is_local() {
+            let cursor = self.feed.next_cursor();
+            let p = self.source.presence(&t.user);
+            self.feed.push(Pending {
+                event: Event {
+                    id: Event::id_of(&self.dir.tenant.id, &t.user, t.v),
+                    cursor,
+                    tenant: self.dir.tenant.id.clone(),
+                    user: t.user.clone(),
+                    status: t.to,
+                    at: t.at,
+                    v: t.v,
+                    reason: t.reason,
+                },
+                presence: PresenceRecord {
+                    last_seen: p.last_seen,
+                    since: p.since,
+                    v: p.v,
+                },
+                counts,
+            });
+            return;
+        }
+        self.send_presence(&t.user, t.to, t.at, t.v, u64::MAX);
+        if counts {
+            self.publish_stats();
+        }
+    }
+
+    /// Single node: the events of `batch` are committed; their deltas go
+    /// out now, in order, to the rosters the users are on now (a snapshot
+    /// taken meanwhile already shows the new state, and the delta with the
+    /// same `v` changes nothing there), then the counters once.
+    pub(crate) fn deliver(&mut self, batch: &[Pending]) {
+        for p in batch {
+            let e = &p.event;
+            self.send_presence(&e.user, e.status, e.at, e.v, e.cursor);
+        }
+        if let Some(last) = batch.iter().rev().find(|p| p.counts) {
+            self.send_stats(last.event.cursor);
+        }
+        if let Some(last) = batch.last() {
+            self.feed.visible_up_to(last.event.cursor);
+        }
+    }
+
+    /// Single node: the events waiting for the store, taken by the
+    /// committer.
+    pub(crate) fn take_pending(&mut self) -> Vec<Pending> {
+        self.feed.take()
+    }
+
+    /// Single node: a batch the store refused, for the committer's next
+    /// round.
+    pub(crate) fn put_back(&mut self, batch: Vec<Pending>) {
+        self.feed.put_back(batch);
+    }
+
+    /// A reader's handle on the feed: changes whenever more events may be
+    /// read.
+    pub fn feed_watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.feed.watch()
+    }
+
+    /// A presence delta to the watchers of the user's rosters whose
+    /// snapshot came before feed event `cursor` (`u64::MAX`: every one).
+    fn send_presence(&self, user: &str, status: Status, at: u64, v: u64, cursor: u64) {
+        for roster in visibility::rosters_of(&self.dir, user) {
             let Some(ws) = self.watchers.get(&roster).filter(|w| !w.is_empty()) else {
                 continue;
             };
             let f = frame(&ServerMessage::Presence {
                 roster: roster.clone(),
-                user: t.user.clone(),
-                status: t.to,
-                at: t.at,
-                v: t.v,
+                user: user.to_owned(),
+                status,
+                at,
+                v,
             });
-            send_all(ws.values(), &f);
-        }
-        if active && changed {
-            self.publish_stats();
+            send_all(ws.values().filter(|w| w.seen < cursor), &f);
         }
     }
 
     fn publish_stats(&self) {
+        self.send_stats(u64::MAX);
+    }
+
+    /// The counters to the directory's watchers whose snapshot came before
+    /// feed event `cursor` (`u64::MAX`: every one).
+    fn send_stats(&self, cursor: u64) {
         if let Some(ws) = self
             .watchers
             .get(&Roster::Directory)
@@ -264,7 +350,7 @@ impl Tenant {
                 roster: Roster::Directory,
                 stats: self.stats(),
             });
-            for w in ws.values() {
+            for w in ws.values().filter(|w| w.seen < cursor) {
                 w.out.send_stats(&f);
             }
         }
@@ -306,6 +392,7 @@ impl Tenant {
                 user: user.to_owned(),
                 full,
                 out: out.clone(),
+                seen: self.feed.last_cursor(),
             },
         );
         Ok(())
@@ -369,11 +456,13 @@ impl Tenant {
         // must get the variant (full or public) of their new profile.
         self.recheck_watchers();
         for uid in &users {
-            let state = self.dir.users.get(uid).map(|u| u.state);
-            if state.is_some_and(|s| s != UserState::Active) {
-                self.force_offline(uid, now, 0, m);
-                self.close_tabs(uid, close::FORBIDDEN, "user deactivated");
-            }
+            let reason = match self.dir.users.get(uid).map(|u| u.state) {
+                Some(UserState::Inactive) => Reason::Deactivated,
+                Some(UserState::Deleted) => Reason::Deleted,
+                Some(UserState::Active) | None => continue,
+            };
+            self.force_offline(uid, now, 0, reason, m);
+            self.close_tabs(uid, close::FORBIDDEN, "user deactivated");
         }
         let after = self.views(&users, &teams);
         self.send_diffs(&before, &after);
@@ -465,23 +554,6 @@ impl Tenant {
             });
         }
         self.watchers.retain(|_, ws| !ws.is_empty());
-    }
-
-    /// The presence of users who changed since the last call, as writes.
-    pub fn take_dirty(&mut self) -> Vec<Write> {
-        self.source
-            .take_dirty()
-            .into_iter()
-            .map(|(user, p)| Write::Presence {
-                tenant: self.dir.tenant.id.clone(),
-                user,
-                presence: PresenceRecord {
-                    last_seen: p.last_seen,
-                    since: p.since,
-                    v: p.v,
-                },
-            })
-            .collect()
     }
 }
 

@@ -8,10 +8,12 @@
 
 use std::path::Path;
 
+use presence_protocol::Event;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::directory::{PresenceRecord, TeamRecord, UserRecord, Write};
-use crate::store::{Corrupt, Store, StoreError, StoreFuture, Unavailable};
+use crate::store::embedded_events as events;
+use crate::store::{Corrupt, EventRead, Store, StoreError, StoreFuture, Unavailable};
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 /// Separates key parts; ids cannot contain control characters.
@@ -32,6 +34,7 @@ impl EmbeddedStore {
         let db = Database::create(&path).map_err(|error| Unavailable::Open { path, error })?;
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
+        events::create_tables(&txn).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore {
             db: std::sync::Arc::new(db),
@@ -39,7 +42,7 @@ impl EmbeddedStore {
     }
 }
 
-fn unavailable(e: impl Into<redb::Error>) -> StoreError {
+pub(super) fn unavailable(e: impl Into<redb::Error>) -> StoreError {
     Unavailable::Embedded(e.into()).into()
 }
 
@@ -129,7 +132,27 @@ impl Store for EmbeddedStore {
 
     fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()> {
         let db = self.db.clone();
-        Box::pin(blocking(move || commit(&db, &writes)))
+        Box::pin(blocking(move || commit(&db, &writes, &[])))
+    }
+
+    fn append_events(&self, evs: Vec<Event>, writes: Vec<Write>) -> StoreFuture<'_, ()> {
+        let db = self.db.clone();
+        Box::pin(blocking(move || commit(&db, &writes, &evs)))
+    }
+
+    fn read_events(&self, tenant: &str, after: u64, limit: usize) -> StoreFuture<'_, EventRead> {
+        let (db, tenant) = (self.db.clone(), tenant.to_owned());
+        Box::pin(blocking(move || events::read(&db, &tenant, after, limit)))
+    }
+
+    fn trim_events(&self, tenant: &str, before_ms: u64) -> StoreFuture<'_, u64> {
+        let (db, tenant) = (self.db.clone(), tenant.to_owned());
+        Box::pin(blocking(move || events::trim(&db, &tenant, before_ms)))
+    }
+
+    fn feed_tails(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        let db = self.db.clone();
+        Box::pin(blocking(move || events::tails(&db)))
     }
 }
 
@@ -153,8 +176,10 @@ fn load(db: &Database) -> Result<Vec<Write>, StoreError> {
     Ok(out)
 }
 
-fn commit(db: &Database, writes: &[Write]) -> Result<(), StoreError> {
+/// Commits directory writes and feed events in one transaction.
+fn commit(db: &Database, writes: &[Write], evs: &[Event]) -> Result<(), StoreError> {
     let txn = db.begin_write().map_err(unavailable)?;
+    events::append(&txn, evs).map_err(unavailable)?;
     {
         let mut table = txn.open_table(RECORDS).map_err(unavailable)?;
         for w in writes {
@@ -203,6 +228,7 @@ mod tests {
             Write::Tenant(TenantRecord {
                 id: "acme".into(),
                 user_limit: 5,
+                event_retention_s: None,
             }),
             Write::Presence {
                 tenant: "acme".into(),

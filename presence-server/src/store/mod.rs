@@ -7,13 +7,17 @@
 //! mode can share one conformance suite.
 
 pub mod embedded;
+mod embedded_events;
 pub mod redis;
 pub mod redis_conn;
+mod redis_events;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
+
+use presence_protocol::Event;
 
 use crate::directory::Write;
 
@@ -83,6 +87,12 @@ pub enum Corrupt {
     WrongType(#[source] ::redis::RedisError),
     #[error("log entry {entry}: {problem}")]
     LogEntry { entry: String, problem: LogProblem },
+    #[error("event {key} does not parse")]
+    Event {
+        key: String,
+        #[source]
+        error: serde_json::Error,
+    },
 }
 
 /// What is wrong with an entry of a tenant's Redis log.
@@ -153,6 +163,38 @@ pub trait Store: Send + Sync + 'static {
     /// in part), and a call that timed out may still land, whole. See
     /// `store::redis`.
     fn commit(&self, writes: Vec<Write>) -> StoreFuture<'_, ()>;
+
+    /// Appends transition events to their tenants' feeds (SPEC §10) and
+    /// commits `writes` (the presence those transitions leave) in the same
+    /// atomic, durable step. A single node's feed is written here; cluster
+    /// mode appends each event inside `presence.lua`, in the step that
+    /// assigns its `v`.
+    fn append_events(&self, events: Vec<Event>, writes: Vec<Write>) -> StoreFuture<'_, ()>;
+
+    /// At most `limit` events of `tenant`'s feed after cursor `after`, in
+    /// cursor order; [`EventRead::Gone`] when events after `after` were
+    /// trimmed.
+    fn read_events(&self, tenant: &str, after: u64, limit: usize) -> StoreFuture<'_, EventRead>;
+
+    /// Removes the oldest events of `tenant` whose `at` is before
+    /// `before_ms` (a prefix of the feed: it stops at the first newer one);
+    /// returns how many went. Idempotent.
+    fn trim_events(&self, tenant: &str, before_ms: u64) -> StoreFuture<'_, u64>;
+
+    /// The last cursor of every tenant's feed, so a restarted node goes on
+    /// after it.
+    fn feed_tails(&self) -> StoreFuture<'_, Vec<(String, u64)>>;
+}
+
+/// What a read of a feed found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EventRead {
+    Events(Vec<Event>),
+    /// Events after the cursor asked for were trimmed; `oldest` is the
+    /// oldest cursor the feed may still hold.
+    Gone {
+        oldest: u64,
+    },
 }
 
 #[cfg(test)]

@@ -98,6 +98,11 @@ impl RedisStore {
         }
     }
 
+    /// A handle on the connection (cheap: it is shared).
+    pub(super) fn conn(&self) -> RedisConn {
+        self.conn.clone()
+    }
+
     /// The version of the snapshot `load` returned for `tid`, if it did.
     pub fn loaded_version(&self, tid: &str) -> Option<u64> {
         self.loaded.lock().get(tid).copied()
@@ -322,6 +327,38 @@ impl Store for RedisStore {
             Ok(())
         })
     }
+
+    // The feed: `store/redis_events.rs`.
+    fn append_events(
+        &self,
+        events: Vec<presence_protocol::Event>,
+        writes: Vec<Write>,
+    ) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            self.commit(writes).await?;
+            self.append_feed(&events).await
+        })
+    }
+
+    fn read_events(
+        &self,
+        tenant: &str,
+        after: u64,
+        limit: usize,
+    ) -> StoreFuture<'_, crate::store::EventRead> {
+        let tenant = tenant.to_owned();
+        Box::pin(async move { self.read_feed(&tenant, after, limit).await })
+    }
+
+    fn trim_events(&self, tenant: &str, before_ms: u64) -> StoreFuture<'_, u64> {
+        let tenant = tenant.to_owned();
+        Box::pin(async move { self.trim_feed(&tenant, before_ms).await })
+    }
+
+    fn feed_tails(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        // A node of a cluster assigns no cursor: `presence.lua` does.
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }
 
 /// What directory sync needs of the shared log, by forwarding to the methods
@@ -393,7 +430,7 @@ fn parse<T: serde::de::DeserializeOwned>(key: &str, v: &str) -> Result<T, StoreE
 
 /// Bounds a Redis call by [`CALL_TIMEOUT`]: the connection's own timeouts
 /// apply per attempt, not to waiting on a reconnect in progress.
-async fn bounded<T>(
+pub(super) async fn bounded<T>(
     f: impl std::future::Future<Output = Result<T, RedisError>>,
 ) -> Result<Result<T, RedisError>, StoreError> {
     tokio::time::timeout(CALL_TIMEOUT, f)
@@ -403,7 +440,7 @@ async fn bounded<T>(
 
 /// A key of the wrong type is bad data, not an outage; everything else
 /// (refused connection, timeout, cluster down, OOM) is an outage.
-fn from_redis(e: RedisError) -> StoreError {
+pub(super) fn from_redis(e: RedisError) -> StoreError {
     if e.code() == Some("WRONGTYPE") {
         Corrupt::WrongType(e).into()
     } else {

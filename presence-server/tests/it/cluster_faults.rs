@@ -142,6 +142,24 @@ async fn a_killed_node_s_users_go_offline_elsewhere_unless_they_reconnect() {
         );
         delays.push(delay);
     }
+    // The feed, read on a survivor, says why: her node was lost. Bob's
+    // and cyd's only event is their online.
+    let feed = crate::feed::read_all(&Admin::new(c.nodes[1].addr, ADMIN_KEY), 0, 1000).await;
+    let of = |u: &str| -> Vec<(String, u64, String)> {
+        feed.iter()
+            .filter(|e| e.user == u)
+            .map(|e| (e.status.clone(), e.v, e.reason.clone()))
+            .collect()
+    };
+    let ev = |s: &str, v: u64, r: &str| (s.to_owned(), v, r.to_owned());
+    assert_eq!(
+        of("ann"),
+        [ev("online", 1, "activity"), ev("offline", 2, "node_lost")],
+        "{feed:?}"
+    );
+    for u in ["bob", "cyd"] {
+        assert_eq!(of(u), [ev("online", 1, "activity")], "{u}: {feed:?}");
+    }
     // A's claims on bob were swept with ann's; bob and cyd keep interacting
     // a little longer, and no one ever saw either of them change.
     tokio::time::sleep(Duration::from_millis(1_000)).await;

@@ -4,10 +4,11 @@
 //! on either side (the Rust operations and events, or the script) fails
 //! here. The JSON of each operation is pinned in `cluster::ops`'s unit tests.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use presence_protocol::Reason;
 use presence_server::cluster_wire::{self as ops, PresenceEvent, PresenceOp, StoredState};
 use presence_server::cluster_wire::{PresenceKeys, EVENTS_CHANNEL};
 use presence_server::RedisConn;
@@ -28,8 +29,10 @@ fn claim(u: &str, n: &str, until: u64, now: u64) -> PresenceOp {
 
 /// ann is claimed by two nodes and released by one (one online, no
 /// flapping; a release that leaves a claimant records no `seen`); bob, never online, is forced offline with a close code; cyd's
-/// `v` is floored; dan is claimed by a node that then dies; one sweep ends
-/// ann's remaining lease at its score and dan's at the dead node's cutoff.
+/// `v` is floored; dan is claimed by a node that then dies, eve by one
+/// whose heartbeat is late; one sweep ends ann's remaining lease at its
+/// score (idle), eve's at its score (node_lost: her node is silent) and
+/// dan's at the dead node's cutoff (node_lost).
 fn golden_batch() -> Vec<PresenceOp> {
     vec![
         claim("ann", "n1", 10_000, 1_000),
@@ -44,33 +47,56 @@ fn golden_batch() -> Vec<PresenceOp> {
             u: "bob".into(),
             at: 2_500,
             close: 4004,
+            why: Reason::Logout,
         },
         PresenceOp::Floor {
             u: "cyd".into(),
             v: 3,
         },
         claim("dan", "n3", 50_000, 3_000),
+        claim("eve", "n4", 15_000, 4_000),
         PresenceOp::Sweep {
             now: 20_000,
             dead: HashMap::from([("n3".to_owned(), 19_000)]),
+            silent: BTreeSet::from(["n4".to_owned()]),
         },
     ]
 }
 
-/// What the script publishes for the golden batch, in order.
+/// What the script publishes for the golden batch, in order: each
+/// transition with its feed cursor and reason; bob's force, no transition,
+/// with neither.
 fn golden_events() -> Vec<Value> {
-    let ev = |u: &str, s: u8, since: u64, v: u64, seen: u64, force: bool, close: u16| {
+    let ev = |u: &str, s: u8, since: u64, v: u64, seen: u64, cursor: u64, reason: &str| {
         json!({"t": "acme", "u": u, "s": s, "since": since, "v": v, "seen": seen,
-               "force": force, "close": close})
+               "force": false, "close": 0, "cursor": cursor, "reason": reason})
     };
     vec![
-        ev("ann", 1, 1_000, 1, 1_000, false, 0),
-        ev("bob", 0, 0, 0, 0, true, 4004),
-        ev("cyd", 0, 0, 4, 0, false, 0),
-        ev("dan", 1, 3_000, 1, 3_000, false, 0),
-        ev("ann", 0, 12_000, 2, 1_500, false, 0),
-        ev("dan", 0, 19_000, 2, 3_000, false, 0),
+        ev("ann", 1, 1_000, 1, 1_000, 1, "activity"),
+        json!({"t": "acme", "u": "bob", "s": 0, "since": 0, "v": 0, "seen": 0,
+               "force": true, "close": 4004, "cursor": 0}),
+        ev("cyd", 0, 0, 4, 0, 2, "reconciled"),
+        ev("dan", 1, 3_000, 1, 3_000, 3, "activity"),
+        ev("eve", 1, 4_000, 1, 4_000, 4, "activity"),
+        ev("ann", 0, 12_000, 2, 1_500, 5, "idle"),
+        ev("eve", 0, 15_000, 2, 4_000, 6, "node_lost"),
+        ev("dan", 0, 19_000, 2, 3_000, 7, "node_lost"),
     ]
+}
+
+/// The feed the script appends for the golden batch: every transition,
+/// as `GET .../events` shows it.
+fn golden_feed() -> Vec<Value> {
+    golden_events()
+        .into_iter()
+        .filter(|e| e["cursor"] != 0)
+        .map(|e| {
+            let status = if e["s"] == 1 { "online" } else { "offline" };
+            json!({"id": format!("acme:{}:{}", e["u"].as_str().unwrap(), e["v"]),
+                   "cursor": e["cursor"], "tenant": "acme", "user": e["u"],
+                   "status": status, "at": e["since"], "v": e["v"], "reason": e["reason"]})
+        })
+        .collect()
 }
 
 #[tokio::test]
@@ -142,6 +168,8 @@ async fn presence_lua_publishes_and_stores_what_the_hub_reads() {
         seen,
         force: false,
         close: 0,
+        cursor: 0,
+        reason: None,
     };
     assert_eq!(
         parsed,
@@ -149,6 +177,7 @@ async fn presence_lua_publishes_and_stores_what_the_hub_reads() {
             ("ann", stored("ann", 0, 12_000, 2, 1_500)),
             ("cyd", stored("cyd", 0, 0, 4, 0)),
             ("dan", stored("dan", 0, 19_000, 2, 3_000)),
+            ("eve", stored("eve", 0, 15_000, 2, 4_000)),
         ])
     );
     // Every claim ended: no lease, no claimant left; one count per event.
@@ -161,12 +190,39 @@ async fn presence_lua_publishes_and_stores_what_the_hub_reads() {
     let seq: i64 = query(redis.port, redis::cmd("GET").arg(&keys.seq).clone())
         .await
         .unwrap();
-    assert_eq!((leases, claims, seq), (0, 0, want.len() as i64));
+    assert_eq!((leases, claims, seq), (0, 0, 7), "seq is the last cursor");
+
+    // The feed: entry ids 0-<cursor>, each event as the API serves it.
+    let entries: Vec<(String, Vec<(String, String)>)> = query(
+        redis.port,
+        redis::cmd("XRANGE")
+            .arg(&keys.events)
+            .arg("-")
+            .arg("+")
+            .clone(),
+    )
+    .await
+    .unwrap();
+    let feed = golden_feed();
+    assert_eq!(entries.len(), feed.len());
+    for ((id, fields), want) in entries.iter().zip(&feed) {
+        assert_eq!(id, &format!("0-{}", want["cursor"]));
+        assert_eq!(fields.len(), 1, "one field, e");
+        assert_eq!(fields[0].0, "e");
+        let got: Value = serde_json::from_str(&fields[0].1).unwrap();
+        assert_eq!(&got, want);
+        let typed: presence_protocol::Event = serde_json::from_str(&fields[0].1).unwrap();
+        assert_eq!(serde_json::to_value(&typed).unwrap(), *want);
+    }
 }
 
 /// The event's fields under the names the script uses (`PresenceEvent`
 /// only deserialises), to compare with the golden JSON.
 fn event_fields(ev: &PresenceEvent) -> Value {
-    json!({"t": ev.t, "u": ev.u, "s": ev.s, "since": ev.since, "v": ev.v,
-           "seen": ev.seen, "force": ev.force, "close": ev.close})
+    let mut v = json!({"t": ev.t, "u": ev.u, "s": ev.s, "since": ev.since, "v": ev.v,
+           "seen": ev.seen, "force": ev.force, "close": ev.close, "cursor": ev.cursor});
+    if let Some(r) = ev.reason {
+        v["reason"] = json!(r);
+    }
+    v
 }

@@ -16,6 +16,7 @@ mod cluster_script;
 mod dead_peers;
 mod directory_api;
 mod error_text;
+mod feed;
 mod http_edge;
 mod metrics;
 mod openapi;

@@ -53,6 +53,8 @@ const ROUTES: &[(&str, &str)] = &[
     ("put", "/v1/tenants/{tid}/teams/{team}/members/{uid}"),
     ("delete", "/v1/tenants/{tid}/teams/{team}/members/{uid}"),
     ("get", "/v1/tenants/{tid}/teams/{team}/eligible"),
+    ("get", "/v1/tenants/{tid}/events"),
+    ("get", "/v1/tenants/{tid}/events/stream"),
 ];
 
 async fn served() -> (Routed, Value) {

@@ -411,3 +411,62 @@ async fn health_readiness_and_metrics_answer() {
         "{text}"
     );
 }
+
+/// Durable before visible: every transition a dashboard was sent is in the
+/// feed after a SIGKILL, and the restarted node goes on with the cursor
+/// and each user's `v`.
+#[tokio::test]
+async fn every_transition_a_dashboard_saw_is_in_the_feed_after_sigkill() {
+    use crate::feed::{read_all, until_in_feed_after, Ev};
+    use presence_protocol::{ClientMessage, Status};
+
+    let data = tempfile::tempdir().unwrap();
+    let mut hub = Proc::serve(data.path());
+    let a = hub.admin();
+    a.ok("PUT", "/v1/tenants/acme", json!({"user_limit": 10}))
+        .await;
+    for (u, profile) in [("boss", "admin"), ("ann", "standard")] {
+        a.ok(
+            "PUT",
+            &format!("/v1/tenants/acme/users/{u}"),
+            json!({"name": u, "email": format!("{u}@x.test"), "profile": profile}),
+        )
+        .await;
+    }
+    let mut boss = Tab::open(hub.addr, &token("acme", "boss"), Uuid::new_v4(), 0).await;
+    boss.subscribe(1, "directory").await;
+    let mut ann = Tab::open(hub.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
+    boss.recv_until(|m| is_presence_of(m, "ann", Status::Online))
+        .await;
+    ann.send(&ClientMessage::Logout).await;
+    boss.recv_until(|m| is_presence_of(m, "ann", Status::Offline))
+        .await;
+    // Killed the moment the dashboard saw it: nothing more was persisted.
+    hub.kill_hard();
+
+    let hub = Proc::serve(data.path());
+    let a = hub.admin();
+    let before = read_all(&a, 0, 1000).await;
+    let ann_events: Vec<(&str, u64, &str)> = before
+        .iter()
+        .filter(|e| e.user == "ann")
+        .map(|e| (e.status.as_str(), e.v, e.reason.as_str()))
+        .collect();
+    assert_eq!(
+        ann_events,
+        [("online", 1, "activity"), ("offline", 2, "logout")]
+    );
+    let last = before.last().unwrap().cursor;
+    let _ann = Tab::open(hub.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
+    let after = until_in_feed_after(&a, last, |e| e.user == "ann").await;
+    assert_eq!(
+        after[0],
+        Ev {
+            cursor: last + 1,
+            user: "ann".into(),
+            status: "online".into(),
+            v: 3,
+            reason: "activity".into(),
+        }
+    );
+}

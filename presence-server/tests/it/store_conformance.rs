@@ -20,6 +20,7 @@ pub fn tenant(id: &str) -> Write {
     Write::Tenant(TenantRecord {
         id: id.into(),
         user_limit: 10,
+        event_retention_s: None,
     })
 }
 
@@ -162,6 +163,7 @@ pub async fn later_writes_replace_earlier_ones(store: &dyn Store) {
             Write::Tenant(TenantRecord {
                 id: t.into(),
                 user_limit: 99,
+                event_retention_s: None,
             }),
         ])
         .await
@@ -172,7 +174,8 @@ pub async fn later_writes_replace_earlier_ones(store: &dyn Store) {
         vec![
             Write::Tenant(TenantRecord {
                 id: t.into(),
-                user_limit: 99
+                user_limit: 99,
+                event_retention_s: None,
             }),
             renamed,
             presence(t, "u1", 5),
@@ -379,6 +382,60 @@ pub async fn concurrent_loads_see_whole_batches(store: &dyn Store) {
     assert_eq!(users, BATCHES * PER_BATCH);
 }
 
+/// The transition feed: reads after a cursor in pages, a trim removes the
+/// old prefix (once: it is idempotent), and a read of trimmed events is
+/// `Gone` with the oldest cursor that may still be held, also when nothing
+/// is held any more.
+pub async fn the_feed_pages_and_trims_a_prefix(store: &dyn Store) {
+    use presence_protocol::{Event, Reason, Status};
+    use presence_server::EventRead::{Events, Gone};
+    let t = "feed{1}";
+    let event = |cursor: u64, at: u64| Event {
+        id: Event::id_of(t, "ann", cursor),
+        cursor,
+        tenant: t.into(),
+        user: "ann".into(),
+        status: if cursor % 2 == 1 {
+            Status::Online
+        } else {
+            Status::Offline
+        },
+        at,
+        v: cursor,
+        reason: if cursor % 2 == 1 {
+            Reason::Activity
+        } else {
+            Reason::Idle
+        },
+    };
+    let all = vec![event(1, 100), event(2, 200), event(3, 300)];
+    store
+        .append_events(all.clone(), vec![tenant(t), presence(t, "ann", 3)])
+        .await
+        .unwrap();
+    let read = |after, limit| store.read_events(t, after, limit);
+    assert_eq!(read(0, 2).await.unwrap(), Events(all[..2].to_vec()));
+    assert_eq!(read(2, 2).await.unwrap(), Events(all[2..].to_vec()));
+    assert_eq!(read(3, 2).await.unwrap(), Events(vec![]));
+    assert!(
+        load_of(store, &[t]).await.contains(&presence(t, "ann", 3)),
+        "with the presence"
+    );
+    assert_eq!(store.trim_events(t, 250).await.unwrap(), 2);
+    assert_eq!(store.trim_events(t, 250).await.unwrap(), 0);
+    assert_eq!(read(0, 10).await.unwrap(), Gone { oldest: 3 });
+    assert_eq!(read(1, 10).await.unwrap(), Gone { oldest: 3 });
+    assert_eq!(read(2, 10).await.unwrap(), Events(all[2..].to_vec()));
+    assert_eq!(store.trim_events(t, 1_000).await.unwrap(), 1);
+    assert_eq!(read(2, 10).await.unwrap(), Gone { oldest: 4 });
+    assert_eq!(read(3, 10).await.unwrap(), Events(vec![]));
+    assert_eq!(
+        store.read_events("feed-none", 0, 10).await.unwrap(),
+        Events(vec![]),
+        "a tenant without events"
+    );
+}
+
 /// Every check, in turn, on one store.
 pub async fn run_all(store: &dyn Store) {
     replay_order_puts_tenant_first(store).await;
@@ -389,6 +446,7 @@ pub async fn run_all(store: &dyn Store) {
     batch_spanning_tenants_commits_each(store).await;
     tenant_ids_with_braces_stay_apart(store).await;
     concurrent_loads_see_whole_batches(store).await;
+    the_feed_pages_and_trims_a_prefix(store).await;
 }
 
 /// A store and what must outlive it (its directory or its server).
@@ -428,7 +486,8 @@ macro_rules! conformance {
             writes_apply_in_batch_order,
             batch_spanning_tenants_commits_each,
             tenant_ids_with_braces_stay_apart,
-            concurrent_loads_see_whole_batches
+            concurrent_loads_see_whole_batches,
+            the_feed_pages_and_trims_a_prefix
         ]);
     };
     (@ $backend:ident, $make:ident, [$($check:ident),*]) => {

@@ -1,0 +1,26 @@
+//! Events past their tenant's retention go: each trim removes, per tenant,
+//! the oldest events whose `at` is older than the retention (a prefix of
+//! the feed, so cursors still held stay contiguous). Idempotent, so in
+//! cluster mode every node may run it.
+
+use crate::hub::Hub;
+use crate::store::StoreError;
+
+/// Trims every tenant's feed once; returns how many events went.
+pub async fn trim(hub: &Hub) -> Result<u64, StoreError> {
+    let now = hub.now_ms();
+    let mut removed = 0;
+    for (tid, t) in hub.tenants_snapshot() {
+        let retention_ms = hub.event_retention_s(&t.lock()).saturating_mul(1_000);
+        let before = now.saturating_sub(retention_ms);
+        // One call removes a bounded batch; go on until nothing is left.
+        loop {
+            let n = hub.store().trim_events(&tid, before).await?;
+            removed += n;
+            if n == 0 {
+                break;
+            }
+        }
+    }
+    Ok(removed)
+}
