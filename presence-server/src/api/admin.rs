@@ -52,10 +52,10 @@ pub(crate) fn routes() -> Vec<UtoipaMethodRouter<Arc<Hub>>> {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-struct TenantPath {
+pub(crate) struct TenantPath {
     /// Tenant id, as the ERP names it.
     #[param(min_length = 1, max_length = 128)]
-    tid: String,
+    pub(crate) tid: String,
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -19,6 +19,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
+use crate::api::admin::TenantPath;
 use crate::api::error::ApiError;
 use crate::api::extract::{Caller, Path, Query};
 use crate::api::openapi::{Forbidden, NotFound, StoreUnavailable, Unauthenticated};
@@ -30,14 +31,6 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
 pub(crate) fn routes() -> Vec<UtoipaMethodRouter<Arc<Hub>>> {
     vec![routes!(events), routes!(stream)]
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-struct TenantPath {
-    /// Tenant id, as the ERP names it.
-    #[param(min_length = 1, max_length = 128)]
-    tid: String,
 }
 
 #[derive(Deserialize, IntoParams)]
