@@ -258,3 +258,132 @@ async fn a_graceful_restart_reconciles_every_user_the_feed_showed_online() {
 async fn a_sigkill_within_the_idle_window_reconciles_every_user_the_feed_showed_online() {
     restart_within_the_idle_window(false).await;
 }
+
+/// The AOF file Redis appends to (Redis 7: `appendonlydir/*.incr.aof`).
+fn incr_aof(dir: &Path) -> std::path::PathBuf {
+    std::fs::read_dir(dir.join("appendonlydir"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".incr.aof"))
+        .expect("an incremental AOF")
+}
+
+/// Polls `GET .../users` and the feed (both views a consumer has) until
+/// every user's latest event matches their state; bounded.
+async fn until_feed_matches_users(a: &Admin) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        // The node reconnects to the restarted Redis meanwhile (503 until).
+        let (s, _) = a
+            .call("GET", "/v1/tenants/acme/events?after=0&limit=1", None)
+            .await;
+        if s != 200 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the feed never came back: {s}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        }
+        let events = feed(a).await;
+        let mut latest: HashMap<String, Value> = HashMap::new();
+        for e in events {
+            latest.insert(e["user"].as_str().unwrap().to_owned(), e);
+        }
+        let users = users(a).await;
+        let wrong: Vec<String> = users
+            .iter()
+            .filter(|(id, u)| match latest.get(*id) {
+                Some(e) => (&e["status"], &e["v"]) != (&u["status"], &u["v"]),
+                None => u["status"] != "offline",
+            })
+            .map(|(id, u)| format!("{id}: {u} vs {:?}", latest.get(id)))
+            .collect();
+        if wrong.is_empty() {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the feed disagrees: {wrong:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Cluster mode, Redis with `appendfsync everysec` losing its last second
+/// (a power loss: what was written but not fsynced is gone, simulated by
+/// cutting the AOF back): the node showed ann online, Redis no longer
+/// knows it, and once Redis is back the feed and the state agree again for
+/// every user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_loses_its_last_second_the_feed_agrees_with_the_state_again() {
+    use crate::redis_support::RedisServer;
+    let mut redis = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+    ])
+    .await;
+    let hub = HubProcess::cluster_node(&redis.url(), "A", 600_000).await;
+    let (_bob, _) = seed(&hub, &["bob"], &["ann", "cid"]).await;
+    let a = hub.admin();
+    // What Redis wrote by now is taken as fsynced; what follows (ann's
+    // online, the claim behind it) is the second a power loss takes.
+    let aof = incr_aof(redis.dir());
+    let kept = std::fs::metadata(&aof).unwrap().len();
+    let ann = Tab::open(hub.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
+    until_in_feed(&a, |e| e.user == "ann" && e.status == "online").await;
+    let shown = feed(&a).await.last().cloned().unwrap();
+    assert_eq!(shown["id"], "acme:ann:1", "{shown}");
+    redis.kill();
+    let f = std::fs::OpenOptions::new().write(true).open(&aof).unwrap();
+    f.set_len(kept).unwrap();
+    drop(f);
+    redis.restart().await;
+    until_feed_matches_users(&a).await;
+    eprintln!("DEBUG {:?}", feed(&a).await);
+    let ann_now = &users(&a).await["ann"];
+    assert_eq!(
+        ann_now["status"], "online",
+        "her tab is still open: {ann_now}"
+    );
+    drop(ann);
+}
+
+/// The reverse: ann's logout is the lost second, so Redis comes back with
+/// her online (her lease still running) while the node showed her
+/// offline; the feed and the state agree again once her lease ends
+/// (within the idle timeout, 2 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_loses_a_logout_the_feed_agrees_with_the_state_again() {
+    use crate::redis_support::RedisServer;
+    use presence_protocol::ClientMessage;
+    let mut redis = RedisServer::start_with(&[
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+    ])
+    .await;
+    let hub = HubProcess::cluster_node(&redis.url(), "A", 2_000).await;
+    let (mut tabs, _) = seed(&hub, &["ann", "bob"], &["cid"]).await;
+    let a = hub.admin();
+    let aof = incr_aof(redis.dir());
+    let kept = std::fs::metadata(&aof).unwrap().len();
+    tabs[0].send(&ClientMessage::Logout).await;
+    until_in_feed(&a, |e| e.user == "ann" && e.reason == "logout").await;
+    redis.kill();
+    let f = std::fs::OpenOptions::new().write(true).open(&aof).unwrap();
+    f.set_len(kept).unwrap();
+    drop(f);
+    redis.restart().await;
+    until_feed_matches_users(&a).await;
+    // Settled by her lease running out (she sends no more activity).
+    let ann = &users(&a).await["ann"];
+    assert_eq!(ann["status"], "offline", "{ann}");
+}
