@@ -24,8 +24,9 @@ pub enum Reason {
     /// The node that held the user's only claim died (cluster mode).
     NodeLost,
     /// The hub corrected a status it had shown without the store (cluster
-    /// mode, after Redis was unreachable): the feed catches up on the
-    /// truth.
+    /// mode, after Redis was unreachable), or a restarted single node
+    /// ended the presence of users who were online when it stopped: the
+    /// feed catches up on the truth.
     Reconciled,
 }
 

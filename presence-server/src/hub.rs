@@ -96,7 +96,10 @@ impl Hub {
             }
         }
         let feed = FeedQueue::default();
-        let tails: HashMap<String, u64> = store.feed_tails().await?.into_iter().collect();
+        let mut tails: HashMap<String, u64> = store.feed_tails().await?.into_iter().collect();
+        if cluster.is_none() {
+            reconcile_feeds(&mut dirs, &mut tails, &config, &*store).await?;
+        }
         let tenants = dirs
             .into_iter()
             .map(|(id, d)| {
@@ -400,6 +403,47 @@ impl Hub {
     pub fn is_shutting_down(&self) -> bool {
         self.tasks.is_stopping()
     }
+}
+
+/// Single node, before anyone is served: the users the feed still shows
+/// online (the hub stopped or died while they were) get their `offline`
+/// event, committed with the presence it leaves (see `feed::reconcile`);
+/// `dirs` and `tails` are updated, so the tenants start from them.
+async fn reconcile_feeds(
+    dirs: &mut HashMap<String, TenantDir>,
+    tails: &mut HashMap<String, u64>,
+    config: &Config,
+    store: &dyn Store,
+) -> Result<(), StoreError> {
+    let idle_ms = config.idle_timeout.as_millis() as u64;
+    let now = Clock::new().now_ms();
+    let mut events = Vec::new();
+    let mut writes = Vec::new();
+    for (id, d) in dirs.iter_mut() {
+        let cursor = tails.get(id).copied().unwrap_or(0);
+        let out = crate::feed::reconcile::reconcile(d, cursor, idle_ms, now);
+        if let Some(last) = out.last() {
+            tails.insert(id.clone(), last.event.cursor);
+        }
+        for r in out {
+            writes.push(Write::Presence {
+                tenant: r.event.tenant.clone(),
+                user: r.event.user.clone(),
+                presence: r.presence,
+            });
+            events.push(r.event);
+        }
+    }
+    if events.is_empty() {
+        return Ok(());
+    }
+    let n = events.len();
+    store.append_events(events, writes).await?;
+    tracing::info!(
+        users = n,
+        "feed reconciled: users online when the hub stopped are offline"
+    );
+    Ok(())
 }
 
 /// A tenant of this node: its presence is local, or shared through the

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use presence_protocol::{Membership, MembershipRole, Profile, UserState, WelcomeUser};
+use presence_protocol::{Membership, MembershipRole, Profile, Status, UserState, WelcomeUser};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,6 +49,26 @@ pub struct PresenceRecord {
     pub last_seen: u64,
     pub since: u64,
     pub v: u64,
+    /// The status of the user's latest feed event (a single node commits
+    /// the record with the event), so a restarted hub knows whom the feed
+    /// still shows online (`feed::reconcile`). `None` in records written
+    /// before the record held it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<Status>,
+}
+
+impl PresenceRecord {
+    /// Whether the feed's latest event for this user says online. Records
+    /// from before `status` was kept tell it by their times: an online
+    /// user's `since` is the activity that made them online (so at most
+    /// `last_seen`), an offline user's is their deadline or the forced
+    /// offline, after it.
+    pub fn feed_says_online(&self) -> bool {
+        match self.status {
+            Some(s) => s == Status::Online,
+            None => self.v > 0 && self.since > 0 && self.since <= self.last_seen,
+        }
+    }
 }
 
 /// One durable change. A batch of writes is committed atomically by the store.

@@ -270,6 +270,7 @@ impl Tenant {
                     last_seen: p.last_seen,
                     since: p.since,
                     v: p.v,
+                    status: Some(t.to),
                 },
                 counts,
             });

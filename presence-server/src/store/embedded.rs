@@ -237,6 +237,7 @@ mod tests {
                     last_seen: 1_767_225_600_123,
                     since: 1,
                     v: 7,
+                    status: Some(presence_protocol::Status::Online),
                 },
             },
         ];

@@ -17,6 +17,7 @@ mod dead_peers;
 mod directory_api;
 mod error_text;
 mod feed;
+mod feed_restart;
 mod http_edge;
 mod metrics;
 mod openapi;

@@ -195,7 +195,14 @@ async fn sigterm_exits_within_the_grace_period_whatever_the_clients_do() {
     hub.restart().await;
     let after = user(&hub, "ann").await;
     assert!(before["v"].as_u64() > Some(0), "{before}");
-    assert_eq!(after["v"], before["v"], "v kept: {after}");
+    // v kept, plus the offline the restart appended to the feed for her
+    // (`reconciled`: she was online when the hub stopped).
+    assert_eq!(
+        after["v"].as_u64(),
+        before["v"].as_u64().map(|v| v + 1),
+        "v kept: {after}"
+    );
+    assert_eq!(after["status"], "offline", "{after}");
     assert_eq!(after["last_seen"], before["last_seen"], "kept: {after}");
 }
 

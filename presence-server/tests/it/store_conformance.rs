@@ -77,6 +77,7 @@ pub fn presence(t: &str, user: &str, v: u64) -> Write {
             last_seen: 1_767_225_600_123 + v,
             since: 1_767_225_000_001,
             v,
+            status: Some(presence_protocol::Status::Online),
         },
     }
 }
