@@ -310,15 +310,9 @@ async fn until_feed_matches_users(a: &Admin) {
     }
 }
 
-/// Cluster mode, Redis with `appendfsync everysec` losing its last second
-/// (a power loss: what was written but not fsynced is gone, simulated by
-/// cutting the AOF back): the node showed ann online, Redis no longer
-/// knows it, and once Redis is back the feed and the state agree again for
-/// every user.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn after_redis_loses_its_last_second_the_feed_agrees_with_the_state_again() {
-    use crate::redis_support::RedisServer;
-    let mut redis = RedisServer::start_with(&[
+/// A Redis that persists as production would: an AOF fsynced every second.
+async fn aof_redis() -> crate::redis_support::RedisServer {
+    crate::redis_support::RedisServer::start_with(&[
         "--save",
         "",
         "--appendonly",
@@ -326,7 +320,17 @@ async fn after_redis_loses_its_last_second_the_feed_agrees_with_the_state_again(
         "--appendfsync",
         "everysec",
     ])
-    .await;
+    .await
+}
+
+/// Cluster mode, Redis with `appendfsync everysec` losing its last second
+/// (a power loss: what was written but not fsynced is gone, simulated by
+/// cutting the AOF back): the node showed ann online, Redis no longer
+/// knows it, and once Redis is back the feed and the state agree again for
+/// every user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_redis_loses_its_last_second_the_feed_agrees_with_the_state_again() {
+    let mut redis = aof_redis().await;
     let hub = HubProcess::cluster_node(&redis.url(), "A", 600_000).await;
     let (_bob, _) = seed(&hub, &["bob"], &["ann", "cid"]).await;
     let a = hub.admin();
@@ -344,7 +348,6 @@ async fn after_redis_loses_its_last_second_the_feed_agrees_with_the_state_again(
     drop(f);
     redis.restart().await;
     until_feed_matches_users(&a).await;
-    eprintln!("DEBUG {:?}", feed(&a).await);
     let ann_now = &users(&a).await["ann"];
     assert_eq!(
         ann_now["status"], "online",
@@ -359,17 +362,8 @@ async fn after_redis_loses_its_last_second_the_feed_agrees_with_the_state_again(
 /// (within the idle timeout, 2 s here).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_redis_loses_a_logout_the_feed_agrees_with_the_state_again() {
-    use crate::redis_support::RedisServer;
     use presence_protocol::ClientMessage;
-    let mut redis = RedisServer::start_with(&[
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--appendfsync",
-        "everysec",
-    ])
-    .await;
+    let mut redis = aof_redis().await;
     let hub = HubProcess::cluster_node(&redis.url(), "A", 2_000).await;
     let (mut tabs, _) = seed(&hub, &["ann", "bob"], &["cid"]).await;
     let a = hub.admin();
