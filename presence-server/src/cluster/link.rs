@@ -117,6 +117,14 @@ impl ClusterLink {
         })
     }
 
+    /// Queues a raise of the tenant's cursor counter to `at_least` (see
+    /// [`PresenceOp::Cursor`]); nothing when no event was seen yet.
+    pub fn raise_cursor(&self, at_least: u64) {
+        if at_least > 0 {
+            self.send(PresenceOp::Cursor { at_least });
+        }
+    }
+
     /// Queues a `floor` for every provisionally shown user.
     pub fn send_floors(&mut self) {
         for u in std::mem::take(&mut self.provisional) {

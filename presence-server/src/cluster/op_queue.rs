@@ -85,6 +85,26 @@ impl Pending {
                     late.clone_from(silent);
                     return;
                 }
+                // A cursor raise goes first: operations queued while Redis
+                // was away must not take the cursors it lost either, and a
+                // counter raised early is never wrong (it only grows). It
+                // takes the place of the oldest operation for `Flush`.
+                if let PresenceOp::Cursor { at_least } = op {
+                    match ops.front_mut() {
+                        Some((_, PresenceOp::Cursor { at_least: known })) => {
+                            *known = (*known).max(at_least);
+                        }
+                        Some((oldest, _)) => {
+                            let seq = *oldest;
+                            ops.push_front((seq, op));
+                        }
+                        None => {
+                            ops.push_front((self.next_seq, op));
+                            self.next_seq += 1;
+                        }
+                    }
+                    return;
+                }
                 let seq = self.next_seq;
                 self.next_seq += 1;
                 ops.push_back((seq, op));
@@ -275,6 +295,33 @@ mod tests {
                 silent: Default::default(),
             },
         }
+    }
+
+    #[test]
+    fn a_cursor_raise_goes_before_what_was_queued_during_the_outage() {
+        let mut p = Pending::default();
+        p.push(op("t", 1));
+        let mut done = flush(&mut p);
+        p.push(sweep("t", 1_000, &[]));
+        for at_least in [7, 9, 8] {
+            p.push(ClusterMsg::Op {
+                tenant: "t".into(),
+                op: PresenceOp::Cursor { at_least },
+            });
+        }
+        let (json, n) = p.batch("t");
+        assert_eq!(n, 3, "{json}");
+        let ops: Vec<serde_json::Value> = serde_json::from_str(&json).unwrap();
+        assert_eq!(ops[0]["op"], "cursor");
+        assert_eq!(ops[0]["at_least"], 9, "raises merge into the highest");
+        assert_eq!(ops[1]["op"], "floor");
+        p.delivered("t", 1);
+        assert!(
+            done.try_recv().is_err(),
+            "the floor queued before the flush is not in Redis yet"
+        );
+        p.delivered("t", 1);
+        assert!(done.try_recv().is_ok(), "everything before the flush is in");
     }
 
     #[test]

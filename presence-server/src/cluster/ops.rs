@@ -56,6 +56,11 @@ pub enum PresenceOp {
     /// Raise the user's `v` above `v` and republish their state (after an
     /// outage in which a node showed transitions of its own).
     Floor { u: String, v: u64 },
+    /// Raise the tenant's cursor counter to at least `at_least`, the
+    /// highest cursor this node saw published: after Redis lost its last
+    /// writes, no cursor a consumer may already have read is handed to
+    /// another event.
+    Cursor { at_least: u64 },
 }
 
 /// A global transition (or forced offline) published by the script.
@@ -224,6 +229,10 @@ mod tests {
                     v: 3,
                 },
                 r#"{"op":"floor","u":"cyd","v":3}"#,
+            ),
+            (
+                PresenceOp::Cursor { at_least: 42 },
+                r#"{"op":"cursor","at_least":42}"#,
             ),
         ];
         for (op, want) in &golden {

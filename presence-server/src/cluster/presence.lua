@@ -149,6 +149,12 @@ for _, op in ipairs(ops) do
     st.v = math.max(st.v, op.v) + 1
     put(op.u, st)
     emit(op.u, st, 'reconciled')
+  elseif op.op == 'cursor' then
+    -- After Redis lost its last writes, seq may be behind cursors that were
+    -- published (and read by consumers): never hand them out again.
+    if tonumber(redis.call('GET', seq) or '0') < op.at_least then
+      redis.call('SET', seq, op.at_least)
+    end
   elseif op.op == 'sweep' then
     local lost = {}
     for n in pairs(op.dead) do lost[n] = true end

@@ -215,6 +215,15 @@ impl Source {
         }
     }
 
+    /// Cluster mode, after (re)joining: the tenant's cursor counter in Redis
+    /// is raised to the highest cursor this node saw, before any claim of
+    /// the resync can publish an event.
+    pub fn raise_cursor(&mut self, at_least: u64) {
+        if let Source::Cluster(c) = self {
+            c.link.raise_cursor(at_least);
+        }
+    }
+
     /// Graceful shutdown: leases cut to the exact local deadlines.
     pub fn hand_off(&mut self, now: u64) {
         if let Source::Cluster(c) = self {

@@ -201,6 +201,7 @@ impl Tenant {
 
     /// Cluster mode: re-sends this node's claims (after Redis came back).
     pub fn reclaim(&mut self, now: u64) {
+        self.source.raise_cursor(self.feed.last_cursor());
         self.source.reclaim(now);
     }
 

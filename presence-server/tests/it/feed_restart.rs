@@ -371,6 +371,7 @@ async fn after_redis_loses_a_logout_the_feed_agrees_with_the_state_again() {
     let kept = std::fs::metadata(&aof).unwrap().len();
     tabs[0].send(&ClientMessage::Logout).await;
     until_in_feed(&a, |e| e.user == "ann" && e.reason == "logout").await;
+    let read_before: Vec<Value> = feed(&a).await;
     redis.kill();
     let f = std::fs::OpenOptions::new().write(true).open(&aof).unwrap();
     f.set_len(kept).unwrap();
@@ -380,4 +381,23 @@ async fn after_redis_loses_a_logout_the_feed_agrees_with_the_state_again() {
     // Settled by her lease running out (she sends no more activity).
     let ann = &users(&a).await["ann"];
     assert_eq!(ann["status"], "offline", "{ann}");
+    // A consumer that read up to the lost logout's cursor before the crash
+    // misses nothing after it: no cursor it read is given to another event.
+    let after: Vec<Value> = feed(&a).await;
+    for e in &after {
+        if let Some(seen) = read_before.iter().find(|b| b["cursor"] == e["cursor"]) {
+            assert_eq!(
+                seen["id"], e["id"],
+                "cursor {} reused: {after:?}",
+                e["cursor"]
+            );
+        }
+    }
+    let last_read = read_before.last().unwrap()["cursor"].as_u64().unwrap();
+    assert!(
+        after
+            .iter()
+            .any(|e| e["user"] == "bob" && e["cursor"].as_u64().unwrap() > last_read),
+        "bob's offline comes after every cursor read before the crash: {after:?}"
+    );
 }
