@@ -233,7 +233,10 @@ async fn pages_follow_after_limit_and_next(d: &Deployment) {
         t.send(&presence_protocol::ClientMessage::Logout).await;
         t.closed().await;
     }
-    let all = until_in_feed(&a, |e| e.reason == "logout" && e.v == 6).await;
+    // Each offline is the logout, or the idle expiry when a loaded machine
+    // took longer than the test's short idle timeout to send it: paging
+    // does not care which.
+    let all = until_in_feed(&a, |e| e.v == 6).await;
     assert_eq!(all.len(), 6, "{all:?}");
     assert_eq!(read_all(&a, 0, 1000).await, all);
     assert_eq!(read_all(&a, 0, 2).await, all, "pages of two");
