@@ -309,7 +309,8 @@ test("a page whose own WebSocket floods frames gets close code 4008 in a clean c
         };
       });
       const closed = new Promise((ok) => {
-        ws.onclose = (e) => ok({ code: e.code, reason: e.reason, wasClean: e.wasClean });
+        ws.onclose = (e) =>
+          ok({ code: e.code, reason: e.reason, wasClean: e.wasClean, unsent: ws.bufferedAmount });
       });
       // One burst, far past the rate limit (40 frames, then 40 strikes) and
       // past the 4 KiB the hub reads at a time: the hub decides on 4008
@@ -327,9 +328,13 @@ test("a page whose own WebSocket floods frames gets close code 4008 in a clean c
     [hub.wsUrl, mint("demo", "nina"), randomUUID()],
   );
   assert.deepEqual(
-    { code: got.code, reason: got.reason, wasClean: got.wasClean },
-    { code: 4008, reason: "too many messages", wasClean: true },
+    { code: got.code, reason: got.reason },
+    { code: 4008, reason: "too many messages" },
     `after ${got.sent} frames`,
   );
+  // Clean, unless Chromium had not yet put all of the burst on the wire
+  // when the close arrived (a loaded machine): then it reports the close
+  // unclean by its own rule, and the code still came from the hub's frame.
+  assert.ok(got.wasClean || got.unsent > 0, `unclean with nothing unsent: ${JSON.stringify(got)}`);
   assert.deepEqual(got.errors, ["rate_limited"]);
 });
