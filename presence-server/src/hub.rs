@@ -67,6 +67,9 @@ pub struct Hub {
     /// upgrade before its 101, given back when the handshake ends
     /// (`session::run`), so unauthenticated sockets are bounded.
     pub pending_hello: Limit,
+    /// Poked when a webhook is configured here, so its delivery starts at
+    /// once (`webhook::supervisor`; other nodes' writes are found by its scan).
+    webhooks_changed: tokio::sync::Notify,
 }
 
 impl Hub {
@@ -126,6 +129,7 @@ impl Hub {
             cluster,
             cluster_url: OnceLock::new(),
             cluster_ready: std::sync::atomic::AtomicBool::new(false),
+            webhooks_changed: tokio::sync::Notify::new(),
         }))
     }
 
@@ -366,6 +370,17 @@ impl Hub {
                 _ = self.stopping() => break,
             }
         }
+    }
+
+    /// Tells the webhook supervisor to look at the webhooks now.
+    pub(crate) fn notify_webhooks(&self) {
+        self.webhooks_changed.notify_one();
+    }
+
+    /// Resolves at the next [`notify_webhooks`](Self::notify_webhooks)
+    /// (or at once when one came since the last wait).
+    pub(crate) fn webhooks_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.webhooks_changed.notified()
     }
 
     /// The node's tasks.

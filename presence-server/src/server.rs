@@ -171,6 +171,7 @@ pub async fn run(
         // A single node's feed: events committed before their deltas go.
         hub.spawn(crate::feed::committer::run(hub.clone()));
     }
+    hub.spawn(crate::webhook::supervisor::run(hub.clone()));
     let router = TowerToHyperService::new(crate::api::app(hub.clone()));
     let http = http1(&hub.config);
     let max_header_bytes = hub.config.max_header_bytes;

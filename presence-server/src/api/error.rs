@@ -86,6 +86,13 @@ impl From<crate::feed::reader::ReadError> for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(s: crate::store::StoreError) -> Self {
+        tracing::error!(error = %s, "store call failed");
+        ApiError::StoreUnavailable
+    }
+}
+
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
@@ -231,6 +238,7 @@ impl ApiError {
                 DirectoryError::UnknownTenant(_)
                 | DirectoryError::UnknownUser(_)
                 | DirectoryError::UnknownTeam(_)
+                | DirectoryError::UnknownWebhook(_)
                 | DirectoryError::UnknownMember { .. } => wire(S::NOT_FOUND, "not_found"),
                 DirectoryError::Invalid { field, .. } => {
                     wire(S::BAD_REQUEST, "bad_request").details(json!({ "field": field }))
@@ -363,6 +371,7 @@ mod tests {
                 limit: 1,
                 wanted: 2,
             },
+            ApiError::Directory(DirectoryError::UnknownWebhook("x".into())),
         ]
     }
 
@@ -397,6 +406,7 @@ mod tests {
                 DirectoryError::Invalid { .. } => 24,
                 DirectoryError::UserLimit { .. } => 25,
                 DirectoryError::UserNotActive(_) => 26,
+                DirectoryError::UnknownWebhook(_) => 31,
             },
             ApiError::StoreUnavailable => 27,
             ApiError::EventsGone { .. } => 28,
@@ -408,7 +418,7 @@ mod tests {
     #[test]
     fn every_variant_is_sampled() {
         let seen: Vec<usize> = one_of_each().iter().map(sampled).collect();
-        assert_eq!(seen, (0..31).collect::<Vec<_>>());
+        assert_eq!(seen, (0..32).collect::<Vec<_>>());
     }
 
     #[test]

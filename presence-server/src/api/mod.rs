@@ -1,7 +1,7 @@
 //! The HTTP surface of a hub: [`app`] (`routes.rs`), the router of every
 //! route, built only from routes registered with their OpenAPI operation;
 //! the admin API of SPEC §6 (`admin.rs`); the transition feed of SPEC §10
-//! (`events.rs`: pages, long polls, SSE); the extractors that authorise a
+//! (`events.rs`: pages, long polls, SSE) and its webhooks (`webhooks.rs`); the extractors that authorise a
 //! caller before a body is read (`extract.rs`); the JSON error shape of the
 //! whole HTTP edge (`error.rs`); what the generated OpenAPI document cannot
 //! take from the types (`openapi.rs`); the embedded SDK and pages
@@ -18,5 +18,6 @@ pub mod extract;
 mod openapi;
 pub(crate) mod pages;
 mod routes;
+mod webhooks;
 
 pub use routes::app;

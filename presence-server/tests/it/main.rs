@@ -6,6 +6,7 @@ mod hub_process;
 mod nginx_support;
 mod redis_support;
 mod support;
+mod webhook_support;
 
 mod autobahn;
 mod bad_input;
@@ -29,4 +30,5 @@ mod session_protocol;
 mod shutdown_deadline;
 mod store_conformance;
 mod visibility;
+mod webhooks;
 mod ws_edge;
