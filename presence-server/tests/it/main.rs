@@ -30,5 +30,6 @@ mod session_protocol;
 mod shutdown_deadline;
 mod store_conformance;
 mod visibility;
+mod webhook_faults;
 mod webhooks;
 mod ws_edge;

@@ -29,6 +29,8 @@ pub struct Delivery {
     /// What the receiver answered (0: it was cut before answering).
     pub answered: u16,
     pub events: Vec<Value>,
+    /// When the request arrived and when it was answered.
+    pub started: Instant,
     pub at: Instant,
 }
 
@@ -39,6 +41,8 @@ struct State {
     fail_next: u32,
     /// Every answer waits this long first.
     delay: Duration,
+    /// Requests that arrived, answered or not yet.
+    started: usize,
 }
 
 pub struct Receiver {
@@ -164,6 +168,22 @@ impl Receiver {
         }
     }
 
+    /// Waits until `n` requests arrived (answered or not yet).
+    pub async fn until_started(&self, n: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let notified = self.changed.notified();
+            if self.state.lock().unwrap().started >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "fewer than {n} requests within {limit:?}"
+            );
+            let _ = tokio::time::timeout(Duration::from_millis(200), notified).await;
+        }
+    }
+
     /// Waits until the receiver got `n` requests (answered or not).
     pub async fn until_requests(&self, n: usize, limit: Duration) {
         let deadline = Instant::now() + limit;
@@ -186,6 +206,7 @@ async fn answer(
     state: &Mutex<State>,
     changed: &tokio::sync::Notify,
 ) -> hyper::Response<String> {
+    let started = Instant::now();
     let signature = req
         .headers()
         .get("presence-signature")
@@ -198,14 +219,29 @@ async fn answer(
         .await
         .map(|b| b.to_bytes().to_vec())
         .unwrap_or_default();
-    let delay = state.lock().unwrap().delay;
-    if !delay.is_zero() {
-        tokio::time::sleep(delay).await;
-    }
     let events = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v["events"].as_array().cloned())
         .unwrap_or_default();
+    // Recorded on arrival: a request whose sender dies before the answer
+    // stays `answered: 0`.
+    let (index, delay) = {
+        let mut s = state.lock().unwrap();
+        s.started += 1;
+        s.got.push(Delivery {
+            signature,
+            body,
+            answered: 0,
+            events,
+            started,
+            at: started,
+        });
+        (s.got.len() - 1, s.delay)
+    };
+    changed.notify_waiters();
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let status = {
         let mut s = state.lock().unwrap();
         let status = if s.fail_next > 0 {
@@ -214,13 +250,9 @@ async fn answer(
         } else {
             200
         };
-        s.got.push(Delivery {
-            signature,
-            body,
-            answered: status,
-            events,
-            at: Instant::now(),
-        });
+        let d = &mut s.got[index];
+        d.answered = status;
+        d.at = Instant::now();
         status
     };
     changed.notify_waiters();
