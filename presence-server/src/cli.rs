@@ -32,6 +32,14 @@ pub enum Command {
         #[arg(long, env = "PRESENCE_JWT_SECRET", hide_env_values = true)]
         jwt_secret: String,
     },
+    /// Check the configuration as the hub would load it (the same flags and
+    /// variables), report every problem with the variable to change, and
+    /// exit 0 only when the hub would start and serve.
+    Check {
+        // Boxed: the settings dwarf `Token`'s fields.
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
+    },
 }
 
 /// The hub's settings. Every default is a constant of
@@ -168,7 +176,22 @@ pub enum ConfigError {
 
 impl ServeArgs {
     /// The hub settings these arguments describe.
+    ///
+    /// # Errors
+    /// The first of [`ServeArgs::setting_problems`].
     pub fn config(&self) -> Result<Config, ConfigError> {
+        if let Some(first) = self.setting_problems().into_iter().next() {
+            return Err(first);
+        }
+        Ok(self.build_config())
+    }
+
+    /// Every reason these settings (keys aside: [`ServeArgs::verifier`],
+    /// [`ServeArgs::admin_key`]) would stop the hub, not only the first:
+    /// `config` refuses on the first, `presence-server check` lists them
+    /// all, so the two cannot disagree.
+    pub(crate) fn setting_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         for (name, v) in [
             ("PRESENCE_IDLE_TIMEOUT_MS", self.idle_timeout_ms),
             (
@@ -191,12 +214,12 @@ impl ServeArgs {
             ),
         ] {
             if v == 0 {
-                return Err(ConfigError::Zero(name));
+                problems.push(ConfigError::Zero(name));
             }
         }
         if let Some(interval_ms) = self.activity_interval_ms {
             if interval_ms > self.idle_timeout_ms / 2 {
-                return Err(ConfigError::ActivityInterval {
+                problems.push(ConfigError::ActivityInterval {
                     interval_ms,
                     idle_ms: self.idle_timeout_ms,
                 });
@@ -215,10 +238,14 @@ impl ServeArgs {
             ("PRESENCE_MAX_IMPORT_BYTES", self.max_import_bytes as u64),
         ] {
             if v == 0 {
-                return Err(ConfigError::Zero(name));
+                problems.push(ConfigError::Zero(name));
             }
         }
-        Ok(Config {
+        problems
+    }
+
+    fn build_config(&self) -> Config {
+        Config {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             activity_interval: self.activity_interval_ms.map(Duration::from_millis),
             hello_timeout: Duration::from_millis(self.hello_timeout_ms),
@@ -249,7 +276,7 @@ impl ServeArgs {
             max_header_bytes: self.max_header_bytes,
             max_body_bytes: self.max_body_bytes,
             max_import_bytes: self.max_import_bytes,
-        })
+        }
     }
 
     /// The token verifier, from exactly one configured key.

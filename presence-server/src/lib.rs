@@ -8,6 +8,7 @@
 
 mod api;
 mod auth;
+mod check;
 mod cli;
 mod clock;
 mod cluster;
@@ -28,6 +29,7 @@ mod tasks;
 
 pub use api::app;
 pub use auth::{mint_hs256, Claims, Verifier};
+pub use check::{check, Report as CheckReport};
 pub use cli::{Cli, Command, ServeArgs};
 pub use cluster::{start as start_cluster, StartError as ClusterStartError};
 pub use config::Config;
