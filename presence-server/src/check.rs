@@ -30,8 +30,11 @@ pub enum Problem {
     OpenFiles { files: u64, max_connections: usize },
     #[error("PRESENCE_REDIS_URL: {0}")]
     Redis(RedisConnError),
-    #[error("PRESENCE_REDIS_URL: Redis does not answer PING: {0}")]
-    RedisPing(String),
+    #[error("PRESENCE_REDIS_URL: Redis does not answer {command}: {cause}")]
+    RedisCommand {
+        command: &'static str,
+        cause: String,
+    },
     #[error("PRESENCE_REDIS_URL: the Redis Cluster is not serving (cluster_state:{0})")]
     ClusterState(String),
     #[error("PRESENCE_DATA_DIR: {dir} is not a writable directory: {source}")]
@@ -166,7 +169,12 @@ async fn redis(url: &str, report: &mut Report) {
         tokio::time::timeout(bound, redis::cmd("PING").query_async::<String>(&mut conn)).await;
     match ping {
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => return report.problems.push(Problem::RedisPing(e.to_string())),
+        Ok(Err(e)) => {
+            return report.problems.push(Problem::RedisCommand {
+                command: "PING",
+                cause: e.to_string(),
+            })
+        }
         Err(_) => {
             return report
                 .problems
@@ -186,21 +194,28 @@ async fn redis(url: &str, report: &mut Report) {
             .query_async::<String>(&mut conn),
     )
     .await;
-    let state = match info {
-        Ok(Ok(info)) => info
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("cluster_state:").map(str::to_owned))
-            .unwrap_or_else(|| "unknown".to_owned()),
+    let cause = match info {
+        Ok(Ok(info)) => {
+            let state = info
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("cluster_state:").map(str::to_owned))
+                .unwrap_or_else(|| "unknown".to_owned());
+            if state == "ok" {
+                report
+                    .notes
+                    .push("mode: cluster, on a Redis Cluster (cluster_state:ok)".to_owned());
+            } else {
+                report.problems.push(Problem::ClusterState(state));
+            }
+            return;
+        }
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("no answer within {bound:?}"),
     };
-    if state == "ok" {
-        report
-            .notes
-            .push("mode: cluster, on a Redis Cluster (cluster_state:ok)".to_owned());
-    } else {
-        report.problems.push(Problem::ClusterState(state));
-    }
+    report.problems.push(Problem::RedisCommand {
+        command: "CLUSTER INFO",
+        cause,
+    });
 }
 
 /// A probe file written and removed in `dir`, or in the nearest existing

@@ -5,10 +5,11 @@
 //! configuration.
 
 use std::io::Write as _;
+use std::time::{Duration, Instant};
 
 use crate::hub_process::HubProcess;
 use crate::process::run_to_exit;
-use crate::redis_support::{free_port, RedisServer};
+use crate::redis_support::{free_port, query, RedisCluster, RedisServer};
 use crate::support::{ADMIN_KEY, SECRET};
 
 /// Far above any open-files limit a test machine has.
@@ -166,4 +167,47 @@ fn dev_mode_needs_no_secrets() {
     assert!(status.success(), "{out}");
     // The check generates nothing: serve would, on its first start.
     assert!(!data.path().join("dev-secrets.json").exists());
+}
+
+#[tokio::test]
+async fn a_redis_cluster_passes_while_it_serves_and_fails_once_a_master_is_lost() {
+    let mut cluster = RedisCluster::start(3).await;
+    let url = cluster.url();
+    let env = [
+        ("PRESENCE_LISTEN", "127.0.0.1:0"),
+        ("PRESENCE_JWT_SECRET", SECRET),
+        ("PRESENCE_ADMIN_KEY", ADMIN_KEY),
+        ("PRESENCE_REDIS_URL", url.as_str()),
+        ("PRESENCE_MAX_CONNECTIONS", "100"),
+    ];
+    let (ok, out) = check(&env);
+    assert!(ok, "check failed:\n{out}");
+    assert!(
+        out.contains("on a Redis Cluster (cluster_state:ok)"),
+        "{out}"
+    );
+
+    // A master lost: its slots have no owner, so the cluster stops serving
+    // (within the cluster's node timeout, 2 s here).
+    cluster.nodes[2].kill();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    for n in &cluster.nodes[..2] {
+        loop {
+            let info: Option<String> =
+                query(n.port, redis::cmd("CLUSTER").arg("INFO").clone()).await;
+            if info.is_some_and(|i| i.contains("cluster_state:fail")) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the cluster never noticed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let (ok, out) = check(&env);
+    assert!(!ok, "check passed on a failed cluster:\n{out}");
+    assert!(
+        problems(&out)
+            .iter()
+            .any(|l| l.starts_with("problem: PRESENCE_REDIS_URL: ")),
+        "{out}"
+    );
 }
