@@ -32,6 +32,14 @@ pub enum Command {
         #[arg(long, env = "PRESENCE_JWT_SECRET", hide_env_values = true)]
         jwt_secret: String,
     },
+    /// Check the configuration as the hub would load it (the same flags and
+    /// variables), report every problem with the variable to change, and
+    /// exit 0 only when the hub would start and serve.
+    Check {
+        // Boxed: the settings dwarf `Token`'s fields.
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
+    },
 }
 
 /// The hub's settings. Every default is a constant of
@@ -194,7 +202,22 @@ pub enum ConfigError {
 
 impl ServeArgs {
     /// The hub settings these arguments describe.
+    ///
+    /// # Errors
+    /// The first of [`ServeArgs::setting_problems`].
     pub fn config(&self) -> Result<Config, ConfigError> {
+        if let Some(first) = self.setting_problems().into_iter().next() {
+            return Err(first);
+        }
+        Ok(self.build_config())
+    }
+
+    /// Every reason these settings (keys aside: [`ServeArgs::verifier`],
+    /// [`ServeArgs::admin_key`]) would stop the hub, not only the first:
+    /// `config` refuses on the first, `presence-server check` lists them
+    /// all, so the two cannot disagree.
+    pub(crate) fn setting_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         for (name, v) in [
             ("PRESENCE_IDLE_TIMEOUT_MS", self.idle_timeout_ms),
             (
@@ -221,22 +244,25 @@ impl ServeArgs {
             ("PRESENCE_WEBHOOK_LEASE_MS", self.webhook_lease_ms),
         ] {
             if v == 0 {
-                return Err(ConfigError::Zero(name));
+                problems.push(ConfigError::Zero(name));
             }
         }
         if let Some(interval_ms) = self.activity_interval_ms {
             if interval_ms > self.idle_timeout_ms / 2 {
-                return Err(ConfigError::ActivityInterval {
+                problems.push(ConfigError::ActivityInterval {
                     interval_ms,
                     idle_ms: self.idle_timeout_ms,
                 });
             }
         }
         if self.webhook_retry_min_ms > self.webhook_retry_max_ms {
-            return Err(ConfigError::WebhookRetry {
+            problems.push(ConfigError::WebhookRetry {
                 min_ms: self.webhook_retry_min_ms,
                 max_ms: self.webhook_retry_max_ms,
             });
+        }
+        if let Err(e) = self.webhook_policy() {
+            problems.push(e);
         }
         // The HTTP edge.
         for (name, v) in [
@@ -251,10 +277,21 @@ impl ServeArgs {
             ("PRESENCE_MAX_IMPORT_BYTES", self.max_import_bytes as u64),
         ] {
             if v == 0 {
-                return Err(ConfigError::Zero(name));
+                problems.push(ConfigError::Zero(name));
             }
         }
-        Ok(Config {
+        problems
+    }
+
+    fn webhook_policy(&self) -> Result<crate::webhook::target::Policy, ConfigError> {
+        crate::webhook::target::Policy::parse(
+            self.webhook_allowed_hosts.as_deref().unwrap_or_default(),
+        )
+        .map_err(ConfigError::WebhookHosts)
+    }
+
+    fn build_config(&self) -> Config {
+        Config {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             activity_interval: self.activity_interval_ms.map(Duration::from_millis),
             hello_timeout: Duration::from_millis(self.hello_timeout_ms),
@@ -275,10 +312,8 @@ impl ServeArgs {
             event_retention: Duration::from_secs(self.event_retention_s),
             event_trim: Duration::from_millis(d::EVENT_TRIM_MS),
             webhooks: crate::config::WebhookSettings {
-                allowed_hosts: crate::webhook::target::Policy::parse(
-                    self.webhook_allowed_hosts.as_deref().unwrap_or_default(),
-                )
-                .map_err(ConfigError::WebhookHosts)?,
+                // Checked by `setting_problems` before this is built.
+                allowed_hosts: self.webhook_policy().unwrap_or_default(),
                 batch_max: self.webhook_batch_max,
                 batch_wait: Duration::from_millis(self.webhook_batch_wait_ms),
                 retry_min: Duration::from_millis(self.webhook_retry_min_ms),
@@ -297,7 +332,7 @@ impl ServeArgs {
             max_header_bytes: self.max_header_bytes,
             max_body_bytes: self.max_body_bytes,
             max_import_bytes: self.max_import_bytes,
-        })
+        }
     }
 
     /// The token verifier, from exactly one configured key.

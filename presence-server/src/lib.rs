@@ -8,6 +8,7 @@
 
 mod api;
 mod auth;
+mod check;
 mod cli;
 mod clock;
 mod cluster;
@@ -29,6 +30,7 @@ mod webhook;
 
 pub use api::app;
 pub use auth::{mint_hs256, Claims, Verifier};
+pub use check::{check, Report as CheckReport};
 pub use cli::{Cli, Command, ServeArgs};
 pub use cluster::{start as start_cluster, StartError as ClusterStartError};
 pub use config::{Config, WebhookSettings};

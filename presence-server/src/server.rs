@@ -113,7 +113,7 @@ fn warn_if_open_files_below(max_connections: usize) {
 /// The soft `RLIMIT_NOFILE`, from `/proc/self/limits`; `None` when unlimited
 /// or not on Linux. Read from procfs rather than `getrlimit(2)`: the
 /// workspace denies unsafe code, and this needs no extra crate.
-fn open_files_limit() -> Option<u64> {
+pub(crate) fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line["Max open files".len()..]

@@ -5,7 +5,8 @@
 //! caller before a body is read (`extract.rs`); the JSON error shape of the
 //! whole HTTP edge (`error.rs`); what the generated OpenAPI document cannot
 //! take from the types (`openapi.rs`); the embedded SDK and pages
-//! (`pages.rs`). No socket here: `server.rs` serves the router.
+//! (`pages.rs`); `GET /`, the `--dev` landing page or the status page
+//! (`landing.rs`). No socket here: `server.rs` serves the router.
 //!
 //! May use: `hub` (reads and writes), `directory` (operations and import),
 //! `presence::tenant` (views), `feed::reader` (the feed's reads). Errors
@@ -15,6 +16,7 @@ pub mod admin;
 pub mod error;
 mod events;
 pub mod extract;
+mod landing;
 mod openapi;
 pub(crate) mod pages;
 mod routes;

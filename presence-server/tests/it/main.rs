@@ -10,6 +10,7 @@ mod webhook_support;
 
 mod autobahn;
 mod bad_input;
+mod check;
 mod cluster_backoff;
 mod cluster_faults;
 mod cluster_presence;
@@ -20,6 +21,7 @@ mod error_text;
 mod feed;
 mod feed_restart;
 mod http_edge;
+mod landing;
 mod metrics;
 mod openapi;
 mod presence;

@@ -30,6 +30,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/v1/openapi.json"),
+    ("get", "/"),
     ("get", "/demo"),
     ("get", "/sdk/presence.js"),
     ("get", "/ui/common.js"),
