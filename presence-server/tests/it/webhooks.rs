@@ -331,6 +331,72 @@ async fn webhooks_are_for_the_admin_key_and_public_targets_only(d: &Deployment) 
     );
 }
 
+/// A receiver away for longer than the retention: the undelivered events
+/// are trimmed, the webhook says `failing`, deliveries go on after the gap
+/// once it is back, and a `PUT` clears the mark.
+async fn a_receiver_away_past_the_retention_is_marked_failing(d: &Deployment) {
+    d.seed("acme", &["ann", "bob"]).await;
+    let a = d.admin();
+    a.ok(
+        "PUT",
+        "/v1/tenants/acme",
+        json!({"user_limit": 100, "event_retention_s": 1}),
+    )
+    .await;
+    let mut r = Receiver::start().await;
+    assert_eq!(put_hook(&a, "erp", hook(&r)).await.0, 201);
+    r.down();
+    let mut ann = d.tab("acme", "ann").await;
+    ann.send(&ClientMessage::Logout).await;
+    crate::feed::until_in_feed(&a, |e| e.user == "ann" && e.reason == "logout").await;
+    // Trimmed past the one-second retention (the trim runs every 200 ms here).
+    // The deliverer says why once its next attempt finds the gap.
+    until_shown(d, "/v1/tenants/acme/webhooks/erp", |w| {
+        w["delivery"]["status"] == "failing"
+            && w["delivery"]["last_error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("past the retention"))
+    })
+    .await;
+    r.up().await;
+    let _bob = d.tab("acme", "bob").await;
+    let acked = r
+        .until_acked(DELIVERED, |e| has(e, "bob", "online", "activity"))
+        .await;
+    assert!(
+        !acked.iter().any(|e| e["user"] == "ann"),
+        "ann's events were trimmed before delivery: {acked:?}"
+    );
+    let w = until_shown(d, "/v1/tenants/acme/webhooks/erp", |w| {
+        w["delivery"]["pending"] == 0
+    })
+    .await;
+    assert_eq!(
+        w["delivery"]["status"], "failing",
+        "sticky until a PUT: {w}"
+    );
+    assert_eq!(put_hook(&a, "erp", hook(&r)).await.0, 200);
+    until_shown(d, "/v1/tenants/acme/webhooks/erp", |w| {
+        w["delivery"]["status"] == "ok"
+    })
+    .await;
+}
+
+/// [`webhook_config`] with the feed trimmed every 200 ms.
+fn trimming_config() -> Config {
+    Config {
+        event_trim: Duration::from_millis(200),
+        ..webhook_config()
+    }
+}
+
+mod past_retention {
+    use super::*;
+    suite!(config = trimming_config();
+        a_receiver_away_past_the_retention_is_marked_failing,
+    );
+}
+
 suite!(config = webhook_config();
     every_event_is_delivered_signed_and_in_v_order_per_user,
     a_receiver_failing_its_first_requests_gets_every_event_in_order,
