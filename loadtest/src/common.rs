@@ -49,6 +49,21 @@ impl Admin {
         Ok(())
     }
 
+    /// `PUT /v1/tenants/{tid}/webhooks/{id}` with `body`.
+    pub async fn webhook(
+        &self,
+        tid: &str,
+        id: &str,
+        body: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        self.call(
+            reqwest::Method::PUT,
+            &format!("/v1/tenants/{tid}/webhooks/{id}"),
+            Some(body),
+        )
+        .await
+    }
+
     pub async fn tenant(&self, tid: &str, user_limit: usize) -> anyhow::Result<()> {
         let body = serde_json::json!({ "user_limit": user_limit as u64 });
         self.call(

@@ -19,6 +19,7 @@ mod scaleout;
 mod soak;
 mod tab;
 mod tabs;
+mod webhook;
 mod wire;
 
 use std::net::{IpAddr, SocketAddr};
@@ -123,6 +124,21 @@ enum Scenario {
         /// The interactions are spread over this many ms.
         #[arg(long, default_value_t = 500)]
         spread_ms: u64,
+    },
+    /// Many users go idle in the same second with the feed pushed to one
+    /// webhook received here: deadline → delivery, events/s, hub CPU and
+    /// Redis work for the burst (`--no-webhook`: the same burst without).
+    Webhook {
+        #[arg(long, default_value_t = 19_000)]
+        users: usize,
+        /// The interactions are spread over this many ms.
+        #[arg(long, default_value_t = 500)]
+        spread_ms: u64,
+        #[arg(long)]
+        no_webhook: bool,
+        /// Cluster mode: the hubs' Redis, for the commands and bytes of the burst.
+        #[arg(long)]
+        redis_url: Option<String>,
     },
     /// More tabs than one process may hold, over several hubs sharing
     /// Redis, opened by worker processes of this program.
@@ -267,6 +283,15 @@ async fn main() -> anyhow::Result<()> {
         } => {
             one_process(users + dashboards + 1)?;
             expiry::run(&ctx, users, dashboards, spread_ms).await
+        }
+        Scenario::Webhook {
+            users,
+            spread_ms,
+            no_webhook,
+            redis_url,
+        } => {
+            one_process(users + 64)?;
+            webhook::run(&ctx, users, spread_ms, !no_webhook, redis_url.as_deref()).await
         }
         Scenario::Scaleout { tabs } => {
             if tabs > 200_000 {

@@ -155,66 +155,82 @@ impl Deliverer {
                 self.wait(&mut rx, Some(due)).await;
                 continue;
             }
-            let batch: Vec<Event> = matching
-                .iter()
-                .take(batch_max)
-                .map(|e| (*e).clone())
-                .collect();
-            // The batch covers every event up to its last one; when it took
-            // every match read, the skipped events after it too.
-            let end = if matching.len() > batch_max {
-                batch.last().map_or(cursor, |e| e.cursor)
-            } else {
-                last.cursor
-            };
-            match self.post(&rec, &batch).await {
-                Ok(()) => {
-                    metrics.webhook_deliveries.with_label_values(&["ok"]).inc();
-                    metrics.webhook_events.inc_by(batch.len() as u64);
-                    let s = &mut progress.state;
-                    s.delivered_cursor = end;
-                    s.pending = s.pending.saturating_sub(batch.len() as u64);
-                    s.oldest_pending_age_ms = matching
-                        .get(batch.len())
-                        .map_or(0, |e| self.hub.now_ms().saturating_sub(e.at));
-                    s.last_success_at = Some(self.hub.now_ms());
-                    s.attempts = 0;
-                    if s.status == DeliveryStatus::Retrying {
-                        s.status = DeliveryStatus::Ok;
+            // Every batch of what was read, one after the other (they all
+            // waited already); a failure goes back to re-read and retry.
+            let mut sent = 0;
+            let mut stopped = false;
+            while sent < matching.len() {
+                let rest = &matching[sent..];
+                let batch: Vec<Event> = rest.iter().take(batch_max).map(|e| (*e).clone()).collect();
+                // The batch covers every event up to its last one; when it
+                // takes every match left, the skipped events after it too.
+                let end = if rest.len() > batch_max {
+                    batch.last().map_or(cursor, |e| e.cursor)
+                } else {
+                    last.cursor
+                };
+                match self.post(&rec, &batch).await {
+                    Ok(()) => {
+                        metrics.webhook_deliveries.with_label_values(&["ok"]).inc();
+                        metrics.webhook_events.inc_by(batch.len() as u64);
+                        metrics.webhook_pending.sub(batch.len() as i64);
+                        reported_pending -= batch.len() as i64;
+                        sent += batch.len();
+                        let s = &mut progress.state;
+                        s.delivered_cursor = end;
+                        s.pending = s.pending.saturating_sub(batch.len() as u64);
+                        s.oldest_pending_age_ms = matching
+                            .get(sent)
+                            .map_or(0, |e| self.hub.now_ms().saturating_sub(e.at));
+                        s.last_success_at = Some(self.hub.now_ms());
+                        s.attempts = 0;
+                        if s.status == DeliveryStatus::Retrying {
+                            s.status = DeliveryStatus::Ok;
+                        }
+                        self.save(&mut progress).await;
+                        if self.stop.is_cancelled() {
+                            stopped = true;
+                            break;
+                        }
                     }
-                    // Matches left over already waited: they go at once.
-                    if matching.len() <= batch_max {
-                        first_seen = None;
+                    Err(Some(f)) => {
+                        let label = if f.status.is_some() {
+                            "http_error"
+                        } else {
+                            "network_error"
+                        };
+                        metrics.webhook_deliveries.with_label_values(&[label]).inc();
+                        let s = &mut progress.state;
+                        s.attempts = s.attempts.saturating_add(1);
+                        if s.status == DeliveryStatus::Ok {
+                            s.status = DeliveryStatus::Retrying;
+                        }
+                        s.last_error = Some(DeliveryError {
+                            at: self.hub.now_ms(),
+                            status: f.status,
+                            message: f.message,
+                        });
+                        let attempts = s.attempts;
+                        self.save(&mut progress).await;
+                        let w = &self.hub.config.webhooks;
+                        let unit: f64 = rand::rng().random();
+                        let wait = backoff::delay(attempts, w.retry_min, w.retry_max, unit);
+                        self.backoff(wait, &rec).await;
+                        break;
                     }
-                    self.save(&mut progress).await;
+                    // Told to stop while the request was in flight: what it
+                    // carried is sent again by whoever delivers next.
+                    Err(None) => {
+                        stopped = true;
+                        break;
+                    }
                 }
-                Err(Some(f)) => {
-                    let label = if f.status.is_some() {
-                        "http_error"
-                    } else {
-                        "network_error"
-                    };
-                    metrics.webhook_deliveries.with_label_values(&[label]).inc();
-                    let s = &mut progress.state;
-                    s.attempts = s.attempts.saturating_add(1);
-                    if s.status == DeliveryStatus::Ok {
-                        s.status = DeliveryStatus::Retrying;
-                    }
-                    s.last_error = Some(DeliveryError {
-                        at: self.hub.now_ms(),
-                        status: f.status,
-                        message: f.message,
-                    });
-                    let attempts = s.attempts;
-                    self.save(&mut progress).await;
-                    let w = &self.hub.config.webhooks;
-                    let unit: f64 = rand::rng().random();
-                    let wait = backoff::delay(attempts, w.retry_min, w.retry_max, unit);
-                    self.backoff(wait, &rec).await;
-                }
-                // Told to stop while the request was in flight: what it
-                // carried is sent again by whoever delivers next.
-                Err(None) => break,
+            }
+            if stopped {
+                break;
+            }
+            if sent == matching.len() {
+                first_seen = None;
             }
         }
         metrics.webhook_pending.sub(reported_pending);
