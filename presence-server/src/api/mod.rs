@@ -1,6 +1,7 @@
 //! The HTTP surface of a hub: [`app`] (`routes.rs`), the router of every
 //! route, built only from routes registered with their OpenAPI operation;
-//! the admin API of SPEC §6 (`admin.rs`); the transition feed of SPEC §10
+//! the admin API of SPEC §6 (`admin.rs`) and its bulk sync (`batch.rs`);
+//! the transition feed of SPEC §10
 //! (`events.rs`: pages, long polls, SSE); the extractors that authorise a
 //! caller before a body is read (`extract.rs`); the JSON error shape of the
 //! whole HTTP edge (`error.rs`); what the generated OpenAPI document cannot
@@ -12,6 +13,7 @@
 //! from here never carry store or token text to a client.
 
 pub mod admin;
+mod batch;
 pub mod error;
 mod events;
 pub mod extract;

@@ -44,6 +44,7 @@ pub(crate) fn documented() -> OpenApiRouter<Arc<Hub>> {
         .into_iter()
         .chain(crate::api::pages::routes())
         .chain(crate::api::admin::routes())
+        .chain(crate::api::batch::routes())
         .chain(crate::api::events::routes())
         .fold(
             OpenApiRouter::with_openapi(openapi::Base::openapi()),

@@ -9,6 +9,7 @@ mod support;
 
 mod autobahn;
 mod bad_input;
+mod batch;
 mod cluster_backoff;
 mod cluster_faults;
 mod cluster_presence;

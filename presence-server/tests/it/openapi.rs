@@ -44,6 +44,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tenants/{tid}/users/deactivate"),
     ("post", "/v1/tenants/{tid}/users/reactivate"),
     ("post", "/v1/tenants/{tid}/users/import"),
+    ("post", "/v1/tenants/{tid}/batch"),
     ("put", "/v1/tenants/{tid}/users/{uid}"),
     ("get", "/v1/tenants/{tid}/users/{uid}"),
     ("delete", "/v1/tenants/{tid}/users/{uid}"),
