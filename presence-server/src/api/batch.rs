@@ -98,12 +98,13 @@ async fn post_batch(
         errors: p.refusals.iter().map(item_error).collect(),
     };
     if dry_run {
-        return Ok(Json(
-            hub.read(&tid, |t| report_of(&batch::plan(&t.dir, &items)))?,
-        ));
+        // Planned on a copy, outside the tenant lock.
+        let copy = hub.read(&tid, |t| t.dir.clone())?;
+        return Ok(Json(report_of(&batch::plan(copy, &items))));
     }
     let result = hub
-        .write(&tid, move |d| {
+        .write_on_copy(&tid, move |d| {
+            let limit = d.tenant.user_limit;
             let p = batch::plan(d, &items);
             drop(items);
             let report = report_of(&p);
@@ -113,7 +114,7 @@ async fn post_batch(
             let refusal = if p.only_over_limit() {
                 ApiError::BatchOverLimit {
                     report: Box::new(report),
-                    limit: d.tenant.user_limit,
+                    limit,
                     wanted: p.wanted_active,
                 }
             } else {

@@ -47,12 +47,12 @@ impl Plan {
     }
 }
 
-/// Plans `items` against `dir`. Each item is checked by the operation its
-/// single route uses, against a copy of the directory that the accepted
-/// items before it were applied to; a refused item changes nothing in that
-/// copy, so later items that need it are refused too (and say why).
-pub fn plan(dir: &TenantDir, items: &[BatchItem]) -> Plan {
-    let mut scratch = dir.clone();
+/// Plans `items` against `dir`, a copy of the tenant's directory that is
+/// consumed. Each item is checked by the operation its single route uses,
+/// against the copy as the accepted items before it left it; a refused
+/// item changes nothing in it, so later items that need it are refused too
+/// (and say why).
+pub fn plan(mut scratch: TenantDir, items: &[BatchItem]) -> Plan {
     let mut p = Plan::default();
     let mut over_limit = 0;
     for (i, item) in items.iter().enumerate() {
@@ -210,7 +210,7 @@ mod tests {
     fn later_items_see_earlier_ones() {
         let mut d = dir(10);
         let p = plan(
-            &d,
+            d.clone(),
             &[
                 user("a"),
                 team("s"),
@@ -236,7 +236,7 @@ mod tests {
     fn every_bad_item_is_named_and_nothing_is_counted() {
         let d = dir(10);
         let p = plan(
-            &d,
+            d.clone(),
             &[
                 user("a"),
                 member("nope", "a"),
@@ -270,7 +270,7 @@ mod tests {
     #[test]
     fn the_user_limit_counts_the_whole_batch() {
         let d = dir(2);
-        let p = plan(&d, &[user("a"), user("b"), user("c"), user("d")]);
+        let p = plan(d.clone(), &[user("a"), user("b"), user("c"), user("d")]);
         assert_eq!(
             p.refusals.iter().map(|r| r.item).collect::<Vec<_>>(),
             [2, 3]
@@ -279,10 +279,13 @@ mod tests {
         assert_eq!(p.wanted_active, 4);
         // Deleting one first makes room for one.
         let mut d = dir(2);
-        for w in plan(&d, &[user("a"), user("b")]).writes {
+        for w in plan(d.clone(), &[user("a"), user("b")]).writes {
             d.apply(&w);
         }
-        let p = plan(&d, &[BatchItem::DeleteUser { id: "a".into() }, user("c")]);
+        let p = plan(
+            d.clone(),
+            &[BatchItem::DeleteUser { id: "a".into() }, user("c")],
+        );
         assert!(p.refusals.is_empty(), "{:?}", p.refusals);
     }
 }
