@@ -27,6 +27,9 @@
 //! nodes' presence scripts wait that long), with 150,003 arguments and its
 //! writes as one JSON string in the log entry (well under Redis's 512 MB
 //! bulk length). Big entries trim the log harder ([`LOG_BUDGET_BYTES`]).
+//! Each deleted team costs the script one pass over the tenant's
+//! memberships (`unteam`), so a batch that deletes hundreds of teams of a
+//! large tenant is the one shape that makes the call long.
 //!
 //! Limits, by construction of Redis rather than of this code:
 //! - A batch spanning tenants (only presence flushes do) is atomic per
