@@ -111,6 +111,22 @@ fn seeded_dir() -> TenantDir {
             },
         });
     }
+    // A team for the `teams` column to name; ann is in it.
+    dir.apply(&Write::Team {
+        tenant: tenant.clone(),
+        team: crate::directory::TeamRecord {
+            id: "sales".into(),
+            name: "Sales".into(),
+            crm: true,
+            active: true,
+        },
+    });
+    dir.apply(&Write::Member {
+        tenant,
+        team: "sales".into(),
+        user: "ann".into(),
+        role: presence_protocol::MembershipRole::Member,
+    });
     dir
 }
 
