@@ -88,7 +88,7 @@ export interface PresenceOptions {
    * browser, nothing elsewhere (call `interacted()` yourself); `null` disables it.
    */
   target?: EventTarget | null;
-  /** Sent in `hello` as `client`. Default is "presence.js/0.1". */
+  /** Sent in `hello` as `client`. Default is `presence.js/${VERSION}`. */
   client?: string;
   /** First reconnect delay before jitter. Default is 500 ms. */
   backoffMs?: number;
@@ -136,6 +136,9 @@ export declare class PresenceClient {
   /** Closes this tab's connection for good. */
   close(): void;
 }
+
+/** The SDK's version, which is the hub's protocol version (`presence-protocol`). */
+export declare const VERSION: string;
 
 /** Creates a client and connects it. */
 export declare function connect(opts: PresenceOptions): PresenceClient;

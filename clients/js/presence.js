@@ -8,6 +8,13 @@
 // deltas with the `v` rule. No dependencies; plain ES2020.
 
 /**
+ * The SDK's version: the hub's protocol version (the `presence-protocol`
+ * crate's, in `package.json` too; `tests/package.test.js` holds them equal).
+ * Sent in `hello` as `client`.
+ */
+export const VERSION = "0.1.0";
+
+/**
  * Close codes after which the tab must not reconnect by itself: deactivated
  * or forbidden, logged out, a policy violation (a flood or oversized frames
  * would only be repeated), too many tabs for the user. 4001 is not among
@@ -198,7 +205,7 @@ export class PresenceClient {
     ws.onopen = mine(() => {
       this.hello = { at: Date.now(), idle: this.idleMs() };
       const hello = { type: "hello", token, tab: this.tab, idle_ms: this.hello.idle };
-      ws.send(JSON.stringify({ ...hello, client: this.opts.client || "presence.js/0.1" }));
+      ws.send(JSON.stringify({ ...hello, client: this.opts.client || `presence.js/${VERSION}` }));
     });
     ws.onmessage = mine((e) => this.#message(JSON.parse(e.data)));
     ws.onclose = mine((e) => this.#closed(e.code, e.reason));

@@ -8,6 +8,7 @@ pub mod close;
 pub mod events;
 pub mod roster;
 pub mod server;
+pub mod webhooks;
 
 pub use client::{ClientMessage, ReqId};
 pub use events::{Event, EventPage, EventsGone, Reason};
@@ -15,4 +16,8 @@ pub use roster::{Roster, RosterParseError};
 pub use server::{
     Entry, ErrorCode, Membership, MembershipRole, Profile, ServerMessage, Stats, Status, UserState,
     WelcomeUser,
+};
+pub use webhooks::{
+    DeliveryError, DeliveryState, DeliveryStatus, WebhookBatch, WebhookList, WebhookPut,
+    WebhookView,
 };

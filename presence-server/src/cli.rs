@@ -32,6 +32,14 @@ pub enum Command {
         #[arg(long, env = "PRESENCE_JWT_SECRET", hide_env_values = true)]
         jwt_secret: String,
     },
+    /// Check the configuration as the hub would load it (the same flags and
+    /// variables), report every problem with the variable to change, and
+    /// exit 0 only when the hub would start and serve.
+    Check {
+        // Boxed: the settings dwarf `Token`'s fields.
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
+    },
 }
 
 /// The hub's settings. Every default is a constant of
@@ -100,6 +108,28 @@ pub struct ServeArgs {
     /// sets its own `event_retention_s`.
     #[arg(long, env = "PRESENCE_EVENT_RETENTION_S", default_value_t = d::EVENT_RETENTION_S)]
     pub event_retention_s: u64,
+    /// Webhook targets allowed although private, loopback or link-local:
+    /// comma-separated hosts, addresses and CIDR networks.
+    #[arg(long, env = "PRESENCE_WEBHOOK_ALLOWED_HOSTS")]
+    pub webhook_allowed_hosts: Option<String>,
+    /// Most events in one webhook delivery.
+    #[arg(long, env = "PRESENCE_WEBHOOK_BATCH_MAX", default_value_t = d::WEBHOOK_BATCH_MAX)]
+    pub webhook_batch_max: usize,
+    /// How long a webhook batch waits to fill before it goes.
+    #[arg(long, env = "PRESENCE_WEBHOOK_BATCH_WAIT_MS", default_value_t = d::WEBHOOK_BATCH_WAIT_MS)]
+    pub webhook_batch_wait_ms: u64,
+    /// The first retry of a failed delivery waits about this; each next twice as long.
+    #[arg(long, env = "PRESENCE_WEBHOOK_RETRY_MIN_MS", default_value_t = d::WEBHOOK_RETRY_MIN_MS)]
+    pub webhook_retry_min_ms: u64,
+    /// The longest wait between two retries of a delivery.
+    #[arg(long, env = "PRESENCE_WEBHOOK_RETRY_MAX_MS", default_value_t = d::WEBHOOK_RETRY_MAX_MS)]
+    pub webhook_retry_max_ms: u64,
+    /// One delivery's request may take this long, answer included.
+    #[arg(long, env = "PRESENCE_WEBHOOK_TIMEOUT_MS", default_value_t = d::WEBHOOK_TIMEOUT_MS)]
+    pub webhook_timeout_ms: u64,
+    /// Cluster mode: another node takes a dead deliverer's tenants over within this.
+    #[arg(long, env = "PRESENCE_WEBHOOK_LEASE_MS", default_value_t = d::WEBHOOK_LEASE_MS)]
+    pub webhook_lease_ms: u64,
     /// A tab silent on the wire this long is pinged.
     #[arg(long, env = "PRESENCE_PING_INTERVAL_MS", default_value_t = d::PING_INTERVAL_MS)]
     pub ping_interval_ms: u64,
@@ -162,13 +192,32 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("PRESENCE_ACTIVITY_INTERVAL_MS ({interval_ms}) must be at most half of PRESENCE_IDLE_TIMEOUT_MS ({idle_ms}): users would go offline between two reports")]
     ActivityInterval { interval_ms: u64, idle_ms: u64 },
+    #[error("PRESENCE_WEBHOOK_ALLOWED_HOSTS: {0}")]
+    WebhookHosts(String),
+    #[error("PRESENCE_WEBHOOK_RETRY_MIN_MS ({min_ms}) must be at most PRESENCE_WEBHOOK_RETRY_MAX_MS ({max_ms})")]
+    WebhookRetry { min_ms: u64, max_ms: u64 },
     #[error(transparent)]
     Key(#[from] crate::auth::KeyError),
 }
 
 impl ServeArgs {
     /// The hub settings these arguments describe.
+    ///
+    /// # Errors
+    /// The first of [`ServeArgs::setting_problems`].
     pub fn config(&self) -> Result<Config, ConfigError> {
+        if let Some(first) = self.setting_problems().into_iter().next() {
+            return Err(first);
+        }
+        Ok(self.build_config())
+    }
+
+    /// Every reason these settings (keys aside: [`ServeArgs::verifier`],
+    /// [`ServeArgs::admin_key`]) would stop the hub, not only the first:
+    /// `config` refuses on the first, `presence-server check` lists them
+    /// all, so the two cannot disagree.
+    pub(crate) fn setting_problems(&self) -> Vec<ConfigError> {
+        let mut problems = Vec::new();
         for (name, v) in [
             ("PRESENCE_IDLE_TIMEOUT_MS", self.idle_timeout_ms),
             (
@@ -189,18 +238,31 @@ impl ServeArgs {
                 "PRESENCE_WRITE_BUFFER_BYTES",
                 self.write_buffer_bytes as u64,
             ),
+            ("PRESENCE_WEBHOOK_BATCH_MAX", self.webhook_batch_max as u64),
+            ("PRESENCE_WEBHOOK_RETRY_MIN_MS", self.webhook_retry_min_ms),
+            ("PRESENCE_WEBHOOK_TIMEOUT_MS", self.webhook_timeout_ms),
+            ("PRESENCE_WEBHOOK_LEASE_MS", self.webhook_lease_ms),
         ] {
             if v == 0 {
-                return Err(ConfigError::Zero(name));
+                problems.push(ConfigError::Zero(name));
             }
         }
         if let Some(interval_ms) = self.activity_interval_ms {
             if interval_ms > self.idle_timeout_ms / 2 {
-                return Err(ConfigError::ActivityInterval {
+                problems.push(ConfigError::ActivityInterval {
                     interval_ms,
                     idle_ms: self.idle_timeout_ms,
                 });
             }
+        }
+        if self.webhook_retry_min_ms > self.webhook_retry_max_ms {
+            problems.push(ConfigError::WebhookRetry {
+                min_ms: self.webhook_retry_min_ms,
+                max_ms: self.webhook_retry_max_ms,
+            });
+        }
+        if let Err(e) = self.webhook_policy() {
+            problems.push(e);
         }
         // The HTTP edge.
         for (name, v) in [
@@ -215,10 +277,21 @@ impl ServeArgs {
             ("PRESENCE_MAX_IMPORT_BYTES", self.max_import_bytes as u64),
         ] {
             if v == 0 {
-                return Err(ConfigError::Zero(name));
+                problems.push(ConfigError::Zero(name));
             }
         }
-        Ok(Config {
+        problems
+    }
+
+    fn webhook_policy(&self) -> Result<crate::webhook::target::Policy, ConfigError> {
+        crate::webhook::target::Policy::parse(
+            self.webhook_allowed_hosts.as_deref().unwrap_or_default(),
+        )
+        .map_err(ConfigError::WebhookHosts)
+    }
+
+    fn build_config(&self) -> Config {
+        Config {
             idle_timeout: Duration::from_millis(self.idle_timeout_ms),
             activity_interval: self.activity_interval_ms.map(Duration::from_millis),
             hello_timeout: Duration::from_millis(self.hello_timeout_ms),
@@ -238,6 +311,16 @@ impl ServeArgs {
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             event_retention: Duration::from_secs(self.event_retention_s),
             event_trim: Duration::from_millis(d::EVENT_TRIM_MS),
+            webhooks: crate::config::WebhookSettings {
+                // Checked by `setting_problems` before this is built.
+                allowed_hosts: self.webhook_policy().unwrap_or_default(),
+                batch_max: self.webhook_batch_max,
+                batch_wait: Duration::from_millis(self.webhook_batch_wait_ms),
+                retry_min: Duration::from_millis(self.webhook_retry_min_ms),
+                retry_max: Duration::from_millis(self.webhook_retry_max_ms),
+                timeout: Duration::from_millis(self.webhook_timeout_ms),
+                lease: Duration::from_millis(self.webhook_lease_ms),
+            },
             ping_interval: Duration::from_millis(self.ping_interval_ms),
             pong_timeout: Duration::from_millis(self.pong_timeout_ms),
             close_linger: Duration::from_millis(self.close_linger_ms),
@@ -249,7 +332,7 @@ impl ServeArgs {
             max_header_bytes: self.max_header_bytes,
             max_body_bytes: self.max_body_bytes,
             max_import_bytes: self.max_import_bytes,
-        })
+        }
     }
 
     /// The token verifier, from exactly one configured key.

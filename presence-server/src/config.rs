@@ -36,6 +36,20 @@ pub mod defaults {
     pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
     /// `PRESENCE_EVENT_RETENTION_S` (SPEC §10): 72 h.
     pub const EVENT_RETENTION_S: u64 = 72 * 3600;
+    /// `PRESENCE_WEBHOOK_BATCH_MAX`: events per delivery.
+    pub const WEBHOOK_BATCH_MAX: usize = 100;
+    /// `PRESENCE_WEBHOOK_BATCH_WAIT_MS`: how long a batch waits to fill.
+    pub const WEBHOOK_BATCH_WAIT_MS: u64 = 200;
+    /// `PRESENCE_WEBHOOK_RETRY_MIN_MS`: the first retry's step.
+    pub const WEBHOOK_RETRY_MIN_MS: u64 = 1_000;
+    /// `PRESENCE_WEBHOOK_RETRY_MAX_MS`: the longest step between retries.
+    pub const WEBHOOK_RETRY_MAX_MS: u64 = 300_000;
+    /// `PRESENCE_WEBHOOK_TIMEOUT_MS`: one delivery's request, answer included.
+    pub const WEBHOOK_TIMEOUT_MS: u64 = 10_000;
+    /// `PRESENCE_WEBHOOK_LEASE_MS`: cluster mode, how long a tenant's
+    /// deliverer holds its lease without renewing it (the takeover time
+    /// when it dies); renewed every third of it.
+    pub const WEBHOOK_LEASE_MS: u64 = 5_000;
     /// Not a setting: how often events past their tenant's retention are
     /// removed.
     pub const EVENT_TRIM_MS: u64 = 60_000;
@@ -111,6 +125,8 @@ pub struct Config {
     /// How often events past their retention are removed.
     /// Default is [`defaults::EVENT_TRIM_MS`].
     pub event_trim: Duration,
+    /// Webhook delivery (SPEC §10).
+    pub webhooks: WebhookSettings,
 
     // The WebSocket connection (SPEC §9).
     /// A tab that sent nothing for this long is pinged.
@@ -157,6 +173,44 @@ pub struct Config {
     pub max_import_bytes: usize,
 }
 
+/// How webhooks are delivered; each default is the `defaults::WEBHOOK_*`
+/// constant of its variable.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Private targets the operator allows. Default: none.
+    pub allowed_hosts: crate::webhook::target::Policy,
+    /// Most events in one delivery.
+    pub batch_max: usize,
+    /// A batch that is not full goes this long after its first event was
+    /// seen.
+    pub batch_wait: Duration,
+    /// The first retry waits about this (jittered), each next one twice
+    /// as long, up to `retry_max`.
+    pub retry_min: Duration,
+    pub retry_max: Duration,
+    /// One request, from connecting to the end of the answer.
+    pub timeout: Duration,
+    /// Cluster mode: the deliverer's lease; another node takes over at
+    /// most this long after it died.
+    pub lease: Duration,
+}
+
+impl Default for WebhookSettings {
+    fn default() -> Self {
+        use defaults as d;
+        let ms = Duration::from_millis;
+        WebhookSettings {
+            allowed_hosts: crate::webhook::target::Policy::default(),
+            batch_max: d::WEBHOOK_BATCH_MAX,
+            batch_wait: ms(d::WEBHOOK_BATCH_WAIT_MS),
+            retry_min: ms(d::WEBHOOK_RETRY_MIN_MS),
+            retry_max: ms(d::WEBHOOK_RETRY_MAX_MS),
+            timeout: ms(d::WEBHOOK_TIMEOUT_MS),
+            lease: ms(d::WEBHOOK_LEASE_MS),
+        }
+    }
+}
+
 /// The report interval used when none is set: often enough that a person
 /// who keeps interacting proves it at least three times per idle timeout
 /// (so one late or lost report cannot flap them), and at most every 10 s.
@@ -196,6 +250,7 @@ impl Default for Config {
             shutdown_grace: ms(d::SHUTDOWN_GRACE_MS),
             event_retention: Duration::from_secs(d::EVENT_RETENTION_S),
             event_trim: ms(d::EVENT_TRIM_MS),
+            webhooks: WebhookSettings::default(),
             ping_interval: ms(d::PING_INTERVAL_MS),
             pong_timeout: ms(d::PONG_TIMEOUT_MS),
             close_linger: ms(d::CLOSE_LINGER_MS),

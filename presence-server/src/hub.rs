@@ -58,6 +58,13 @@ pub struct Hub {
     cluster_url: OnceLock<String>,
     /// Cluster mode: joined (subscribed and caught up); `/readyz` waits for it.
     cluster_ready: std::sync::atomic::AtomicBool,
+    /// Cluster mode: the nodes in the heartbeat set with their last
+    /// heartbeat (ms), as this node's last heartbeat read them; the status
+    /// page (`GET /`) shows them without a Redis call of its own.
+    cluster_nodes: Mutex<Vec<(String, u64)>>,
+    /// `--dev` only: the secrets the landing page (`GET /`) hands out.
+    /// Unset, the page is a status page with no secret on it.
+    dev: OnceLock<crate::dev::DevSecrets>,
     /// Single node: the tenants with feed events waiting for the store.
     feed: FeedQueue,
     /// Held by whoever commits the feed (the committer, or shutdown), so
@@ -67,6 +74,9 @@ pub struct Hub {
     /// upgrade before its 101, given back when the handshake ends
     /// (`session::run`), so unauthenticated sockets are bounded.
     pub pending_hello: Limit,
+    /// Poked when a webhook is configured here, so its delivery starts at
+    /// once (`webhook::supervisor`; other nodes' writes are found by its scan).
+    webhooks_changed: tokio::sync::Notify,
 }
 
 impl Hub {
@@ -126,6 +136,9 @@ impl Hub {
             cluster,
             cluster_url: OnceLock::new(),
             cluster_ready: std::sync::atomic::AtomicBool::new(false),
+            webhooks_changed: tokio::sync::Notify::new(),
+            cluster_nodes: Mutex::new(Vec::new()),
+            dev: OnceLock::new(),
         }))
     }
 
@@ -184,6 +197,27 @@ impl Hub {
 
     pub fn set_cluster_ready(&self, ready: bool) {
         self.cluster_ready.store(ready, Ordering::Relaxed);
+    }
+
+    /// Cluster mode: what the last heartbeat saw in the node set.
+    pub fn set_cluster_nodes(&self, nodes: Vec<(String, u64)>) {
+        *self.cluster_nodes.lock() = nodes;
+    }
+
+    /// Cluster mode: the nodes with their last heartbeat (ms), as of this
+    /// node's last heartbeat; empty on a single node.
+    pub fn cluster_nodes(&self) -> Vec<(String, u64)> {
+        self.cluster_nodes.lock().clone()
+    }
+
+    /// `--dev`: the secrets in force, for the landing page. Set once, by
+    /// `main` in `--dev` only.
+    pub fn set_dev(&self, secrets: crate::dev::DevSecrets) {
+        let _ = self.dev.set(secrets);
+    }
+
+    pub(crate) fn dev(&self) -> Option<&crate::dev::DevSecrets> {
+        self.dev.get()
     }
 
     /// Ready to serve: always on a single node; in cluster mode once
@@ -391,6 +425,17 @@ impl Hub {
                 _ = self.stopping() => break,
             }
         }
+    }
+
+    /// Tells the webhook supervisor to look at the webhooks now.
+    pub(crate) fn notify_webhooks(&self) {
+        self.webhooks_changed.notify_one();
+    }
+
+    /// Resolves at the next [`notify_webhooks`](Self::notify_webhooks)
+    /// (or at once when one came since the last wait).
+    pub(crate) fn webhooks_changed(&self) -> tokio::sync::futures::Notified<'_> {
+        self.webhooks_changed.notified()
     }
 
     /// The node's tasks.

@@ -8,6 +8,7 @@
 
 mod api;
 mod auth;
+mod check;
 mod cli;
 mod clock;
 mod cluster;
@@ -25,21 +26,24 @@ mod presence;
 mod server;
 mod store;
 mod tasks;
+mod webhook;
 
 pub use api::app;
 pub use auth::{mint_hs256, Claims, Verifier};
+pub use check::{check, Report as CheckReport};
 pub use cli::{Cli, Command, ServeArgs};
 pub use cluster::{start as start_cluster, StartError as ClusterStartError};
-pub use config::Config;
+pub use config::{Config, WebhookSettings};
 pub use directory::ops::put_user;
-pub use directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
+pub use directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, WebhookRecord, Write};
 pub use hub::Hub;
 pub use presence::engine::Engine;
 pub use server::run;
 pub use store::embedded::EmbeddedStore;
 pub use store::redis::RedisStore;
 pub use store::redis_conn::RedisConn;
-pub use store::{EventRead, Store, StoreError};
+pub use store::{EventRead, Store, StoreError, WebhookProgress};
+pub use webhook::target::Policy as WebhookPolicy;
 
 /// Cluster mode's contract with its Lua script, for the golden tests that
 /// run the script on a real Redis (`tests/it/cluster_script.rs`).

@@ -1,4 +1,5 @@
-//! `presence-server`: runs the hub, or mints a token (`token`).
+//! `presence-server`: runs the hub, mints a token (`token`), or checks the
+//! configuration (`check`).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -38,7 +39,7 @@ fn now_secs() -> u64 {
 /// a start-up error is read by an operator, not a developer.
 fn main() -> std::process::ExitCode {
     match try_main() {
-        Ok(()) => std::process::ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("presence-server: error: {e:#}");
             std::process::ExitCode::FAILURE
@@ -46,7 +47,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn try_main() -> anyhow::Result<()> {
+fn try_main() -> anyhow::Result<std::process::ExitCode> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Token {
@@ -59,7 +60,21 @@ fn try_main() -> anyhow::Result<()> {
                 "{}",
                 mint_hs256(jwt_secret.as_bytes(), &tenant, &user, now_secs(), ttl_secs)
             );
-            Ok(())
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Some(Command::Check { serve }) => {
+            let report = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("start the async runtime")?
+                .block_on(presence_server::check(&serve));
+            print_check(&report);
+            // The report is the message: no error line after it.
+            Ok(if report.ok() {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::FAILURE
+            })
         }
         None => {
             init_tracing(&cli.serve.log_format);
@@ -67,8 +82,27 @@ fn try_main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("start the async runtime")?
-                .block_on(run(cli.serve))
+                .block_on(run(cli.serve))?;
+            Ok(std::process::ExitCode::SUCCESS)
         }
+    }
+}
+
+/// One line per finding, problems first, then a verdict.
+fn print_check(report: &presence_server::CheckReport) {
+    for p in &report.problems {
+        println!("problem: {p}");
+    }
+    for w in &report.warnings {
+        println!("warning: {w}");
+    }
+    for n in &report.notes {
+        println!("ok:      {n}");
+    }
+    match report.problems.len() {
+        0 => println!("the hub would start and serve"),
+        1 => println!("1 problem: the hub would not start or not serve"),
+        n => println!("{n} problems: the hub would not start or not serve"),
     }
 }
 
@@ -128,6 +162,12 @@ async fn run(mut args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(%addr, node = %hub.config.node_id, "presence hub listening");
     if dev_secrets.is_some() {
         dev::seed(&hub).await.context("seed the demo tenant")?;
+        // The secrets in force (a variable may have replaced a generated
+        // one), for the landing page's links and curl line.
+        hub.set_dev(dev::DevSecrets {
+            jwt_secret: args.jwt_secret.clone().unwrap_or_default(),
+            admin_key: admin_key.clone(),
+        });
         print_dev_banner(&args, &admin_key, addr);
     }
     // Returns within PRESENCE_SHUTDOWN_GRACE_MS of the signal, cluster
@@ -146,6 +186,7 @@ fn print_dev_banner(args: &ServeArgs, admin_key: &str, addr: std::net::SocketAdd
     let (admin, attendant, other) = (token("ana"), token("diego"), token("fabio"));
     println!(
         "\npresence hub (dev mode) on http://{addr}\n\
+         start here:      http://{addr}/   (every link below, on one page)\n\
          tenant:          {tenant}\n\
          admin key:       {admin_key}\n\
          admin token:     {admin}   (ana, profile admin)\n\

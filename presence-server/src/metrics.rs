@@ -24,6 +24,13 @@ pub struct Metrics {
     pub feed_commit_seconds: Histogram,
     /// Events appended to the feed by this node's committer.
     pub feed_events: IntCounter,
+    /// Webhook delivery attempts by `result` (`ok`, `http_error`, `network_error`).
+    pub webhook_deliveries: IntCounterVec,
+    /// Events acknowledged by webhook receivers.
+    pub webhook_events: IntCounter,
+    /// Events waiting for the webhooks this node delivers (what each
+    /// deliverer last read, at most 1,000 per webhook).
+    pub webhook_pending: IntGauge,
 }
 
 impl Metrics {
@@ -65,6 +72,19 @@ impl Metrics {
             .expect("registered once");
         Metrics {
             feed_commit_seconds,
+            webhook_deliveries: counter_vec(
+                "presence_webhook_deliveries_total",
+                "Webhook delivery attempts by result (ok, http_error, network_error).",
+                "result",
+            ),
+            webhook_events: counter(
+                "presence_webhook_events_delivered_total",
+                "Events acknowledged (2xx) by webhook receivers.",
+            ),
+            webhook_pending: gauge(
+                "presence_webhook_pending_events",
+                "Events waiting for the webhooks this node delivers.",
+            ),
             feed_events: counter(
                 "presence_feed_events_total",
                 "Single node: events committed to the transition feed.",

@@ -113,7 +113,7 @@ fn warn_if_open_files_below(max_connections: usize) {
 /// The soft `RLIMIT_NOFILE`, from `/proc/self/limits`; `None` when unlimited
 /// or not on Linux. Read from procfs rather than `getrlimit(2)`: the
 /// workspace denies unsafe code, and this needs no extra crate.
-fn open_files_limit() -> Option<u64> {
+pub(crate) fn open_files_limit() -> Option<u64> {
     let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line["Max open files".len()..]
@@ -171,6 +171,7 @@ pub async fn run(
         // A single node's feed: events committed before their deltas go.
         hub.spawn(crate::feed::committer::run(hub.clone()));
     }
+    hub.spawn(crate::webhook::supervisor::run(hub.clone()));
     let router = TowerToHyperService::new(crate::api::app(hub.clone()));
     let http = http1(&hub.config);
     let max_header_bytes = hub.config.max_header_bytes;

@@ -1,6 +1,7 @@
-//! The JavaScript clients, run as part of `cargo test`: the SDK's unit tests
-//! and size budget (`clients/js/tests/{sdk,size}.test.js`) and the
-//! dashboards end to end in headless Chromium (`browser.test.js`), each with
+//! The JavaScript clients, run as part of `cargo test`: the SDK's unit tests,
+//! size budget and package checks (`clients/js/tests/{sdk,size,package}.test.js`)
+//! and the dashboards and the landing page end to end in headless Chromium
+//! (`browser.test.js`, `landing.test.js`), each with
 //! Node's test runner against this crate's own `presence-server` binary.
 //!
 //! A test binary of its own, not a module of `it`: cargo runs test binaries
@@ -120,7 +121,11 @@ fn js_sdk_passes_its_tests_against_a_real_hub_and_fits_its_size_budget() {
     require("esbuild");
     require("ws");
     node_test(
-        &["tests/sdk.test.js", "tests/size.test.js"],
+        &[
+            "tests/sdk.test.js",
+            "tests/size.test.js",
+            "tests/package.test.js",
+        ],
         Duration::from_secs(180),
     );
 }
@@ -134,5 +139,8 @@ fn dashboards_pass_end_to_end_in_headless_chromium() {
         "{} is missing: apt-get install -y chromium (or set CHROMIUM_PATH)",
         chromium.display()
     );
-    node_test(&["tests/browser.test.js"], Duration::from_secs(180));
+    node_test(
+        &["tests/browser.test.js", "tests/landing.test.js"],
+        Duration::from_secs(240),
+    );
 }

@@ -98,6 +98,13 @@ impl From<crate::feed::reader::ReadError> for ApiError {
     }
 }
 
+impl From<crate::store::StoreError> for ApiError {
+    fn from(s: crate::store::StoreError) -> Self {
+        tracing::error!(error = %s, "store call failed");
+        ApiError::StoreUnavailable
+    }
+}
+
 impl From<WriteError> for ApiError {
     fn from(e: WriteError) -> Self {
         match e {
@@ -142,6 +149,7 @@ pub(crate) fn directory_status(d: &DirectoryError) -> (StatusCode, &'static str)
         DirectoryError::UnknownTenant(_)
         | DirectoryError::UnknownUser(_)
         | DirectoryError::UnknownTeam(_)
+        | DirectoryError::UnknownWebhook(_)
         | DirectoryError::UnknownMember { .. } => (S::NOT_FOUND, "not_found"),
         DirectoryError::Invalid { .. } => (S::BAD_REQUEST, "bad_request"),
         DirectoryError::UserLimit { .. } => (S::CONFLICT, "user_limit"),
@@ -415,6 +423,7 @@ mod tests {
                 limit: 1,
                 wanted: 2,
             },
+            ApiError::Directory(DirectoryError::UnknownWebhook("x".into())),
             ApiError::Batch(Box::new(batch.clone())),
             ApiError::BatchOverLimit {
                 report: Box::new(batch),
@@ -456,21 +465,22 @@ mod tests {
                 DirectoryError::Invalid { .. } => 24,
                 DirectoryError::UserLimit { .. } => 25,
                 DirectoryError::UserNotActive(_) => 26,
+                DirectoryError::UnknownWebhook(_) => 31,
             },
             ApiError::StoreUnavailable => 27,
             ApiError::EventsGone { .. } => 28,
             ApiError::Import(_) => 29,
             ApiError::ImportOverLimit { .. } => 30,
-            ApiError::Batch(_) => 31,
-            ApiError::BatchOverLimit { .. } => 32,
-            ApiError::TooManyItems { .. } => 33,
+            ApiError::Batch(_) => 32,
+            ApiError::BatchOverLimit { .. } => 33,
+            ApiError::TooManyItems { .. } => 34,
         }
     }
 
     #[test]
     fn every_variant_is_sampled() {
         let seen: Vec<usize> = one_of_each().iter().map(sampled).collect();
-        assert_eq!(seen, (0..34).collect::<Vec<_>>());
+        assert_eq!(seen, (0..35).collect::<Vec<_>>());
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The whole router of a hub: the WebSocket endpoint, health, metrics, the
-//! OpenAPI document, the embedded pages and the admin API, with SPEC §6's
+//! OpenAPI document, the landing page, the embedded pages and the admin API, with SPEC §6's
 //! JSON answer for a path or a method that does not exist. No socket here:
 //! `server.rs` serves it; tests drive it with `oneshot`.
 //!
@@ -43,9 +43,11 @@ pub(crate) fn documented() -> OpenApiRouter<Arc<Hub>> {
     let mut router = own()
         .into_iter()
         .chain(crate::api::pages::routes())
+        .chain(crate::api::landing::routes())
         .chain(crate::api::admin::routes())
         .chain(crate::api::batch::routes())
         .chain(crate::api::events::routes())
+        .chain(crate::api::webhooks::routes())
         .fold(
             OpenApiRouter::with_openapi(openapi::Base::openapi()),
             OpenApiRouter::routes,

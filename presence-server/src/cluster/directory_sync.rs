@@ -174,6 +174,14 @@ fn reload(hub: &Hub, tid: &str, snapshot: Vec<Write>) {
             });
         }
     }
+    for id in t.dir.webhooks.keys() {
+        if !fresh.webhooks.contains_key(id) {
+            writes.push(Write::DeleteWebhook {
+                tenant: tid.to_owned(),
+                id: id.clone(),
+            });
+        }
+    }
     for team in fresh.teams.keys() {
         let keep: HashSet<&String> = fresh.members_of(team).map(|(u, _)| u).collect();
         for (user, _) in t.dir.members_of(team) {

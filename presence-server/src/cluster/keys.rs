@@ -20,6 +20,9 @@
 //! | `presence:{<tid>}:members` | hash | `<team>\u{1f}<user>` → JSON `MembershipRole` | `commit.lua` |
 //! | `presence:{<tid>}:presence` | hash | user id → JSON `PresenceRecord`, read by `load`; a cluster's tenants persist no presence (`state` holds it), so it stays empty unless written by a `Store::commit` of presence | `commit.lua` |
 //! | `presence:{<tid>}:version` | integer | +1 per committed directory batch | `commit.lua` |
+//! | `presence:{<tid>}:webhooks` | hash | webhook id → JSON `WebhookRecord` (its URL, secret, filter) | `commit.lua` |
+//! | `presence:{<tid>}:webhook_state` | hash | webhook id → JSON `WebhookProgress` (delivered cursor, last success and error); the delivered cursor never goes back | `store/redis_webhooks.rs` (the deliverer) |
+//! | `presence:{<tid>}:webhook_lease` | string | the node delivering the tenant's webhooks, with a TTL | `store/redis_webhooks.rs` |
 //! | `presence:{<tid>}:log` | stream | one entry per directory batch: `v`, `writes` (JSON array of `Write`), `node`; `MAXLEN ~ 10000` | `commit.lua` |
 //! | `presence:{<tid>}:leases` | zset | `<uid>\u{1f}<node>` → lease end (ms) | `presence.lua` |
 //! | `presence:{<tid>}:state` | hash | user id → JSON [`StoredState`](crate::cluster::ops::StoredState) (global status) | `presence.lua` |
@@ -59,6 +62,7 @@ pub(crate) struct DirectoryKeys {
     pub presence: String,
     pub version: String,
     pub log: String,
+    pub webhooks: String,
 }
 
 impl DirectoryKeys {
@@ -72,11 +76,12 @@ impl DirectoryKeys {
             presence: k("presence"),
             version: k("version"),
             log: k("log"),
+            webhooks: k("webhooks"),
         }
     }
 
-    /// `KEYS[1..7]` of `commit.lua`.
-    pub fn in_script_order(&self) -> [&str; 7] {
+    /// `KEYS[1..8]` of `commit.lua`.
+    pub fn in_script_order(&self) -> [&str; 8] {
         [
             &self.tenant,
             &self.users,
@@ -85,7 +90,24 @@ impl DirectoryKeys {
             &self.presence,
             &self.version,
             &self.log,
+            &self.webhooks,
         ]
+    }
+}
+
+/// A tenant's webhook delivery keys (`store/redis_webhooks.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct WebhookKeys {
+    pub state: String,
+    pub lease: String,
+}
+
+impl WebhookKeys {
+    pub fn new(tid: &str) -> Self {
+        WebhookKeys {
+            state: tenant_key(tid, "webhook_state"),
+            lease: tenant_key(tid, "webhook_lease"),
+        }
     }
 }
 
@@ -139,10 +161,12 @@ mod tests {
     fn all_keys(tid: &str) -> Vec<String> {
         let d = DirectoryKeys::new(tid);
         let p = PresenceKeys::new(tid);
+        let w = WebhookKeys::new(tid);
         d.in_script_order()
             .into_iter()
             .chain(p.in_script_order())
             .map(str::to_owned)
+            .chain([w.state, w.lease])
             .collect()
     }
 
@@ -160,11 +184,14 @@ mod tests {
                 "presence:{acme}:presence",
                 "presence:{acme}:version",
                 "presence:{acme}:log",
+                "presence:{acme}:webhooks",
                 "presence:{acme}:leases",
                 "presence:{acme}:state",
                 "presence:{acme}:claims",
                 "presence:{acme}:seq",
                 "presence:{acme}:events",
+                "presence:{acme}:webhook_state",
+                "presence:{acme}:webhook_lease",
             ]
         );
         assert_eq!(TENANTS_KEY, "presence:tenants");

@@ -230,6 +230,7 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
                 continue;
             }
         };
+        hub.set_cluster_nodes(nodes.iter().map(|(n, t)| (n.clone(), *t as u64)).collect());
         let mut dead = HashMap::new();
         let mut silent = BTreeSet::new();
         for (node, last) in nodes {

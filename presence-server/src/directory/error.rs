@@ -11,6 +11,8 @@ pub enum DirectoryError {
     UnknownUser(String),
     #[error("unknown team {0:?}")]
     UnknownTeam(String),
+    #[error("unknown webhook {0:?}")]
+    UnknownWebhook(String),
     #[error("{user:?} is not a member of team {team:?}")]
     UnknownMember { team: String, user: String },
     #[error("invalid {field}: {reason}")]

@@ -12,8 +12,9 @@ pub mod csv_import;
 mod error;
 pub mod ops;
 mod records;
+pub mod webhooks;
 
 pub use error::DirectoryError;
 pub use records::{
-    valid_id, PresenceRecord, TeamRecord, TenantDir, TenantRecord, UserRecord, Write,
+    valid_id, PresenceRecord, TeamRecord, TenantDir, TenantRecord, UserRecord, WebhookRecord, Write,
 };

@@ -7,7 +7,9 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use presence_protocol::{Membership, MembershipRole, Profile, Status, UserState, WelcomeUser};
+use presence_protocol::{
+    Membership, MembershipRole, Profile, Reason, Status, UserState, WelcomeUser,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +42,39 @@ pub struct TeamRecord {
     pub name: String,
     pub crm: bool,
     pub active: bool,
+}
+
+/// A webhook of the transition feed (SPEC §10). Kept with the directory so
+/// every node of a cluster learns it through the directory log, like a team;
+/// its delivery progress changes too often for that and is kept apart
+/// (`Store::webhook_state`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookRecord {
+    pub id: String,
+    pub url: String,
+    pub secret: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statuses: Option<Vec<Status>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasons: Option<Vec<Reason>>,
+    /// Deliveries start after this cursor (the feed's position when the
+    /// webhook was created, or the `after` it was created with).
+    pub start_after: u64,
+    /// Set anew each time the webhook is created, so the delivery state of
+    /// a deleted webhook of the same id is never taken for this one's.
+    pub generation: String,
+    /// The consumer acknowledged a gap (a `PUT` after the webhook was
+    /// `failing`): the state's mark is cleared when its `cleared` is older.
+    #[serde(default)]
+    pub cleared_at: u64,
+}
+
+impl WebhookRecord {
+    /// Whether an event with this status and reason is delivered.
+    pub fn matches(&self, status: Status, reason: Reason) -> bool {
+        self.statuses.as_ref().is_none_or(|s| s.contains(&status))
+            && self.reasons.as_ref().is_none_or(|r| r.contains(&reason))
+    }
 }
 
 /// What a user's presence was when last persisted, so `last_seen` and `v`
@@ -103,6 +138,14 @@ pub enum Write {
         user: String,
         presence: PresenceRecord,
     },
+    Webhook {
+        tenant: String,
+        webhook: WebhookRecord,
+    },
+    DeleteWebhook {
+        tenant: String,
+        id: String,
+    },
 }
 
 impl Write {
@@ -114,7 +157,9 @@ impl Write {
             | Write::DeleteTeam { tenant, .. }
             | Write::Member { tenant, .. }
             | Write::DeleteMember { tenant, .. }
-            | Write::Presence { tenant, .. } => tenant,
+            | Write::Presence { tenant, .. }
+            | Write::Webhook { tenant, .. }
+            | Write::DeleteWebhook { tenant, .. } => tenant,
         }
     }
 }
@@ -131,6 +176,8 @@ pub struct TenantDir {
     user_teams: HashMap<String, BTreeMap<String, MembershipRole>>,
     /// Presence as last persisted; read once at start-up.
     pub presence: HashMap<String, PresenceRecord>,
+    /// The feed's webhooks, by id.
+    pub webhooks: BTreeMap<String, WebhookRecord>,
     /// Users per state (active, inactive, deleted), kept as writes apply:
     /// counters go out after every transition and must not cost a scan.
     in_state: [u64; 3],
@@ -167,6 +214,7 @@ impl TenantDir {
             members: BTreeMap::new(),
             user_teams: HashMap::new(),
             presence: HashMap::new(),
+            webhooks: BTreeMap::new(),
             in_state: [0; 3],
         }
     }
@@ -218,6 +266,12 @@ impl TenantDir {
             }
             Write::Presence { user, presence, .. } => {
                 self.presence.insert(user.clone(), *presence);
+            }
+            Write::Webhook { webhook, .. } => {
+                self.webhooks.insert(webhook.id.clone(), webhook.clone());
+            }
+            Write::DeleteWebhook { id, .. } => {
+                self.webhooks.remove(id);
             }
         }
     }

@@ -438,7 +438,10 @@ impl Tenant {
                     teams.insert(team.clone());
                     users.insert(user.clone());
                 }
-                Write::Tenant(_) | Write::Presence { .. } => {}
+                Write::Tenant(_)
+                | Write::Presence { .. }
+                | Write::Webhook { .. }
+                | Write::DeleteWebhook { .. } => {}
             }
         }
         for t in &teams {

@@ -2,19 +2,20 @@
 -- alone on its node, and every key lives in the tenant's hash slot).
 --
 -- KEYS: 1 tenant (string), 2 users, 3 teams, 4 members, 5 presence (hashes),
---       6 version (integer), 7 log (stream)
+--       6 version (integer), 7 log (stream), 8 webhooks (hash)
 -- ARGV: 1 node id, 2 the batch as JSON (logged verbatim), 3 log MAXLEN,
 --       then one group of 3 per write: op, field, value
 --   op "tenant"  SET KEYS[1] value
---   op "user" / "team" / "member" / "presence"  HSET into that hash
+--   op "user" / "team" / "member" / "presence" / "webhook"  HSET into that hash
 --   op "unmember"  HDEL members field
+--   op "unwebhook" HDEL webhooks field
 --   op "unteam"    HDEL teams field, and every members field "<field>\31..."
 -- Returns {new version, log entry id}.
 
 -- Redis does not roll back a script that fails half-way, so everything that
 -- could fail is checked before the first write: the shape of ARGV and the
 -- type of every key (a key of another type would fail with WRONGTYPE).
-local expected = {'string', 'hash', 'hash', 'hash', 'hash', 'string', 'stream'}
+local expected = {'string', 'hash', 'hash', 'hash', 'hash', 'string', 'stream', 'hash'}
 for i, want in ipairs(expected) do
   local got = redis.call('TYPE', KEYS[i])['ok']
   if got ~= 'none' and got ~= want then
@@ -25,10 +26,12 @@ if (#ARGV - 3) % 3 ~= 0 then
   return redis.error_reply('ERR presence commit: malformed arguments')
 end
 
-local hashes = {user = KEYS[2], team = KEYS[3], member = KEYS[4], presence = KEYS[5]}
+local hashes = {user = KEYS[2], team = KEYS[3], member = KEYS[4], presence = KEYS[5],
+  webhook = KEYS[8]}
 for i = 4, #ARGV, 3 do
   local op = ARGV[i]
-  if op ~= 'tenant' and op ~= 'unmember' and op ~= 'unteam' and hashes[op] == nil then
+  if op ~= 'tenant' and op ~= 'unmember' and op ~= 'unteam' and op ~= 'unwebhook'
+      and hashes[op] == nil then
     return redis.error_reply('ERR presence commit: unknown op ' .. op)
   end
 end
@@ -39,6 +42,8 @@ for i = 4, #ARGV, 3 do
     redis.call('SET', KEYS[1], value)
   elseif op == 'unmember' then
     redis.call('HDEL', KEYS[4], field)
+  elseif op == 'unwebhook' then
+    redis.call('HDEL', KEYS[8], field)
   elseif op == 'unteam' then
     redis.call('HDEL', KEYS[3], field)
     -- A plain prefix compare, not HSCAN MATCH: team ids may hold glob

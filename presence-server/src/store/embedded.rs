@@ -11,9 +11,12 @@ use std::path::Path;
 use presence_protocol::Event;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::directory::{PresenceRecord, TeamRecord, UserRecord, Write};
+use crate::directory::{PresenceRecord, TeamRecord, UserRecord, WebhookRecord, Write};
 use crate::store::embedded_events as events;
-use crate::store::{Corrupt, EventRead, Store, StoreError, StoreFuture, Unavailable};
+use crate::store::embedded_webhooks as webhooks;
+use crate::store::{
+    Corrupt, EventRead, Store, StoreError, StoreFuture, Unavailable, WebhookProgress,
+};
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
 /// Separates key parts; ids cannot contain control characters.
@@ -35,6 +38,7 @@ impl EmbeddedStore {
         let txn = db.begin_write().map_err(unavailable)?;
         txn.open_table(RECORDS).map_err(unavailable)?;
         events::create_tables(&txn).map_err(unavailable)?;
+        webhooks::create_tables(&txn).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore {
             db: std::sync::Arc::new(db),
@@ -69,6 +73,10 @@ fn encode(w: &Write) -> (String, Option<Vec<u8>>) {
             user,
             presence,
         } => (key(&["4", tenant, user]), Some(json(presence))),
+        Write::Webhook { tenant, webhook } => {
+            (key(&["5", tenant, &webhook.id]), Some(json(webhook)))
+        }
+        Write::DeleteWebhook { tenant, id } => (key(&["5", tenant, id]), None),
     }
 }
 
@@ -120,6 +128,13 @@ fn decode(k: &str, v: &[u8]) -> Result<Write, StoreError> {
                 presence,
             }
         }
+        ["5", tenant, _] => {
+            let webhook: WebhookRecord = parse(k, v)?;
+            Write::Webhook {
+                tenant: tenant.to_string(),
+                webhook,
+            }
+        }
         _ => return Err(Corrupt::UnknownKey(k.to_owned()).into()),
     })
 }
@@ -153,6 +168,44 @@ impl Store for EmbeddedStore {
     fn feed_tails(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
         let db = self.db.clone();
         Box::pin(blocking(move || events::tails(&db)))
+    }
+
+    fn webhook_progress(&self, tenant: &str, id: &str) -> StoreFuture<'_, Option<WebhookProgress>> {
+        let (db, tenant, id) = (self.db.clone(), tenant.to_owned(), id.to_owned());
+        Box::pin(blocking(move || webhooks::get(&db, &tenant, &id)))
+    }
+
+    fn save_webhook_progress(
+        &self,
+        tenant: &str,
+        id: &str,
+        progress: &WebhookProgress,
+    ) -> StoreFuture<'_, bool> {
+        let (db, tenant, id, p) = (
+            self.db.clone(),
+            tenant.to_owned(),
+            id.to_owned(),
+            progress.clone(),
+        );
+        Box::pin(blocking(move || webhooks::save(&db, &tenant, &id, &p)))
+    }
+
+    fn delete_webhook_progress(&self, tenant: &str, id: &str) -> StoreFuture<'_, ()> {
+        let (db, tenant, id) = (self.db.clone(), tenant.to_owned(), id.to_owned());
+        Box::pin(blocking(move || webhooks::delete(&db, &tenant, &id)))
+    }
+
+    fn lease_webhooks(
+        &self,
+        _tenant: &str,
+        _holder: &str,
+        _ttl: std::time::Duration,
+    ) -> StoreFuture<'_, bool> {
+        Box::pin(async { Ok(true) })
+    }
+
+    fn release_webhooks(&self, _tenant: &str, _holder: &str) -> StoreFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -8,16 +8,19 @@
 
 pub mod embedded;
 mod embedded_events;
+mod embedded_webhooks;
 pub mod redis;
 pub mod redis_conn;
 mod redis_events;
+mod redis_webhooks;
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use presence_protocol::Event;
+use presence_protocol::{DeliveryState, Event};
+use serde::{Deserialize, Serialize};
 
 use crate::directory::Write;
 
@@ -184,6 +187,46 @@ pub trait Store: Send + Sync + 'static {
     /// The last cursor of every tenant's feed, so a restarted node goes on
     /// after it.
     fn feed_tails(&self) -> StoreFuture<'_, Vec<(String, u64)>>;
+
+    /// A webhook's delivery progress, as its deliverer last saved it.
+    fn webhook_progress(&self, tenant: &str, id: &str) -> StoreFuture<'_, Option<WebhookProgress>>;
+
+    /// Saves a webhook's progress, unless the stored one is of the same
+    /// generation and further along (a deliverer that lost its lease while
+    /// a request was in flight cannot move the cursor back). Returns
+    /// whether it was saved.
+    fn save_webhook_progress(
+        &self,
+        tenant: &str,
+        id: &str,
+        progress: &WebhookProgress,
+    ) -> StoreFuture<'_, bool>;
+
+    /// Forgets a deleted webhook's progress.
+    fn delete_webhook_progress(&self, tenant: &str, id: &str) -> StoreFuture<'_, ()>;
+
+    /// Takes or renews, for `ttl`, the right to deliver `tenant`'s
+    /// webhooks (SPEC §10: one deliverer per tenant at a time); `false`
+    /// when another holder has it. A single node always has it.
+    fn lease_webhooks(&self, tenant: &str, holder: &str, ttl: Duration) -> StoreFuture<'_, bool>;
+
+    /// Gives the lease up (a node that stops), if `holder` has it.
+    fn release_webhooks(&self, tenant: &str, holder: &str) -> StoreFuture<'_, ()>;
+}
+
+/// A webhook's delivery progress as stored: the state the API shows, of
+/// one generation of the webhook (see `WebhookRecord::generation`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookProgress {
+    pub generation: String,
+    pub state: DeliveryState,
+    /// When this was saved (ms since the Unix epoch), so a reader can age
+    /// `oldest_pending_age_ms` from it.
+    pub saved_at: u64,
+    /// The `cleared_at` of the record this deliverer last saw: a `PUT`
+    /// with a newer one clears `failing`.
+    #[serde(default)]
+    pub cleared_at: u64,
 }
 
 /// What a read of a feed found.

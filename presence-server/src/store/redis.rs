@@ -50,7 +50,9 @@ use redis::{RedisError, Script};
 
 use crate::cluster::directory_sync::{LogEntry, SharedLog};
 use crate::cluster::keys::{member_field, split_member_field, DirectoryKeys, TENANTS_KEY};
-use crate::directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, Write};
+use crate::directory::{
+    PresenceRecord, TeamRecord, TenantRecord, UserRecord, WebhookRecord, Write,
+};
 use crate::store::redis_conn::RedisConn;
 use crate::store::{Corrupt, LogProblem, Store, StoreError, StoreFuture, Unavailable};
 
@@ -266,8 +268,8 @@ impl RedisStore {
         // records and the version are one state. All keys share a slot, so
         // this is one node even on a cluster.
         type Hash = BTreeMap<String, String>;
-        type Reply = (Option<String>, Hash, Hash, Hash, Hash, Option<u64>);
-        let (tenant, teams, users, members, presence, version): Reply = bounded(
+        type Reply = (Option<String>, Hash, Hash, Hash, Hash, Hash, Option<u64>);
+        let (tenant, teams, users, members, presence, webhooks, version): Reply = bounded(
             redis::pipe()
                 .atomic()
                 .get(&keys.tenant)
@@ -275,6 +277,7 @@ impl RedisStore {
                 .hgetall(&keys.users)
                 .hgetall(&keys.members)
                 .hgetall(&keys.presence)
+                .hgetall(&keys.webhooks)
                 .get(&keys.version)
                 .query_async(&mut conn),
         )
@@ -318,6 +321,12 @@ impl RedisStore {
                 tenant: tid.to_owned(),
                 user: user.clone(),
                 presence: parse::<PresenceRecord>(&keys.presence, v)?,
+            });
+        }
+        for v in webhooks.values() {
+            out.push(Write::Webhook {
+                tenant: tid.to_owned(),
+                webhook: parse::<WebhookRecord>(&keys.webhooks, v)?,
             });
         }
         Ok((out, version))
@@ -384,6 +393,41 @@ impl Store for RedisStore {
         // A node of a cluster assigns no cursor: `presence.lua` does.
         Box::pin(async { Ok(Vec::new()) })
     }
+
+    // Webhook delivery: `store/redis_webhooks.rs`.
+    fn webhook_progress(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> StoreFuture<'_, Option<crate::store::WebhookProgress>> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        Box::pin(async move { self.get_webhook_progress(&tenant, &id).await })
+    }
+
+    fn save_webhook_progress(
+        &self,
+        tenant: &str,
+        id: &str,
+        progress: &crate::store::WebhookProgress,
+    ) -> StoreFuture<'_, bool> {
+        let (tenant, id, p) = (tenant.to_owned(), id.to_owned(), progress.clone());
+        Box::pin(async move { self.put_webhook_progress(&tenant, &id, &p).await })
+    }
+
+    fn delete_webhook_progress(&self, tenant: &str, id: &str) -> StoreFuture<'_, ()> {
+        let (tenant, id) = (tenant.to_owned(), id.to_owned());
+        Box::pin(async move { self.remove_webhook_progress(&tenant, &id).await })
+    }
+
+    fn lease_webhooks(&self, tenant: &str, holder: &str, ttl: Duration) -> StoreFuture<'_, bool> {
+        let (tenant, holder) = (tenant.to_owned(), holder.to_owned());
+        Box::pin(async move { self.take_webhook_lease(&tenant, &holder, ttl).await })
+    }
+
+    fn release_webhooks(&self, tenant: &str, holder: &str) -> StoreFuture<'_, ()> {
+        let (tenant, holder) = (tenant.to_owned(), holder.to_owned());
+        Box::pin(async move { self.give_webhook_lease(&tenant, &holder).await })
+    }
 }
 
 /// What directory sync needs of the shared log, by forwarding to the methods
@@ -434,6 +478,8 @@ fn encode(w: &Write) -> (&'static str, String, String) {
             ("unmember", member_field(team, user), String::new())
         }
         Write::Presence { user, presence, .. } => ("presence", user.clone(), json(presence)),
+        Write::Webhook { webhook, .. } => ("webhook", webhook.id.clone(), json(webhook)),
+        Write::DeleteWebhook { id, .. } => ("unwebhook", id.clone(), String::new()),
     }
 }
 

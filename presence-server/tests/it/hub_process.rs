@@ -159,20 +159,28 @@ impl HubProcess {
     /// expires users after `idle_timeout_ms`, and drains within 1 s on
     /// SIGTERM. Returns once it is ready (`/readyz`).
     pub async fn cluster_node(redis_url: &str, node: &str, idle_timeout_ms: u64) -> HubProcess {
+        Self::cluster_node_with(redis_url, node, idle_timeout_ms, &[]).await
+    }
+
+    /// [`cluster_node`](Self::cluster_node) with more variables.
+    pub async fn cluster_node_with(
+        redis_url: &str,
+        node: &str,
+        idle_timeout_ms: u64,
+        extra: &[(&str, &str)],
+    ) -> HubProcess {
         let idle = idle_timeout_ms.to_string();
-        let p = Self::start_async(
-            &[],
-            &[
-                ("PRESENCE_LISTEN", "127.0.0.1:0"),
-                ("PRESENCE_JWT_SECRET", SECRET),
-                ("PRESENCE_ADMIN_KEY", ADMIN_KEY),
-                ("PRESENCE_REDIS_URL", redis_url),
-                ("PRESENCE_NODE_ID", node),
-                ("PRESENCE_IDLE_TIMEOUT_MS", &idle),
-                ("PRESENCE_SHUTDOWN_GRACE_MS", "1000"),
-            ],
-        )
-        .await;
+        let mut env = vec![
+            ("PRESENCE_LISTEN", "127.0.0.1:0"),
+            ("PRESENCE_JWT_SECRET", SECRET),
+            ("PRESENCE_ADMIN_KEY", ADMIN_KEY),
+            ("PRESENCE_REDIS_URL", redis_url),
+            ("PRESENCE_NODE_ID", node),
+            ("PRESENCE_IDLE_TIMEOUT_MS", &idle),
+            ("PRESENCE_SHUTDOWN_GRACE_MS", "1000"),
+        ];
+        env.extend_from_slice(extra);
+        let p = Self::start_async(&[], &env).await;
         p.wait_ready().await;
         p
     }

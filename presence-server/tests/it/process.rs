@@ -34,7 +34,7 @@ impl HubProcess {
 }
 
 /// Runs the binary to completion (bounded): exit status, stdout, stderr.
-fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+pub(crate) fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
     let mut cmd = command();
     cmd.args(args);
     for (k, v) in env {

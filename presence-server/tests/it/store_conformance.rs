@@ -104,6 +104,7 @@ fn rank(w: &Write) -> u8 {
         Write::User { .. } => 2,
         Write::Member { .. } | Write::DeleteMember { .. } => 3,
         Write::Presence { .. } => 4,
+        Write::Webhook { .. } | Write::DeleteWebhook { .. } => 5,
     }
 }
 
@@ -437,6 +438,100 @@ pub async fn the_feed_pages_and_trims_a_prefix(store: &dyn Store) {
     );
 }
 
+/// Webhooks: the record is a directory write like the others (deleted by
+/// its delete), the delivery progress never moves back within a
+/// generation, and one holder at a time has a tenant's lease.
+pub async fn webhooks_keep_records_progress_and_one_lease(store: &dyn Store) {
+    use presence_protocol::{DeliveryState, DeliveryStatus};
+    use presence_server::{WebhookProgress, WebhookRecord};
+    use std::time::Duration;
+    let t = "hooks{1}";
+    let rec = |id: &str| WebhookRecord {
+        id: id.into(),
+        url: "https://erp.example.com/hook".into(),
+        secret: "0123456789abcdef".into(),
+        statuses: Some(vec![presence_protocol::Status::Offline]),
+        reasons: None,
+        start_after: 7,
+        generation: "g1".into(),
+        cleared_at: 1,
+    };
+    let hook = |id: &str| Write::Webhook {
+        tenant: t.into(),
+        webhook: rec(id),
+    };
+    store
+        .commit(vec![tenant(t), hook("a"), hook("b")])
+        .await
+        .unwrap();
+    store
+        .commit(vec![Write::DeleteWebhook {
+            tenant: t.into(),
+            id: "b".into(),
+        }])
+        .await
+        .unwrap();
+    assert_eq!(load_of(store, &[t]).await, vec![tenant(t), hook("a")]);
+
+    let progress = |generation: &str, cursor: u64| WebhookProgress {
+        generation: generation.into(),
+        state: DeliveryState {
+            status: DeliveryStatus::Ok,
+            delivered_cursor: cursor,
+            pending: 0,
+            oldest_pending_age_ms: 0,
+            last_success_at: Some(1_767_225_600_123),
+            last_error: None,
+            attempts: 0,
+        },
+        saved_at: 1_767_225_600_124,
+        cleared_at: 1,
+    };
+    assert_eq!(store.webhook_progress(t, "a").await.unwrap(), None);
+    assert!(store
+        .save_webhook_progress(t, "a", &progress("g1", 10))
+        .await
+        .unwrap());
+    assert!(
+        !store
+            .save_webhook_progress(t, "a", &progress("g1", 9))
+            .await
+            .unwrap(),
+        "a late deliverer cannot move the cursor back"
+    );
+    assert!(store
+        .save_webhook_progress(t, "a", &progress("g1", 10))
+        .await
+        .unwrap());
+    assert!(
+        store
+            .save_webhook_progress(t, "a", &progress("g2", 3))
+            .await
+            .unwrap(),
+        "a new generation starts over"
+    );
+    assert_eq!(
+        store.webhook_progress(t, "a").await.unwrap(),
+        Some(progress("g2", 3))
+    );
+    store.delete_webhook_progress(t, "a").await.unwrap();
+    assert_eq!(store.webhook_progress(t, "a").await.unwrap(), None);
+
+    let ttl = Duration::from_secs(30);
+    assert!(store.lease_webhooks(t, "n1", ttl).await.unwrap());
+    assert!(store.lease_webhooks(t, "n1", ttl).await.unwrap(), "renewed");
+    store.release_webhooks(t, "n2").await.unwrap();
+    assert!(
+        store.lease_webhooks(t, "n1", ttl).await.unwrap(),
+        "only the holder releases"
+    );
+    store.release_webhooks(t, "n1").await.unwrap();
+    assert!(
+        store.lease_webhooks(t, "n2", ttl).await.unwrap(),
+        "free once released"
+    );
+}
+
 /// Every check, in turn, on one store.
 pub async fn run_all(store: &dyn Store) {
     replay_order_puts_tenant_first(store).await;
@@ -448,6 +543,7 @@ pub async fn run_all(store: &dyn Store) {
     tenant_ids_with_braces_stay_apart(store).await;
     concurrent_loads_see_whole_batches(store).await;
     the_feed_pages_and_trims_a_prefix(store).await;
+    webhooks_keep_records_progress_and_one_lease(store).await;
 }
 
 /// A store and what must outlive it (its directory or its server).
@@ -488,7 +584,8 @@ macro_rules! conformance {
             batch_spanning_tenants_commits_each,
             tenant_ids_with_braces_stay_apart,
             concurrent_loads_see_whole_batches,
-            the_feed_pages_and_trims_a_prefix
+            the_feed_pages_and_trims_a_prefix,
+            webhooks_keep_records_progress_and_one_lease
         ]);
     };
     (@ $backend:ident, $make:ident, [$($check:ident),*]) => {
