@@ -4,6 +4,7 @@
 //! partial report.
 
 mod activity;
+mod bulk_sync;
 mod churn;
 mod cluster_cost;
 mod common;
@@ -159,6 +160,20 @@ enum Scenario {
         #[arg(long)]
         to: usize,
     },
+    /// The ERP's directory sync: `--memberships` in one `POST .../batch`
+    /// (users and teams made first), timed with the dashboards (one per
+    /// hub) that must hold the new rosters; `--puts` times the old way.
+    BulkSync {
+        #[arg(long, default_value_t = 20_000)]
+        users: usize,
+        #[arg(long, default_value_t = 20)]
+        teams: usize,
+        #[arg(long, default_value_t = 20_000)]
+        memberships: usize,
+        /// Also time this many one-at-a-time membership `PUT`s.
+        #[arg(long, default_value_t = 0)]
+        puts: usize,
+    },
     /// Two hubs sharing Redis: Redis commands per transition and per active
     /// user, and transition latency from the first hub to a watcher on the
     /// second.
@@ -313,6 +328,17 @@ async fn main() -> anyhow::Result<()> {
         Scenario::ScaleoutWorker { from, to } => {
             one_process(to.saturating_sub(from))?;
             scaleout::worker(&ctx, from, to).await
+        }
+        Scenario::BulkSync {
+            users,
+            teams,
+            memberships,
+            puts,
+        } => {
+            if users > 100_000 || memberships > 50_000 {
+                anyhow::bail!("at most 100,000 users and 50,000 memberships (one batch)");
+            }
+            bulk_sync::run(&ctx, users, teams, memberships, puts).await
         }
         Scenario::ClusterCost {
             redis_url,

@@ -219,3 +219,79 @@ pub struct ApiErrorBody {
     #[cfg_attr(feature = "openapi", schema(value_type = Object, additional_properties = true, nullable = false))]
     pub details: Option<serde_json::Value>,
 }
+
+/// `POST /v1/tenants/{tid}/batch`: directory changes applied in order, all
+/// or none, in one store commit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[cfg_attr(feature = "openapi", schema(as = Batch))]
+pub struct BatchBody {
+    /// Applied in this order: a later item sees what earlier ones did (a
+    /// user created by item 3 may join a team in item 4).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 50_000))]
+    pub items: Vec<BatchItem>,
+}
+
+/// One change of a batch, named by `op`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub enum BatchItem {
+    /// Create or update a user (as `PUT .../users/{uid}`).
+    UpsertUser { id: String, user: UserPut },
+    /// Logical delete (as `DELETE .../users/{uid}`).
+    DeleteUser { id: String },
+    /// Create or update a team (as `PUT .../teams/{team}`).
+    UpsertTeam { id: String, team: TeamPut },
+    /// Delete a team and its memberships.
+    DeleteTeam { id: String },
+    /// Add a member or change their role.
+    UpsertMember {
+        team: String,
+        user: String,
+        #[serde(rename = "as")]
+        role: MembershipRole,
+    },
+    /// Remove a member.
+    DeleteMember { team: String, user: String },
+}
+
+/// One refused item of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ItemError {
+    /// Position of the item in `items`, from 0.
+    pub item: u64,
+    /// What is wrong, as the single call would answer it: `bad_request`,
+    /// `not_found`, `user_limit` or `user_not_active`.
+    pub code: String,
+    /// The field of the item at fault, when one is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
+    pub field: Option<String>,
+    pub reason: String,
+}
+
+/// How many records of one kind a batch creates, updates and deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchCounts {
+    pub created: u64,
+    pub updated: u64,
+    pub deleted: u64,
+}
+
+/// Result of `POST .../batch`: what it did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct BatchReport {
+    pub dry_run: bool,
+    pub items: u64,
+    pub users: BatchCounts,
+    pub teams: BatchCounts,
+    pub members: BatchCounts,
+    /// Every refused item, in order; empty when the batch was (or would
+    /// be) applied.
+    pub errors: Vec<ItemError>,
+}

@@ -480,3 +480,83 @@ fn feed_events_and_pages() {
     }
     assert_eq!(Reason::parse("vacation"), None);
 }
+
+#[test]
+fn batch_bodies_and_report() {
+    check(
+        BatchBody {
+            items: vec![
+                BatchItem::UpsertUser {
+                    id: "u1".into(),
+                    user: UserPut {
+                        name: Some("Ana".into()),
+                        email: Some("ana@x".into()),
+                        ..Default::default()
+                    },
+                },
+                BatchItem::DeleteUser { id: "u2".into() },
+                BatchItem::UpsertTeam {
+                    id: "sales".into(),
+                    team: TeamPut {
+                        name: "Sales".into(),
+                        crm: true,
+                        active: true,
+                    },
+                },
+                BatchItem::DeleteTeam { id: "old".into() },
+                BatchItem::UpsertMember {
+                    team: "sales".into(),
+                    user: "u1".into(),
+                    role: MembershipRole::Both,
+                },
+                BatchItem::DeleteMember {
+                    team: "sales".into(),
+                    user: "u3".into(),
+                },
+            ],
+        },
+        json!({"items":[
+            {"op":"upsert_user","id":"u1","user":{"name":"Ana","email":"ana@x"}},
+            {"op":"delete_user","id":"u2"},
+            {"op":"upsert_team","id":"sales","team":{"name":"Sales","crm":true,"active":true}},
+            {"op":"delete_team","id":"old"},
+            {"op":"upsert_member","team":"sales","user":"u1","as":"both"},
+            {"op":"delete_member","team":"sales","user":"u3"},
+        ]}),
+    );
+    check(
+        BatchReport {
+            dry_run: true,
+            items: 2,
+            users: BatchCounts {
+                created: 1,
+                updated: 0,
+                deleted: 0,
+            },
+            teams: BatchCounts::default(),
+            members: BatchCounts::default(),
+            errors: vec![ItemError {
+                item: 1,
+                code: "not_found".into(),
+                field: Some("team".into()),
+                reason: "unknown team \"x\"".into(),
+            }],
+        },
+        json!({"dry_run":true,"items":2,
+            "users":{"created":1,"updated":0,"deleted":0},
+            "teams":{"created":0,"updated":0,"deleted":0},
+            "members":{"created":0,"updated":0,"deleted":0},
+            "errors":[{"item":1,"code":"not_found","field":"team","reason":"unknown team \"x\""}]}),
+    );
+    for bad in [
+        json!({"items":[{"op":"upsert_member","team":"t","user":"u","as":"owner"}]}),
+        json!({"items":[{"op":"delete_user","id":"u","extra":1}]}),
+        json!({"items":[{"op":"rename_user","id":"u"}]}),
+        json!({"items":[], "dry_run": true}),
+    ] {
+        assert!(
+            serde_json::from_value::<BatchBody>(bad.clone()).is_err(),
+            "{bad}"
+        );
+    }
+}

@@ -170,7 +170,7 @@ pub struct ServeArgs {
     /// Larger JSON bodies on the admin API get 413.
     #[arg(long, env = "PRESENCE_MAX_BODY_BYTES", default_value_t = d::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
-    /// Larger CSV imports get 413.
+    /// Larger CSV imports and bulk-sync (`POST .../batch`) bodies get 413.
     #[arg(long, env = "PRESENCE_MAX_IMPORT_BYTES", default_value_t = d::MAX_IMPORT_BYTES)]
     pub max_import_bytes: usize,
 }

@@ -111,6 +111,22 @@ fn seeded_dir() -> TenantDir {
             },
         });
     }
+    // A team for the `teams` column to name; ann is in it.
+    dir.apply(&Write::Team {
+        tenant: tenant.clone(),
+        team: crate::directory::TeamRecord {
+            id: "sales".into(),
+            name: "Sales".into(),
+            crm: true,
+            active: true,
+        },
+    });
+    dir.apply(&Write::Member {
+        tenant,
+        team: "sales".into(),
+        user: "ann".into(),
+        role: presence_protocol::MembershipRole::Member,
+    });
     dir
 }
 
@@ -266,7 +282,12 @@ pub fn csv_import(data: &[u8]) {
 
     let dir = seeded_dir();
     let plan = csv_import::plan(&dir, &rows);
-    assert_eq!(plan.created + plan.updated, plan.writes.len() as u64);
+    let users = plan
+        .writes
+        .iter()
+        .filter(|w| matches!(w, Write::User { .. }))
+        .count();
+    assert_eq!(plan.created + plan.updated, users as u64);
     assert!(plan.errors.len() <= rows.len(), "more errors than rows");
     let row_lines: HashSet<u64> = rows.iter().map(|r| r.line).collect();
     for e in &plan.errors {
@@ -278,8 +299,30 @@ pub fn csv_import(data: &[u8]) {
     let by_id: HashMap<&str, &Row> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
     let (mut created, mut updated) = (0, 0);
     for w in &plan.writes {
+        let (Write::Member {
+            user: uid, team, ..
+        }
+        | Write::DeleteMember {
+            user: uid, team, ..
+        }) = w
+        else {
+            continue;
+        };
+        let row = by_id
+            .get(uid.as_str())
+            .unwrap_or_else(|| panic!("a membership of {uid:?}, on no row"));
+        assert!(
+            row.teams.is_some(),
+            "teams of {uid:?} changed without a teams column"
+        );
+        assert!(
+            dir.teams.contains_key(team),
+            "a membership of an unknown team {team:?}"
+        );
+    }
+    for w in &plan.writes {
         let Write::User { tenant, user } = w else {
-            panic!("an import writes only users: {w:?}");
+            continue;
         };
         assert_eq!(tenant, &dir.tenant.id);
         let row = by_id
@@ -309,11 +352,7 @@ pub fn csv_import(data: &[u8]) {
     }
     assert_eq!((created, updated), (plan.created, plan.updated));
     if plan.errors.is_empty() {
-        assert_eq!(
-            plan.writes.len(),
-            rows.len(),
-            "a row without write or error"
-        );
+        assert_eq!(users, rows.len(), "a row without write or error");
         let mut after = dir.clone();
         for w in &plan.writes {
             after.apply(w);

@@ -257,6 +257,31 @@ impl Hub {
         Ok(result)
     }
 
+    /// [`write`](Self::write) for a large request (a bulk sync): `op` plans
+    /// on its own copy of the directory, taken under the tenant lock and
+    /// planned without it, so the tenant's tabs wait for the copy and the
+    /// apply, not for checking 50,000 items. The copy cannot go stale: admin
+    /// writes (and cluster mode's log replay) are serialised by the write
+    /// lock held throughout.
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    pub async fn write_on_copy<R>(
+        &self,
+        tid: &str,
+        op: impl FnOnce(TenantDir) -> Result<(Vec<Write>, R), DirectoryError>,
+    ) -> Result<R, WriteError> {
+        let _serial = self.write_lock.lock().await;
+        let t = self
+            .tenant(tid)
+            .ok_or_else(|| DirectoryError::UnknownTenant(tid.to_owned()))?;
+        let copy = t.lock().dir.clone();
+        let (writes, result) = op(copy)?;
+        self.commit(writes.clone()).await?;
+        t.lock().apply(&writes, self.now_ms(), &self.metrics);
+        Ok(result)
+    }
+
     /// Holds off every admin write while the guard lives. Cluster mode's
     /// directory sync replays the log under it, so a write's commit and its
     /// local apply are never split by a replay (see `cluster::directory_sync`).

@@ -244,6 +244,26 @@ test("directory changes reach the roster: user, user_removed, stats", async (t) 
   assert.ok(causes.includes("user") && causes.includes("user_removed") && causes.includes("stats"), causes.join());
 });
 
+test("a bulk sync's fresh snapshot replaces the directory in one change", async (t) => {
+  const tid = await tenant();
+  const admin = client(tid, "ann").start();
+  t.after(() => admin.close());
+  const causes = [];
+  admin.watch("directory", (_, cause) => causes.push(cause.type));
+  await until(() => admin.roster("directory").stats, 5000, "snapshot");
+  const items = Array.from({ length: 80 }, (_, i) => ({
+    op: "upsert_user",
+    id: `n${i}`,
+    user: { name: `N ${i}`, email: `n${i}@example.test` },
+  }));
+  await hub.admin("POST", `/v1/tenants/${tid}/batch`, { items });
+  await until(() => admin.roster("directory").users.length === 84, 5000, "the 80 new users");
+  // One frame, one render: a second snapshot of the same subscription,
+  // not 80 `user` deltas (the counters' own `stats` frame follows).
+  assert.deepEqual(causes.filter((c) => c !== "stats"), ["snapshot", "snapshot"]);
+  assert.equal(admin.roster("directory").stats.active, 84);
+});
+
 test("attendants and team rosters follow SPEC §4; a refusal is an error, not data", async (t) => {
   const tid = await tenant();
   const views = {};

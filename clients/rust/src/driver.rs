@@ -92,6 +92,10 @@ pub(crate) struct Driver {
     rosters: BTreeMap<Roster, Slot>,
     /// Subscribe requests of the current connection awaiting their reply.
     pending: HashMap<u64, Roster>,
+    /// Subscriptions of the current connection that got their snapshot: the
+    /// hub may send a fresh one with the same id (after a large directory
+    /// write), which replaces the view.
+    live: HashMap<u64, Roster>,
     next_req: u64,
     last_interaction: Option<Instant>,
     logout: Option<oneshot::Sender<Result<(), Error>>>,
@@ -116,6 +120,7 @@ impl Driver {
             shared,
             rosters: BTreeMap::new(),
             pending: HashMap::new(),
+            live: HashMap::new(),
             next_req: 0,
             last_interaction,
             logout: None,
@@ -305,6 +310,7 @@ impl Driver {
         }
         self.rosters.remove(roster);
         self.pending.retain(|_, r| r != roster);
+        self.live.retain(|_, r| r != roster);
         true
     }
 
@@ -326,6 +332,7 @@ impl Driver {
     /// Serves one welcomed connection until it ends.
     async fn session(&mut self, link: &mut Link) -> Ended {
         self.pending.clear();
+        self.live.clear();
         let watched: Vec<Roster> = self.rosters.keys().cloned().collect();
         for roster in watched {
             if let Err(e) = self.subscribe(&mut link.ws, roster).await {
@@ -452,10 +459,17 @@ impl Driver {
                 stats,
             } => {
                 let ReqId::Num(n) = id else { return };
+                if self.live.get(&n) == Some(&roster) {
+                    if let Some(slot) = self.rosters.get_mut(&roster) {
+                        slot.view.send_modify(|v| v.reset(users, stats));
+                    }
+                    return;
+                }
                 if self.pending.get(&n) != Some(&roster) {
                     return;
                 }
                 self.pending.remove(&n);
+                self.live.insert(n, roster.clone());
                 let Some(slot) = self.rosters.get_mut(&roster) else {
                     return;
                 };
@@ -496,6 +510,7 @@ impl Driver {
     /// The hub refused a subscription or ended one: waiting `watch` calls
     /// get the error, handles see the roster ended.
     fn refused(&mut self, roster: Roster, code: presence_protocol::ErrorCode, message: String) {
+        self.live.retain(|_, r| r != &roster);
         let Some(slot) = self.rosters.remove(&roster) else {
             return;
         };

@@ -6,7 +6,7 @@
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use presence_protocol::admin::{ApiError as Body, ApiErrorBody, ImportReport};
+use presence_protocol::admin::{ApiError as Body, ApiErrorBody, BatchReport, ImportReport};
 use serde_json::json;
 
 use crate::directory::DirectoryError;
@@ -70,6 +70,18 @@ pub enum ApiError {
         limit: u64,
         wanted: u64,
     },
+    #[error("the batch has {} refused items; nothing was changed", .0.errors.len())]
+    Batch(Box<BatchReport>),
+    #[error(
+        "the batch would make {wanted} active users on a plan of {limit}; nothing was changed"
+    )]
+    BatchOverLimit {
+        report: Box<BatchReport>,
+        limit: u64,
+        wanted: u64,
+    },
+    #[error("the batch has {items} items; at most {limit} are taken at once")]
+    TooManyItems { limit: usize, items: usize },
 }
 
 impl From<crate::feed::reader::ReadError> for ApiError {
@@ -120,6 +132,7 @@ pub(crate) const CODES: &[&str] = &[
     "method_not_allowed",
     "unsupported_media_type",
     "payload_too_large",
+    "too_many_items",
     "headers_too_large",
     "upgrade_required",
     "too_many_pending",
@@ -127,6 +140,22 @@ pub(crate) const CODES: &[&str] = &[
     "node_restarting",
     "not_ready",
 ];
+
+/// The status and code of a refused directory request: what a single
+/// admin call answers, and the `code` of a batch's refused item.
+pub(crate) fn directory_status(d: &DirectoryError) -> (StatusCode, &'static str) {
+    use StatusCode as S;
+    match d {
+        DirectoryError::UnknownTenant(_)
+        | DirectoryError::UnknownUser(_)
+        | DirectoryError::UnknownTeam(_)
+        | DirectoryError::UnknownWebhook(_)
+        | DirectoryError::UnknownMember { .. } => (S::NOT_FOUND, "not_found"),
+        DirectoryError::Invalid { .. } => (S::BAD_REQUEST, "bad_request"),
+        DirectoryError::UserLimit { .. } => (S::CONFLICT, "user_limit"),
+        DirectoryError::UserNotActive(_) => (S::CONFLICT, "user_not_active"),
+    }
+}
 
 /// What a variant becomes on the wire.
 struct Wire {
@@ -234,19 +263,34 @@ impl ApiError {
                 }
                 wire(S::CONFLICT, "user_limit").details(details)
             }
-            ApiError::Directory(d) => match d {
-                DirectoryError::UnknownTenant(_)
-                | DirectoryError::UnknownUser(_)
-                | DirectoryError::UnknownTeam(_)
-                | DirectoryError::UnknownWebhook(_)
-                | DirectoryError::UnknownMember { .. } => wire(S::NOT_FOUND, "not_found"),
-                DirectoryError::Invalid { field, .. } => {
-                    wire(S::BAD_REQUEST, "bad_request").details(json!({ "field": field }))
+            ApiError::Batch(report) => wire(S::BAD_REQUEST, "bad_request")
+                .details(serde_json::to_value(report).unwrap_or_default()),
+            ApiError::BatchOverLimit {
+                report,
+                limit,
+                wanted,
+            } => {
+                let mut details = serde_json::to_value(report).unwrap_or_default();
+                if let Some(d) = details.as_object_mut() {
+                    d.insert("limit".into(), json!(limit));
+                    d.insert("wanted".into(), json!(wanted));
                 }
-                DirectoryError::UserLimit { limit, wanted } => wire(S::CONFLICT, "user_limit")
-                    .details(json!({ "limit": limit, "wanted": wanted })),
-                DirectoryError::UserNotActive(_) => wire(S::CONFLICT, "user_not_active"),
-            },
+                wire(S::CONFLICT, "user_limit").details(details)
+            }
+            ApiError::TooManyItems { limit, items } => wire(S::PAYLOAD_TOO_LARGE, "too_many_items")
+                .details(json!({ "limit": limit, "items": items })),
+            ApiError::Directory(d) => {
+                let (status, code) = directory_status(d);
+                match d {
+                    DirectoryError::Invalid { field, .. } => {
+                        wire(status, code).details(json!({ "field": field }))
+                    }
+                    DirectoryError::UserLimit { limit, wanted } => {
+                        wire(status, code).details(json!({ "limit": limit, "wanted": wanted }))
+                    }
+                    _ => wire(status, code),
+                }
+            }
         }
     }
 
@@ -308,7 +352,7 @@ impl IntoResponse for ApiError {
 mod tests {
     use std::collections::BTreeSet;
 
-    use presence_protocol::admin::ImportReport;
+    use presence_protocol::admin::{BatchCounts, BatchReport, ImportReport};
 
     use super::{ApiError, CODES};
     use crate::directory::DirectoryError;
@@ -321,6 +365,14 @@ mod tests {
             rows: 0,
             created: 0,
             updated: 0,
+            errors: Vec::new(),
+        };
+        let batch = BatchReport {
+            dry_run: false,
+            items: 1,
+            users: BatchCounts::default(),
+            teams: BatchCounts::default(),
+            members: BatchCounts::default(),
             errors: Vec::new(),
         };
         vec![
@@ -372,6 +424,13 @@ mod tests {
                 wanted: 2,
             },
             ApiError::Directory(DirectoryError::UnknownWebhook("x".into())),
+            ApiError::Batch(Box::new(batch.clone())),
+            ApiError::BatchOverLimit {
+                report: Box::new(batch),
+                limit: 1,
+                wanted: 2,
+            },
+            ApiError::TooManyItems { limit: 1, items: 2 },
         ]
     }
 
@@ -412,13 +471,16 @@ mod tests {
             ApiError::EventsGone { .. } => 28,
             ApiError::Import(_) => 29,
             ApiError::ImportOverLimit { .. } => 30,
+            ApiError::Batch(_) => 32,
+            ApiError::BatchOverLimit { .. } => 33,
+            ApiError::TooManyItems { .. } => 34,
         }
     }
 
     #[test]
     fn every_variant_is_sampled() {
         let seen: Vec<usize> = one_of_each().iter().map(sampled).collect();
-        assert_eq!(seen, (0..32).collect::<Vec<_>>());
+        assert_eq!(seen, (0..35).collect::<Vec<_>>());
     }
 
     #[test]

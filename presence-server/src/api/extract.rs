@@ -147,6 +147,27 @@ impl<T: DeserializeOwned> FromRequest<Arc<Hub>> for JsonBody<T> {
     }
 }
 
+/// A bulk JSON body (`POST .../batch`): like [`JsonBody`], but as large as
+/// a CSV import may be (`PRESENCE_MAX_IMPORT_BYTES`), since a batch carries
+/// what an import would: 20,000 memberships are about 1.4 MB of JSON.
+pub struct BulkJsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<Arc<Hub>> for BulkJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, hub: &Arc<Hub>) -> Result<Self, ApiError> {
+        if !is_json(req.headers()) {
+            return Err(ApiError::UnsupportedMediaType {
+                expected: "application/json",
+            });
+        }
+        let bytes = read_body(req, hub.config.max_import_bytes).await?;
+        serde_json::from_slice(&bytes)
+            .map(BulkJsonBody)
+            .map_err(|e| ApiError::BadBody(e.to_string()))
+    }
+}
+
 /// A CSV body: `Content-Type: text/csv`, at most
 /// `PRESENCE_MAX_IMPORT_BYTES`.
 pub struct CsvBody(pub Bytes);

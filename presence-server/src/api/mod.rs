@@ -1,7 +1,8 @@
 //! The HTTP surface of a hub: [`app`] (`routes.rs`), the router of every
 //! route, built only from routes registered with their OpenAPI operation;
-//! the admin API of SPEC §6 (`admin.rs`); the transition feed of SPEC §10
-//! (`events.rs`: pages, long polls, SSE) and its webhooks (`webhooks.rs`); the extractors that authorise a
+//! the admin API of SPEC §6 (`admin.rs`) and its bulk sync (`batch.rs`);
+//! the transition feed of SPEC §10 (`events.rs`: pages, long polls, SSE)
+//! and its webhooks (`webhooks.rs`); the extractors that authorise a
 //! caller before a body is read (`extract.rs`); the JSON error shape of the
 //! whole HTTP edge (`error.rs`); what the generated OpenAPI document cannot
 //! take from the types (`openapi.rs`); the embedded SDK and pages
@@ -13,6 +14,7 @@
 //! from here never carry store or token text to a client.
 
 pub mod admin;
+mod batch;
 pub mod error;
 mod events;
 pub mod extract;

@@ -1,16 +1,20 @@
 //! The CSV import of SPEC §3: `;`-separated, UTF-8 with or without BOM, a
-//! header naming the columns in any order, every value kept as text.
+//! header naming the columns in any order, every value kept as text; an
+//! optional `teams` column sets each user's memberships
+//! (`support:member|sales:supervisor`).
 
 use std::collections::{HashMap, HashSet};
 
 use presence_protocol::admin::{RowError, UserPut};
-use presence_protocol::Profile;
+use presence_protocol::{MembershipRole, Profile};
 
 use crate::directory::{ops, DirectoryError};
 use crate::directory::{TenantDir, Write};
 use presence_protocol::UserState;
 
-const COLUMNS: [&str; 8] = [
+/// The user's fields first (`id`, `name`, then the optional ones), then
+/// `teams`, which is not a field of the user record.
+const COLUMNS: [&str; 9] = [
     "id",
     "name",
     "nickname",
@@ -19,15 +23,51 @@ const COLUMNS: [&str; 8] = [
     "profile",
     "available",
     "away_message",
+    "teams",
 ];
 
-/// One data row: its line in the file (the header is line 1), the user id and
-/// the fields it sets.
+/// One data row: its line in the file (the header is line 1), the user id,
+/// the fields it sets and, when the file has a `teams` column, every team
+/// the user is to be in (memberships not listed are removed).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub line: u64,
     pub id: String,
     pub body: UserPut,
+    pub teams: Option<Vec<(String, MembershipRole)>>,
+}
+
+/// A `teams` cell: `team[:role]` separated by `|`, role `member` (the
+/// default), `supervisor` or `both`. The role is what follows the last
+/// `:`, so a team id holding a `:` is written with its role.
+fn parse_teams(cell: &str) -> Result<Vec<(String, MembershipRole)>, String> {
+    let mut out: Vec<(String, MembershipRole)> = Vec::new();
+    for part in cell.split('|').map(str::trim).filter(|p| !p.is_empty()) {
+        let (team, role) = match part.rsplit_once(':') {
+            None => (part, MembershipRole::Member),
+            Some((team, role)) => {
+                let role = match role.trim().to_ascii_lowercase().as_str() {
+                    "member" => MembershipRole::Member,
+                    "supervisor" => MembershipRole::Supervisor,
+                    "both" => MembershipRole::Both,
+                    _ => {
+                        return Err(format!(
+                            "{part:?}: expected member, supervisor or both after ':'"
+                        ))
+                    }
+                };
+                (team.trim(), role)
+            }
+        };
+        if !crate::directory::valid_id(team) {
+            return Err(format!("{team:?} is not a team id"));
+        }
+        if out.iter().any(|(t, _)| t == team) {
+            return Err(format!("team {team:?} is listed twice"));
+        }
+        out.push((team.to_owned(), role));
+    }
+    Ok(out)
 }
 
 fn err(line: u64, column: Option<&str>, reason: impl Into<String>) -> RowError {
@@ -183,6 +223,14 @@ pub fn parse(data: &[u8]) -> Result<Vec<Row>, Vec<RowError>> {
                 }
             },
         };
+        let teams = match text.remove("teams").as_deref().map(parse_teams) {
+            None => None,
+            Some(Ok(t)) => Some(t),
+            Some(Err(reason)) => {
+                errors.push(err(line, Some("teams"), reason));
+                continue;
+            }
+        };
         let body = UserPut {
             name: text.remove("name"),
             nickname: text.remove("nickname"),
@@ -192,7 +240,12 @@ pub fn parse(data: &[u8]) -> Result<Vec<Row>, Vec<RowError>> {
             available,
             away_message: text.remove("away_message"),
         };
-        rows.push(Row { line, id, body });
+        rows.push(Row {
+            line,
+            id,
+            body,
+            teams,
+        });
     }
     if errors.is_empty() {
         Ok(rows)
@@ -245,10 +298,20 @@ pub fn plan(dir: &TenantDir, rows: &[Row]) -> Plan {
                         ));
                     }
                 }
+                let active = user.state == UserState::Active;
                 p.writes.push(Write::User {
                     tenant: dir.tenant.id.clone(),
                     user,
                 });
+                if let Some(teams) = &row.teams {
+                    match memberships(dir, &row.id, active, teams) {
+                        Ok(ws) => p.writes.extend(ws),
+                        Err(reason) => {
+                            p.invalid += 1;
+                            p.errors.push(err(row.line, Some("teams"), reason));
+                        }
+                    }
+                }
             }
             Err(DirectoryError::Invalid { field, reason }) => {
                 p.invalid += 1;
@@ -262,6 +325,44 @@ pub fn plan(dir: &TenantDir, rows: &[Row]) -> Plan {
     }
     p.over_limit = (active > limit).then_some(active);
     p
+}
+
+/// The writes that leave `uid` in exactly `teams`: memberships not listed
+/// go, listed ones are added or get their new role; teams must exist and
+/// an inactive or deleted user can be in none.
+fn memberships(
+    dir: &TenantDir,
+    uid: &str,
+    active: bool,
+    teams: &[(String, MembershipRole)],
+) -> Result<Vec<Write>, String> {
+    if let Some((t, _)) = teams.iter().find(|(t, _)| !dir.teams.contains_key(t)) {
+        return Err(format!("unknown team {t:?}"));
+    }
+    if !active && !teams.is_empty() {
+        return Err(format!("user {uid:?} is not active"));
+    }
+    let tenant = &dir.tenant.id;
+    let mut out: Vec<Write> = dir
+        .teams_of(uid)
+        .filter(|(t, _)| !teams.iter().any(|(l, _)| l == *t))
+        .map(|(t, _)| Write::DeleteMember {
+            tenant: tenant.clone(),
+            team: t.clone(),
+            user: uid.to_owned(),
+        })
+        .collect();
+    for (team, role) in teams {
+        if dir.role_in(uid, team) != Some(*role) {
+            out.push(Write::Member {
+                tenant: tenant.clone(),
+                team: team.clone(),
+                user: uid.to_owned(),
+                role: *role,
+            });
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -314,6 +415,111 @@ mod tests {
     }
 
     #[test]
+    fn a_teams_cell_lists_every_membership_and_is_checked() {
+        let rows =
+            parse(b"id;name;teams\n1;A;support:member| sales:Supervisor\n2;B;\n3;C;x:y:both|crm\n")
+                .unwrap();
+        assert_eq!(
+            rows[0].teams,
+            Some(vec![
+                ("support".into(), MembershipRole::Member),
+                ("sales".into(), MembershipRole::Supervisor)
+            ])
+        );
+        assert_eq!(rows[1].teams, Some(vec![]));
+        assert_eq!(
+            rows[2].teams,
+            Some(vec![
+                ("x:y".into(), MembershipRole::Both),
+                ("crm".into(), MembershipRole::Member)
+            ])
+        );
+        assert_eq!(parse(b"id;name\n1;A\n").unwrap()[0].teams, None);
+        for cell in ["support:boss", "a|a:both", "a/b"] {
+            let errs = parse(format!("id;name;teams\n1;A;{cell}\n").as_bytes()).unwrap_err();
+            assert_eq!(
+                (errs[0].row, errs[0].column.as_deref()),
+                (2, Some("teams")),
+                "{cell}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_plan_sets_the_listed_teams_exactly() {
+        use crate::directory::{TeamRecord, TenantRecord, UserRecord};
+        let t = "t".to_string();
+        let mut dir = TenantDir::new(TenantRecord {
+            id: t.clone(),
+            user_limit: 10,
+            event_retention_s: None,
+        });
+        for team in ["a", "b", "c"] {
+            dir.apply(&Write::Team {
+                tenant: t.clone(),
+                team: TeamRecord {
+                    id: team.into(),
+                    name: team.into(),
+                    crm: false,
+                    active: true,
+                },
+            });
+        }
+        let rows = parse(b"id;name;email\nu;U;u@x\nv;V;v@x\n").unwrap();
+        for w in plan(&dir, &rows).writes {
+            dir.apply(&w);
+        }
+        for (team, user) in [("a", "u"), ("b", "u")] {
+            dir.apply(&Write::Member {
+                tenant: t.clone(),
+                team: team.into(),
+                user: user.into(),
+                role: MembershipRole::Member,
+            });
+        }
+        let rows = parse(b"id;name;teams\nu;U;b:both|c\nv;V;\n").unwrap();
+        let p = plan(&dir, &rows);
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        for w in p.writes {
+            dir.apply(&w);
+        }
+        let teams = |u: &str| {
+            dir.memberships_of(u)
+                .into_iter()
+                .map(|m| (m.id, m.role))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            teams("u"),
+            [
+                ("b".to_string(), MembershipRole::Both),
+                ("c".to_string(), MembershipRole::Member)
+            ]
+        );
+        assert_eq!(teams("v"), []);
+        let rows = parse(b"id;name;teams\nu;U;zzz\n").unwrap();
+        let p = plan(&dir, &rows);
+        assert_eq!(
+            p.errors
+                .iter()
+                .map(|e| (e.row, e.column.as_deref()))
+                .collect::<Vec<_>>(),
+            [(2, Some("teams"))]
+        );
+        assert_eq!(p.invalid, 1);
+        let gone = UserRecord {
+            state: presence_protocol::UserState::Inactive,
+            ..dir.users["v"].clone()
+        };
+        dir.apply(&Write::User {
+            tenant: t.clone(),
+            user: gone,
+        });
+        let p = plan(&dir, &parse(b"id;name;teams\nv;V;a\n").unwrap());
+        assert_eq!(p.errors[0].column.as_deref(), Some("teams"));
+    }
+
+    #[test]
     fn crlf_rows_are_numbered_like_lf_rows() {
         for eol in ["\n", "\r\n", "\r"] {
             let csv = format!("id;name{eol}1;A{eol}{eol}2;\"B{eol}B\"{eol}3;C{eol}");
@@ -330,8 +536,9 @@ mod tests {
         use super::*;
         use proptest::prelude::*;
 
-        /// Every column but `id` and `name`.
-        const OPTIONAL: &[&str] = COLUMNS.split_at(2).1;
+        /// Every column of the user but `id` and `name` (`teams`, last,
+        /// has its own tests).
+        const OPTIONAL: &[&str] = COLUMNS.split_at(2).1.split_at(6).0;
         const PROFILES: [(&str, Option<Profile>); 4] = [
             ("", None),
             ("admin", Some(Profile::Admin)),

@@ -2,11 +2,12 @@
 //!
 //! [`records`] holds it in memory and applies [`Write`]s; [`ops`] turns an
 //! admin request into writes after checking it; [`csv_import`] parses and
-//! plans a CSV import. All of it is pure: nothing here touches a store, a
+//! plans a CSV import; [`batch`] plans a bulk sync from the same operations. All of it is pure: nothing here touches a store, a
 //! socket or a clock, so a request that fails changes nothing.
 //!
 //! May use: the protocol crate only.
 
+pub mod batch;
 pub mod csv_import;
 mod error;
 pub mod ops;

@@ -28,6 +28,10 @@ struct TabHandle {
 
 struct Watcher {
     user: String,
+    /// The id of the `subscribe` this watcher answers: a fresh snapshot
+    /// sent after a large write (`send_diffs`) carries it, so clients take
+    /// it as they took the first.
+    id: ReqId,
     /// Admins see every field of an entry.
     full: bool,
     out: Outbox,
@@ -383,7 +387,7 @@ impl Tenant {
             .collect();
         let stats = (roster == Roster::Directory).then(|| self.stats());
         out.send(&frame(&ServerMessage::Snapshot {
-            id,
+            id: id.clone(),
             roster: roster.clone(),
             users,
             stats,
@@ -392,6 +396,7 @@ impl Tenant {
             out.conn,
             Watcher {
                 user: user.to_owned(),
+                id,
                 full,
                 out: out.clone(),
                 seen: self.feed.last_cursor(),
@@ -487,11 +492,20 @@ impl Tenant {
     fn views(&self, users: &BTreeSet<String>, teams: &BTreeSet<String>) -> Views {
         let mut out = HashMap::new();
         let watched = |r: &Roster| self.watchers.get(r).is_some_and(|w| !w.is_empty());
+        // Built once, not per user: a bulk sync touches 20 teams for
+        // 20,000 users.
+        let mut common = vec![Roster::Directory, Roster::Attendants];
+        common.extend(teams.iter().map(|t| Roster::Team(t.clone())));
+        common.retain(watched);
         for uid in users {
-            let mut rosters = vec![Roster::Directory, Roster::Attendants];
-            rosters.extend(teams.iter().map(|t| Roster::Team(t.clone())));
-            rosters.extend(self.dir.teams_of(uid).map(|(t, _)| Roster::Team(t.clone())));
-            rosters.retain(watched);
+            let mut rosters = common.clone();
+            rosters.extend(
+                self.dir
+                    .teams_of(uid)
+                    .filter(|(t, _)| !teams.contains(*t))
+                    .map(|(t, _)| Roster::Team(t.clone()))
+                    .filter(watched),
+            );
             if rosters.is_empty() {
                 continue;
             }
@@ -505,12 +519,21 @@ impl Tenant {
         out
     }
 
-    fn send_diffs(&self, before: &Views, after: &Views) {
+    /// The `user` / `user_removed` deltas from `before` to `after`, per
+    /// watched roster and variant (full or public). A roster whose watchers
+    /// would get more than [`RESNAPSHOT_AFTER`] deltas, and more than a
+    /// quarter of the roster's size, gets one fresh snapshot instead: a
+    /// bulk sync of 20,000 memberships is then one frame and one render
+    /// for an administrators' screen instead of 20,000 (and cannot fill
+    /// its outbox). The `v` rule holds: the snapshot carries every user's
+    /// current `v`, and replaces what the client held.
+    fn send_diffs(&mut self, before: &Views, after: &Views) {
         let keys: BTreeSet<&(String, Roster)> = before.keys().chain(after.keys()).collect();
+        let mut deltas: HashMap<(&Roster, bool), Vec<ServerMessage>> = HashMap::new();
         for key @ (uid, roster) in keys {
-            let Some(ws) = self.watchers.get(roster).filter(|w| !w.is_empty()) else {
+            if self.watchers.get(roster).is_none_or(|w| w.is_empty()) {
                 continue;
-            };
+            }
             let none = [None, None];
             let b = before.get(key).unwrap_or(&none);
             let a = after.get(key).unwrap_or(&none);
@@ -526,9 +549,53 @@ impl Tenant {
                     },
                     _ => continue,
                 };
+                deltas.entry((roster, full)).or_default().push(msg);
+            }
+        }
+        for ((roster, full), msgs) in deltas {
+            if msgs.len() > RESNAPSHOT_AFTER
+                && msgs.len() * 4 > visibility::candidates(&self.dir, roster).len()
+            {
+                self.resnapshot(roster, full);
+                continue;
+            }
+            let Some(ws) = self.watchers.get(roster) else {
+                continue;
+            };
+            for msg in msgs {
                 let f = frame(&msg);
                 send_all(ws.values().filter(|w| w.full == full), &f);
             }
+        }
+    }
+
+    /// A fresh snapshot of `roster` to its watchers of one variant, each
+    /// with the id of its own subscription; like a new subscription's, it
+    /// already shows every feed event so far (`seen`).
+    fn resnapshot(&mut self, roster: &Roster, full: bool) {
+        let users: Vec<presence_protocol::Entry> = visibility::candidates(&self.dir, roster)
+            .into_iter()
+            .filter_map(|uid| visibility::entry(&self.dir, &self.presence(uid), uid, roster, full))
+            .collect();
+        let stats = (*roster == Roster::Directory).then(|| self.stats());
+        let seen = self.feed.last_cursor();
+        let Some(ws) = self.watchers.get_mut(roster) else {
+            return;
+        };
+        // Clients number their own subscriptions, so watchers share a few ids:
+        // one frame per id, shared by the watchers that sent it.
+        let mut frames: HashMap<ReqId, Frame> = HashMap::new();
+        for w in ws.values_mut().filter(|w| w.full == full) {
+            let f = frames.entry(w.id.clone()).or_insert_with(|| {
+                frame(&ServerMessage::Snapshot {
+                    id: w.id.clone(),
+                    roster: roster.clone(),
+                    users: users.clone(),
+                    stats,
+                })
+            });
+            w.out.send(f);
+            w.seen = seen;
         }
     }
 
@@ -563,6 +630,10 @@ impl Tenant {
 }
 
 type Views = HashMap<(String, Roster), [Option<presence_protocol::Entry>; 2]>;
+
+/// Deltas one write may send a roster's watchers before they get a fresh
+/// snapshot instead (when that is also over a quarter of the roster).
+const RESNAPSHOT_AFTER: usize = 64;
 
 fn send_all<'a>(ws: impl Iterator<Item = &'a Watcher>, f: &Frame) {
     for w in ws {

@@ -22,6 +22,15 @@
 //! records, which `load` skips; the other order could leave committed records
 //! that `load` never finds.
 //!
+//! A batch of any size is one call: a bulk sync of 50,000 items is one
+//! script that runs alone on its Redis node for tens of milliseconds (other
+//! nodes' presence scripts wait that long), with 150,003 arguments and its
+//! writes as one JSON string in the log entry (well under Redis's 512 MB
+//! bulk length). Big entries trim the log harder ([`LOG_BUDGET_BYTES`]).
+//! Each deleted team costs the script one pass over the tenant's
+//! memberships (`unteam`), so a batch that deletes hundreds of teams of a
+//! large tenant is the one shape that makes the call long.
+//!
 //! Limits, by construction of Redis rather than of this code:
 //! - A batch spanning tenants (only presence flushes do) is atomic per
 //!   tenant, not as a whole: an error after the first part leaves the earlier
@@ -49,6 +58,20 @@ use crate::store::{Corrupt, LogProblem, Store, StoreError, StoreFuture, Unavaila
 
 /// The log keeps about this many batches per tenant (`MAXLEN ~`).
 pub const LOG_MAXLEN: u64 = 10_000;
+/// A big batch (a bulk sync: 20,000 memberships are a 1.7 MB entry) trims
+/// the log to about this many bytes of such entries, and never below
+/// [`LOG_MIN_ENTRIES`]: 10,000 of them would hold gigabytes in Redis and in
+/// the read of a node catching up (up to [`LOG_READ_BATCH`] entries at
+/// once). A node that falls behind the trim reloads the tenant
+/// (`cluster::directory_sync`).
+pub const LOG_BUDGET_BYTES: u64 = 64 * 1024 * 1024;
+/// The fewest batches a big batch leaves in the log.
+pub const LOG_MIN_ENTRIES: u64 = 16;
+
+/// The `MAXLEN` of the `XADD` of an entry of `entry_bytes`.
+fn log_maxlen(entry_bytes: usize) -> u64 {
+    (LOG_BUDGET_BYTES / (entry_bytes as u64).max(1)).clamp(LOG_MIN_ENTRIES, LOG_MAXLEN)
+}
 /// `read_log` returns at most this many entries per call.
 pub const LOG_READ_BATCH: usize = 1_000;
 /// No Redis call waits longer than this, reconnects included, so the hub
@@ -189,7 +212,9 @@ impl RedisStore {
         for k in keys.in_script_order() {
             call.key(k);
         }
-        call.arg(&self.node).arg(json(&writes)).arg(LOG_MAXLEN);
+        let entry = json(&writes);
+        let maxlen = log_maxlen(entry.len());
+        call.arg(&self.node).arg(entry).arg(maxlen);
         for w in writes {
             let (op, field, value) = encode(w);
             call.arg(op).arg(field).arg(value);
@@ -491,5 +516,16 @@ pub(super) fn from_redis(e: RedisError) -> StoreError {
         Corrupt::WrongType(e).into()
     } else {
         Unavailable::Redis(e).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn big_entries_trim_the_log_to_a_byte_budget() {
+        use super::*;
+        assert_eq!(log_maxlen(200), LOG_MAXLEN);
+        assert_eq!(log_maxlen(1_700_000), 39);
+        assert_eq!(log_maxlen(40 * 1024 * 1024), LOG_MIN_ENTRIES);
     }
 }

@@ -10,6 +10,7 @@ mod webhook_support;
 
 mod autobahn;
 mod bad_input;
+mod batch;
 mod check;
 mod cluster_backoff;
 mod cluster_faults;

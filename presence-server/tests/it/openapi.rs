@@ -45,6 +45,11 @@ const ROUTES: &[(&str, &str)] = &[
     ("post", "/v1/tenants/{tid}/users/deactivate"),
     ("post", "/v1/tenants/{tid}/users/reactivate"),
     ("post", "/v1/tenants/{tid}/users/import"),
+    ("post", "/v1/tenants/{tid}/batch"),
+    ("get", "/v1/tenants/{tid}/webhooks"),
+    ("put", "/v1/tenants/{tid}/webhooks/{id}"),
+    ("get", "/v1/tenants/{tid}/webhooks/{id}"),
+    ("delete", "/v1/tenants/{tid}/webhooks/{id}"),
     ("put", "/v1/tenants/{tid}/users/{uid}"),
     ("get", "/v1/tenants/{tid}/users/{uid}"),
     ("delete", "/v1/tenants/{tid}/users/{uid}"),
@@ -276,8 +281,8 @@ async fn admin_routes_document_their_credentials_bodies_and_errors() {
             assert!(schemes(&op).is_empty(), "{at} takes no credentials");
             continue;
         }
-        // Only the ERP backend changes a tenant's plan.
-        if op["operationId"] == "putTenant" {
+        // Only the ERP backend changes a tenant's plan or its webhooks.
+        if op["operationId"] == "putTenant" || path.contains("/webhooks") {
             assert_eq!(schemes(&op), ["adminKey".to_owned()].into(), "{at}");
         } else {
             assert_eq!(schemes(&op), both, "{at}");

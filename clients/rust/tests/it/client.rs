@@ -437,3 +437,32 @@ async fn a_flooding_client_is_closed_with_4008_and_stops_without_reconnecting() 
         Err(Error::Closed { code: 4008, .. })
     ));
 }
+
+#[tokio::test]
+async fn a_bulk_sync_s_fresh_snapshot_replaces_the_view() {
+    let (h, _dir) = seeded().await;
+    let boss = h.client_with("boss", quiet()).await;
+    let mut dir = watch(&boss, Roster::Directory).await;
+    assert_eq!(dir.current().snapshots(), 1);
+    let items: Vec<serde_json::Value> = (0..80)
+        .map(|i| json!({"op": "upsert_user", "id": format!("n{i:02}"), "user": {"name": "N", "email": "n@x.test"}}))
+        .collect();
+    h.admin("POST", "/batch", json!({ "items": items })).await;
+    // 80 new users on a roster of 3: one snapshot instead of 80 deltas,
+    // taken although its subscription was answered already.
+    let view = within("the fresh snapshot", dir.wait_for(|v| v.len() == 83))
+        .await
+        .unwrap();
+    assert_eq!(view.snapshots(), 2);
+    assert_eq!(view.stats().unwrap().active, 83);
+    assert!(view.is_live());
+    // Deltas still apply after it.
+    h.admin("PUT", "/users/n05", json!({"nickname": "five"}))
+        .await;
+    within(
+        "the delta after it",
+        dir.wait_for(|v| v.get("n05").is_some_and(|e| e.nickname == "five")),
+    )
+    .await
+    .unwrap();
+}
