@@ -178,6 +178,9 @@ async fn every_transition_a_dashboard_saw_is_in_the_feed_with_its_reason(d: &Dep
     // the feed tells the offline.
     boss.recv_until(|m| matches!(m, ServerMessage::UserRemoved { user, .. } if user == "dan"))
         .await;
+    // The removal is a directory delta, not held back by the feed's commit:
+    // wait for dan's event itself before reading the feed whole.
+    until_in_feed(&a, |e| e.user == "dan" && e.reason == "deleted").await;
 
     // Whatever node is asked, the feed holds each of them with its reason.
     for i in 0..d.len() {
