@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use presence_protocol::{DeliveryError, DeliveryState, DeliveryStatus, Event, WebhookBatch};
+use presence_protocol::{DeliveryError, DeliveryStatus, Event, WebhookBatch};
 use rand::Rng;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -239,15 +239,7 @@ impl Deliverer {
     fn fresh(&self, rec: &WebhookRecord) -> WebhookProgress {
         WebhookProgress {
             generation: self.generation.clone(),
-            state: DeliveryState {
-                status: DeliveryStatus::Ok,
-                delivered_cursor: rec.start_after,
-                pending: 0,
-                oldest_pending_age_ms: 0,
-                last_success_at: None,
-                last_error: None,
-                attempts: 0,
-            },
+            state: crate::webhook::view::untouched(rec),
             saved_at: 0,
             cleared_at: rec.cleared_at,
         }

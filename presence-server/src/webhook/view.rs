@@ -13,6 +13,19 @@ use crate::store::{EventRead, StoreError};
 /// rest of the feed unfiltered (an upper bound).
 const COUNT_MAX: usize = 1_000;
 
+/// The state of a webhook nothing was delivered for yet.
+pub(crate) fn untouched(rec: &WebhookRecord) -> DeliveryState {
+    DeliveryState {
+        status: DeliveryStatus::Ok,
+        delivered_cursor: rec.start_after,
+        pending: 0,
+        oldest_pending_age_ms: 0,
+        last_success_at: None,
+        last_error: None,
+        attempts: 0,
+    }
+}
+
 /// # Errors
 /// The store failed.
 pub(crate) async fn view(
@@ -30,15 +43,7 @@ pub(crate) async fn view(
         .is_some_and(|p| rec.cleared_at > p.cleared_at);
     let mut state = match saved {
         Some(p) => p.state,
-        None => DeliveryState {
-            status: DeliveryStatus::Ok,
-            delivered_cursor: rec.start_after,
-            pending: 0,
-            oldest_pending_age_ms: 0,
-            last_success_at: None,
-            last_error: None,
-            attempts: 0,
-        },
+        None => untouched(rec),
     };
     // A `PUT` since the mark clears it; the deliverer saves that next.
     if state.status == DeliveryStatus::Failing && cleared {
