@@ -302,3 +302,31 @@ async fn snapshot_from_another_node_never_sees_half_a_batch() {
     let ((), checked) = tokio::join!(write, read);
     assert!(checked > 1);
 }
+
+/// SPEC §10: one node at a time delivers a tenant's webhooks. Another
+/// holder is refused while the lease runs, gets it once it lapses without
+/// renewal, and the first holder cannot take it back or release it then.
+#[tokio::test]
+async fn a_webhook_lease_has_one_holder_until_it_lapses() {
+    let server = RedisServer::start().await;
+    let store = store_on(&server.url(), "node-a").await;
+    let ttl = Duration::from_millis(300);
+    assert!(store.lease_webhooks("acme", "n1", ttl).await.unwrap());
+    assert!(!store.lease_webhooks("acme", "n2", ttl).await.unwrap());
+    assert!(
+        store.lease_webhooks("globex", "n2", ttl).await.unwrap(),
+        "leases are per tenant"
+    );
+    // Not renewed: it lapses, by Redis's clock.
+    let deadline = Instant::now() + WAIT;
+    while !store.lease_webhooks("acme", "n2", ttl).await.unwrap() {
+        assert!(Instant::now() < deadline, "the lease never lapsed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!store.lease_webhooks("acme", "n1", ttl).await.unwrap());
+    store.release_webhooks("acme", "n1").await.unwrap();
+    assert!(
+        !store.lease_webhooks("acme", "n1", ttl).await.unwrap(),
+        "a former holder's release does not free it"
+    );
+}
