@@ -9,26 +9,9 @@
 //! `%7B`, `%7D`): an id such as `}x` would otherwise end the tag early (an
 //! empty tag hashes the whole key and scatters the tenant).
 //!
-//! | key | type | holds | written by |
-//! |---|---|---|---|
-//! | `presence:tenants` | set | every tenant id (raw, not encoded); untagged | `store/redis.rs` |
-//! | `presence:nodes` | zset | node id → last heartbeat (ms); untagged | `cluster/tasks.rs` |
-//! | `presence:events` | channel | one JSON `PresenceEvent` per transition or forced offline | `presence.lua` |
-//! | `presence:{<tid>}:tenant` | string | JSON `TenantRecord` | `commit.lua` |
-//! | `presence:{<tid>}:users` | hash | user id → JSON `UserRecord` | `commit.lua` |
-//! | `presence:{<tid>}:teams` | hash | team id → JSON `TeamRecord` | `commit.lua` |
-//! | `presence:{<tid>}:members` | hash | `<team>\u{1f}<user>` → JSON `MembershipRole` | `commit.lua` |
-//! | `presence:{<tid>}:presence` | hash | user id → JSON `PresenceRecord`, read by `load`; a cluster's tenants persist no presence (`state` holds it), so it stays empty unless written by a `Store::commit` of presence | `commit.lua` |
-//! | `presence:{<tid>}:version` | integer | +1 per committed directory batch | `commit.lua` |
-//! | `presence:{<tid>}:webhooks` | hash | webhook id → JSON `WebhookRecord` (its URL, secret, filter) | `commit.lua` |
-//! | `presence:{<tid>}:webhook_state` | hash | webhook id → JSON `WebhookProgress` (delivered cursor, last success and error); the delivered cursor never goes back | `store/redis_webhooks.rs` (the deliverer) |
-//! | `presence:{<tid>}:webhook_lease` | string | the node delivering the tenant's webhooks, with a TTL | `store/redis_webhooks.rs` |
-//! | `presence:{<tid>}:log` | stream | one entry per directory batch: `v`, `writes` (JSON array of `Write`), `node`; `MAXLEN ~ 10000` | `commit.lua` |
-//! | `presence:{<tid>}:leases` | zset | `<uid>\u{1f}<node>` → lease end (ms) | `presence.lua` |
-//! | `presence:{<tid>}:state` | hash | user id → JSON [`StoredState`](crate::cluster::ops::StoredState) (global status) | `presence.lua` |
-//! | `presence:{<tid>}:claims` | hash | user id → JSON array of the nodes claiming them | `presence.lua` |
-//! | `presence:{<tid>}:seq` | integer | the tenant's last feed cursor: +1 per event appended to `events` | `presence.lua` |
-//! | `presence:{<tid>}:events` | stream | the transition feed (SPEC §10): entry id `0-<cursor>`, field `e` = the JSON `Event`; trimmed by age to the tenant's retention | `presence.lua` (append), any node (trim) |
+//! The table of every key (type, what it holds, who writes it) is in
+//! ARCHITECTURE.md, "Redis key schema"; a test below checks that it names
+//! every key built here.
 
 /// Set of every tenant id; not tagged, so it may live on any cluster node.
 pub const TENANTS_KEY: &str = "presence:tenants";
@@ -199,6 +182,25 @@ mod tests {
         assert_eq!(EVENTS_CHANNEL, "presence:events");
         assert_eq!(member_field("ops", "ann"), "ops\u{1f}ann");
         assert_eq!(split_member_field("ops\u{1f}ann"), Some(("ops", "ann")));
+    }
+
+    #[test]
+    fn the_architecture_map_lists_every_key() {
+        let map = include_str!("../../../ARCHITECTURE.md");
+        let section = map
+            .split("\n## Redis key schema\n")
+            .nth(1)
+            .expect("ARCHITECTURE.md has a Redis key schema section");
+        for k in all_keys("acme")
+            .iter()
+            .map(|k| k.replace("{acme}", "{<tid>}"))
+            .chain([TENANTS_KEY, NODES_KEY, EVENTS_CHANNEL].map(str::to_owned))
+        {
+            assert!(
+                section.contains(&format!("| `{k}` |")),
+                "{k} is not in the table"
+            );
+        }
     }
 
     #[test]
