@@ -115,6 +115,52 @@ pub struct BulkResult {
     pub unchanged: Vec<String>,
 }
 
+/// `POST /v1/tenants/{tid}/presence/query`: the users whose presence is
+/// wanted, at most [`MAX_QUERY_IDS`] of them (a dashboard's visible page, a
+/// CRM queue), so one call replaces as many `GET .../users/{uid}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PresenceQuery {
+    /// Answered in this order, each id once (a repeated id is answered at
+    /// its first place).
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 1000))]
+    pub ids: Vec<String>,
+}
+
+/// The most ids one [`PresenceQuery`] takes: a bound on the time the
+/// query holds the tenant's lock and on the answer's size (64 KB for 1,000
+/// five-character ids, under 200 KB for the longest ids).
+pub const MAX_QUERY_IDS: usize = 1000;
+
+/// One user's presence, as `GET .../users` shows it, without the
+/// directory record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct UserStatus {
+    pub id: String,
+    pub status: Status,
+    /// When the current status began (ms since the Unix epoch); 0 if never seen.
+    pub since: u64,
+    /// Last proven interaction (ms since the Unix epoch); 0 if never.
+    pub last_seen: u64,
+    /// Transition counter of the user.
+    pub v: u64,
+}
+
+/// Result of `POST .../presence/query`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct PresenceQueryResult {
+    /// Every asked id the directory holds, whatever its state, in the
+    /// order asked.
+    pub users: Vec<UserStatus>,
+    /// Asked ids the directory does not hold, in the order asked: named
+    /// rather than left out, so a caller can tell them from a typo of its
+    /// own.
+    pub unknown: Vec<String>,
+}
+
 /// `PUT /v1/tenants/{tid}/teams/{team}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

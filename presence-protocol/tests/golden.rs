@@ -436,6 +436,40 @@ fn admin_views() {
 }
 
 #[test]
+fn presence_query_and_result() {
+    check(
+        PresenceQuery {
+            ids: vec!["u1".into(), "ghost".into()],
+        },
+        json!({"ids":["u1","ghost"]}),
+    );
+    check(
+        PresenceQueryResult {
+            users: vec![UserStatus {
+                id: "u1".into(),
+                status: Status::Online,
+                since: 5,
+                last_seen: 7,
+                v: 3,
+            }],
+            unknown: vec!["ghost".into()],
+        },
+        json!({"users":[{"id":"u1","status":"online","since":5,"last_seen":7,"v":3}],
+            "unknown":["ghost"]}),
+    );
+    check(
+        PresenceQueryResult {
+            users: vec![],
+            unknown: vec![],
+        },
+        json!({"users":[],"unknown":[]}),
+    );
+    assert!(serde_json::from_value::<PresenceQuery>(json!({"ids":["a"],"bogus":1})).is_err());
+    assert!(serde_json::from_value::<PresenceQuery>(json!({"ids":"a"})).is_err());
+    assert!(serde_json::from_value::<PresenceQuery>(json!({})).is_err());
+}
+
+#[test]
 fn feed_events_and_pages() {
     let event = |cursor, status, v, reason| Event {
         id: Event::id_of("acme", "u1", v),

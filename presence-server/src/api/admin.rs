@@ -193,11 +193,33 @@ async fn stats(
     Ok(Json(hub.read(&tid, |t| t.stats())?))
 }
 
-fn user_view(t: &Tenant, uid: &str) -> Option<UserView> {
+/// A user's presence as every admin view shows it: [`user_view`] (one
+/// user, the list) and the bulk query (`api/query.rs`) both take it from
+/// here, so what they show of the same user cannot differ. `None` for an id
+/// the directory does not hold.
+pub(crate) fn user_status(t: &Tenant, uid: &str) -> Option<UserStatus> {
     let u = t.dir.users.get(uid)?;
     let p = t.presence(uid);
-    Some(UserView {
+    Some(UserStatus {
         id: u.id.clone(),
+        status: p.status,
+        since: p.since,
+        last_seen: p.last_seen,
+        v: p.v,
+    })
+}
+
+fn user_view(t: &Tenant, uid: &str) -> Option<UserView> {
+    let u = t.dir.users.get(uid)?;
+    let UserStatus {
+        id,
+        status,
+        since,
+        last_seen,
+        v,
+    } = user_status(t, uid)?;
+    Some(UserView {
+        id,
         name: u.name.clone(),
         nickname: u.nickname.clone(),
         email: u.email.clone(),
@@ -206,10 +228,10 @@ fn user_view(t: &Tenant, uid: &str) -> Option<UserView> {
         available: u.available,
         away_message: u.away_message.clone(),
         state: u.state,
-        status: p.status,
-        since: p.since,
-        last_seen: p.last_seen,
-        v: p.v,
+        status,
+        since,
+        last_seen,
+        v,
         teams: t.dir.memberships_of(uid),
     })
 }

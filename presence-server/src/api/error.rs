@@ -82,6 +82,10 @@ pub enum ApiError {
     },
     #[error("the batch has {items} items; at most {limit} are taken at once")]
     TooManyItems { limit: usize, items: usize },
+    /// A presence query over its limit: a bad request (not a 413 like a
+    /// batch's), since the caller splits it by count, not by bytes.
+    #[error("the query has {ids} ids; at most {limit} are taken at once")]
+    TooManyIds { limit: usize, ids: usize },
 }
 
 impl From<crate::feed::reader::ReadError> for ApiError {
@@ -279,6 +283,8 @@ impl ApiError {
             }
             ApiError::TooManyItems { limit, items } => wire(S::PAYLOAD_TOO_LARGE, "too_many_items")
                 .details(json!({ "limit": limit, "items": items })),
+            ApiError::TooManyIds { limit, ids } => wire(S::BAD_REQUEST, "bad_request")
+                .details(json!({ "field": "ids", "limit": limit, "ids": ids })),
             ApiError::Directory(d) => {
                 let (status, code) = directory_status(d);
                 match d {
@@ -431,6 +437,7 @@ mod tests {
                 wanted: 2,
             },
             ApiError::TooManyItems { limit: 1, items: 2 },
+            ApiError::TooManyIds { limit: 1, ids: 2 },
         ]
     }
 
@@ -474,13 +481,14 @@ mod tests {
             ApiError::Batch(_) => 32,
             ApiError::BatchOverLimit { .. } => 33,
             ApiError::TooManyItems { .. } => 34,
+            ApiError::TooManyIds { .. } => 35,
         }
     }
 
     #[test]
     fn every_variant_is_sampled() {
         let seen: Vec<usize> = one_of_each().iter().map(sampled).collect();
-        assert_eq!(seen, (0..35).collect::<Vec<_>>());
+        assert_eq!(seen, (0..36).collect::<Vec<_>>());
     }
 
     #[test]

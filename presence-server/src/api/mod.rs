@@ -1,6 +1,7 @@
 //! The HTTP surface of a hub: [`app`] (`routes.rs`), the router of every
 //! route, built only from routes registered with their OpenAPI operation;
-//! the admin API of SPEC §6 (`admin.rs`) and its bulk sync (`batch.rs`);
+//! the admin API of SPEC §6 (`admin.rs`), its bulk sync (`batch.rs`) and
+//! its bulk presence query (`query.rs`);
 //! the transition feed of SPEC §10 (`events.rs`: pages, long polls, SSE)
 //! and its webhooks (`webhooks.rs`); the extractors that authorise a
 //! caller before a body is read (`extract.rs`); the JSON error shape of the
@@ -21,6 +22,7 @@ pub mod extract;
 mod landing;
 mod openapi;
 pub(crate) mod pages;
+mod query;
 mod routes;
 mod webhooks;
 

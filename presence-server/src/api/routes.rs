@@ -46,6 +46,7 @@ pub(crate) fn documented() -> OpenApiRouter<Arc<Hub>> {
         .chain(crate::api::landing::routes())
         .chain(crate::api::admin::routes())
         .chain(crate::api::batch::routes())
+        .chain(crate::api::query::routes())
         .chain(crate::api::events::routes())
         .chain(crate::api::webhooks::routes())
         .fold(

@@ -26,6 +26,7 @@ mod landing;
 mod metrics;
 mod openapi;
 mod presence;
+mod presence_query;
 mod process;
 mod redis_store;
 mod router;
