@@ -119,6 +119,7 @@ impl Hub {
             })
             .collect();
         let pending_hello = Limit::new(config.max_pending_hello);
+        let metrics = Metrics::new(cluster.is_some());
         Ok(Arc::new(Hub {
             config,
             verifier,
@@ -126,7 +127,7 @@ impl Hub {
             store,
             tenants: RwLock::new(tenants),
             write_lock: tokio::sync::Mutex::new(()),
-            metrics: Metrics::new(),
+            metrics,
             clock: Clock::new(),
             next_conn: AtomicU64::new(1),
             tasks: Tasks::new(),
@@ -353,7 +354,12 @@ impl Hub {
         if writes.is_empty() {
             return Ok(());
         }
-        self.store.commit(writes).await
+        let started = std::time::Instant::now();
+        self.store.commit(writes).await?;
+        self.metrics
+            .store_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
+        Ok(())
     }
 
     /// Emits the offline transitions that are due, in every tenant.

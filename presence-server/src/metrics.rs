@@ -1,10 +1,121 @@
 //! Prometheus metrics of one hub, in a registry of its own so several hubs
 //! can run in one test process.
+//!
+//! Names follow Prometheus's conventions (base units in the name:
+//! `_seconds`, `_bytes`; counters end in `_total`) and every label has a
+//! fixed, small set of values: no user, tenant or tab ever becomes a label,
+//! so a hub with 100,000 users exposes as many series as one with ten.
+//! README's "Operations" section lists the families; the dashboard and the
+//! alert rules in `examples/` are checked against a live scrape
+//! (`tests/it/metrics.rs`).
 
+use std::num::NonZeroU64;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use presence_protocol::Roster;
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
+
+/// The kinds of roster, the one label of the delivery histogram (a team's
+/// id is not a label: teams are unbounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RosterKind {
+    Directory = 1,
+    Attendants = 2,
+    Team = 3,
+}
+
+impl RosterKind {
+    pub fn of(r: &Roster) -> RosterKind {
+        match r {
+            Roster::Directory => RosterKind::Directory,
+            Roster::Attendants => RosterKind::Attendants,
+            Roster::Team(_) => RosterKind::Team,
+        }
+    }
+
+    const ALL: [RosterKind; 3] = [
+        RosterKind::Directory,
+        RosterKind::Attendants,
+        RosterKind::Team,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            RosterKind::Directory => "directory",
+            RosterKind::Attendants => "attendants",
+            RosterKind::Team => "team",
+        }
+    }
+}
+
+/// The process's own origin for [`Since`]: stamps are 8-byte offsets from
+/// it rather than 16-byte `Instant`s, because every queued frame carries
+/// one.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// When a transition was published (its cause, for the delivery
+/// histogram): nanoseconds since [`epoch`] on the monotonic clock, which a
+/// paused test clock does not move.
+#[derive(Debug, Clone, Copy)]
+pub struct Since(u64);
+
+impl Since {
+    pub fn now() -> Since {
+        Since(epoch().elapsed().as_nanos() as u64)
+    }
+
+    /// The stamp a frame of this transition carries to a roster's watchers.
+    pub fn on(self, kind: RosterKind) -> Stamp {
+        // The kind is 1..=3, so the value is never 0; 2^62 ns is 146 years.
+        let packed = (self.0 << 2) | kind as u64;
+        Stamp(NonZeroU64::new(packed).expect("the kind is never 0"))
+    }
+}
+
+/// A queued frame's cause and roster kind, packed in 8 bytes (with the
+/// niche, an `Option<Stamp>` is 8 bytes too): a tab's outbox keeps one per
+/// queued frame, and it stays allocated while the tab is subscribed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp(NonZeroU64);
+
+impl Stamp {
+    fn kind(self) -> RosterKind {
+        match self.0.get() & 3 {
+            1 => RosterKind::Directory,
+            2 => RosterKind::Attendants,
+            _ => RosterKind::Team,
+        }
+    }
+
+    fn seconds_until(self, now: Since) -> f64 {
+        now.0.saturating_sub(self.0.get() >> 2) as f64 / 1e9
+    }
+}
+
+/// Latency buckets, 0.5 ms to 5 s: a delivery on one node includes the
+/// feed's group commit (an fsync), one in cluster mode a Redis round trip.
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The values of `presence_rejected_frames_total`'s `reason` (set by
+/// `net::session`).
+pub const REJECT_REASONS: [&str; 6] = [
+    "too_large",
+    "invalid_utf8",
+    "protocol",
+    "binary",
+    "rate_limited",
+    "malformed",
+];
 
 pub struct Metrics {
     registry: Registry,
@@ -31,45 +142,142 @@ pub struct Metrics {
     /// Events waiting for the webhooks this node delivers (what each
     /// deliverer last read, at most 1,000 per webhook).
     pub webhook_pending: IntGauge,
+    /// Set at scrape time: 1 when `/readyz` would answer 200.
+    pub ready: IntGauge,
+    /// From a transition's publication to its frame handed to a watcher's
+    /// socket, one child per [`RosterKind`] (indexed by `kind - 1`), so the
+    /// session's observation is an array index, not a label lookup.
+    delivery_seconds: [Histogram; 3],
+    /// One admin write's `Store::commit` (redb on a single node,
+    /// `commit.lua` in cluster mode).
+    pub store_commit_seconds: Histogram,
+    /// Cluster mode: one call of `presence.lua` (`script="presence"`) or
+    /// `commit.lua` (`script="commit"`) that Redis ran.
+    pub redis_script_seconds: HistogramVec,
+    /// Cluster mode: 1 while the event subscription is up (the node's view
+    /// of Redis: down, it shows its own tabs provisionally).
+    pub redis_connected: IntGauge,
+    /// Cluster mode: nodes whose heartbeat is fresh, this one included.
+    pub cluster_nodes: IntGauge,
+    /// Cluster mode: presence operations queued and not yet in Redis.
+    pub cluster_pending_operations: IntGauge,
+    /// Cluster mode: set at scrape time from `directory_synced_at_ms`.
+    directory_sync_lag_seconds: Gauge,
+    /// Cluster mode: wall-clock ms at which the last directory sync round
+    /// that read every tenant's log up to its version began (0: none yet).
+    directory_synced_at_ms: AtomicU64,
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The registry of one hub; the families of cluster mode are
+    /// registered only with `cluster`, so a single node exposes no Redis
+    /// gauge for an alert to misread.
+    pub fn new(cluster: bool) -> Self {
         let registry = Registry::new();
+        let register = |c: Box<dyn prometheus::core::Collector>| {
+            registry.register(c).expect("registered once");
+        };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("valid metric name");
-            registry
-                .register(Box::new(g.clone()))
-                .expect("registered once");
+            register(Box::new(g.clone()));
             g
         };
         let counter = |name: &str, help: &str| {
             let c = IntCounter::new(name, help).expect("valid metric name");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("registered once");
+            register(Box::new(c.clone()));
             c
         };
         let counter_vec = |name: &str, help: &str, label: &str| {
             let c = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric name");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("registered once");
+            register(Box::new(c.clone()));
             c
         };
-        let feed_commit_seconds = Histogram::with_opts(
+        let histogram = |name: &str, help: &str, buckets: &[f64]| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))
+                .expect("valid metric name");
+            register(Box::new(h.clone()));
+            h
+        };
+        let feed_commit_seconds = histogram(
+            "presence_feed_commit_seconds",
+            "Single node: duration of one group commit of the transition feed.",
+            &[0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5],
+        );
+        let delivery = HistogramVec::new(
             HistogramOpts::new(
-                "presence_feed_commit_seconds",
-                "Single node: duration of one group commit of the transition feed.",
+                "presence_delivery_seconds",
+                "From a transition's publication on this node to its presence frame handed to a watcher's socket, by roster kind.",
             )
-            .buckets(vec![
-                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5,
-            ]),
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["roster"],
         )
         .expect("valid metric name");
-        registry
-            .register(Box::new(feed_commit_seconds.clone()))
-            .expect("registered once");
+        register(Box::new(delivery.clone()));
+        let delivery_seconds = RosterKind::ALL.map(|k| delivery.with_label_values(&[k.label()]));
+        let store_commit_seconds = histogram(
+            "presence_store_commit_seconds",
+            "Duration of one admin write's commit to the store (embedded or Redis).",
+            &LATENCY_BUCKETS,
+        );
+        let redis_script_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "presence_redis_script_seconds",
+                "Cluster mode: duration of one Redis script call that succeeded, by script.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["script"],
+        )
+        .expect("valid metric name");
+        let cluster_gauge =
+            |name: &str, help: &str| IntGauge::new(name, help).expect("valid metric name");
+        let redis_connected = cluster_gauge(
+            "presence_redis_connected",
+            "Cluster mode: 1 while this node is subscribed to Redis's presence events.",
+        );
+        let cluster_nodes = cluster_gauge(
+            "presence_cluster_nodes",
+            "Cluster mode: nodes with a fresh heartbeat (at most 5 s old), this one included.",
+        );
+        let cluster_pending_operations = cluster_gauge(
+            "presence_cluster_pending_operations",
+            "Cluster mode: presence operations queued on this node and not yet in Redis.",
+        );
+        let directory_sync_lag_seconds = Gauge::new(
+            "presence_directory_sync_lag_seconds",
+            "Cluster mode: this node has applied every directory write committed more than this long ago.",
+        )
+        .expect("valid metric name");
+        if cluster {
+            register(Box::new(redis_script_seconds.clone()));
+            register(Box::new(redis_connected.clone()));
+            register(Box::new(cluster_nodes.clone()));
+            register(Box::new(cluster_pending_operations.clone()));
+            register(Box::new(directory_sync_lag_seconds.clone()));
+        }
+        // RSS, open files, CPU seconds, threads: read from /proc at scrape.
+        #[cfg(target_os = "linux")]
+        register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ));
+        let transitions = counter_vec(
+            "presence_transitions_total",
+            "Online/offline transitions.",
+            "status",
+        );
+        let rejected_frames = counter_vec(
+            "presence_rejected_frames_total",
+            "Client frames refused, by reason.",
+            "reason",
+        );
+        // Every label value exists from the start, at 0: a series that
+        // appears only with its first increment makes `rate()` and
+        // `increase()` miss that increment.
+        for status in ["online", "offline"] {
+            transitions.with_label_values(&[status]);
+        }
+        for reason in REJECT_REASONS {
+            rejected_frames.with_label_values(&[reason]);
+        }
         Metrics {
             feed_commit_seconds,
             webhook_deliveries: counter_vec(
@@ -98,28 +306,56 @@ impl Metrics {
                 "Tab handles held in the tenants' per-user tab lists.",
             ),
             online_users: gauge("presence_online_users", "Users online now, all tenants."),
-            transitions: counter_vec(
-                "presence_transitions_total",
-                "Online/offline transitions.",
-                "status",
-            ),
+            transitions,
             frames_in: counter("presence_frames_in_total", "Frames received from tabs."),
             frames_out: counter("presence_frames_out_total", "Frames sent to tabs."),
             slow_consumers: counter(
                 "presence_slow_consumers_total",
                 "Tabs closed because their outbound queue was full.",
             ),
-            rejected_frames: counter_vec(
-                "presence_rejected_frames_total",
-                "Client frames refused, by reason.",
-                "reason",
+            rejected_frames,
+            ready: gauge(
+                "presence_ready",
+                "1 when this node is ready to serve (GET /readyz answers 200).",
             ),
+            delivery_seconds,
+            store_commit_seconds,
+            redis_script_seconds,
+            redis_connected,
+            cluster_nodes,
+            cluster_pending_operations,
+            directory_sync_lag_seconds,
+            directory_synced_at_ms: AtomicU64::new(0),
             registry,
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// A session handed frames with these stamps to its socket.
+    pub(crate) fn delivered(&self, stamps: &[Stamp]) {
+        if stamps.is_empty() {
+            return;
+        }
+        let now = Since::now();
+        for s in stamps {
+            self.delivery_seconds[s.kind() as usize - 1].observe(s.seconds_until(now));
+        }
+    }
+
+    /// Cluster mode: a directory sync round that began at `at_ms` (wall
+    /// clock) read every tenant's log up to the version it found.
+    pub(crate) fn directory_synced(&self, at_ms: u64) {
+        self.directory_synced_at_ms
+            .fetch_max(at_ms, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition; `now_ms` (wall clock) turns the
+    /// last directory sync into its lag.
+    pub fn render(&self, now_ms: u64) -> String {
+        let synced = self.directory_synced_at_ms.load(Ordering::Relaxed);
+        if synced > 0 {
+            self.directory_sync_lag_seconds
+                .set(now_ms.saturating_sub(synced) as f64 / 1e3);
+        }
         let mut buf = Vec::new();
         // Encoding gathered families into a Vec cannot fail.
         TextEncoder::new()
@@ -129,8 +365,18 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stamp_keeps_its_kind_and_time() {
+        let since = Since(1_500_000_000);
+        for kind in RosterKind::ALL {
+            let s = since.on(kind);
+            assert_eq!(s.kind(), kind);
+            assert_eq!(s.seconds_until(Since(2_000_000_000)), 0.5);
+        }
+        assert_eq!(std::mem::size_of::<Option<Stamp>>(), 8);
     }
 }

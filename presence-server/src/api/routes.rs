@@ -127,7 +127,7 @@ async fn readyz(State(hub): State<Arc<Hub>>) -> Result<&'static str, ApiError> {
     tag = "operations",
     responses((
         status = 200,
-        description = "Prometheus text exposition (presence_open_tabs, presence_registered_tabs, presence_online_users, presence_transitions_total, presence_frames_in_total, presence_frames_out_total, presence_slow_consumers_total, ...).",
+        description = "Prometheus text exposition (presence_open_tabs, presence_registered_tabs, presence_online_users, presence_transitions_total, presence_frames_in_total, presence_frames_out_total, presence_slow_consumers_total, presence_delivery_seconds, presence_store_commit_seconds, process_resident_memory_bytes, ...; README, \"Operations\", lists them all).",
         body = String,
         content_type = "text/plain",
     )),
@@ -137,8 +137,9 @@ async fn metrics(State(hub): State<Arc<Hub>>) -> impl IntoResponse {
     hub.metrics
         .registered_tabs
         .set(hub.registered_tabs() as i64);
+    hub.metrics.ready.set(i64::from(hub.is_ready()));
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        hub.metrics.render(),
+        hub.metrics.render(hub.now_ms()),
     )
 }

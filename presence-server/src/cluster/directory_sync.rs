@@ -88,8 +88,12 @@ async fn follow<L: SharedLog>(hub: &Hub, store: &L) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         tick.tick().await;
+        // Everything committed before this moment is applied once every
+        // read below succeeds: `presence_directory_sync_lag_seconds` counts
+        // from the start of the last round that read everything.
+        let round = hub.now_ms();
         // A new tenant is a directory write too: looked for every poll.
-        discover_tenants(hub, store, &mut cursors).await;
+        let mut complete = discover_tenants(hub, store, &mut cursors).await;
         for tid in hub.tenant_ids() {
             // A tenant loaded at start-up (or adopted) starts after the
             // snapshot it was loaded from; one created here starts at 0, and
@@ -100,7 +104,11 @@ async fn follow<L: SharedLog>(hub: &Hub, store: &L) {
             });
             if let Err(e) = catch_up(hub, store, &tid, cur).await {
                 tracing::warn!(tenant = %tid, error = %e, "directory sync failed; will retry");
+                complete = false;
             }
+        }
+        if complete {
+            hub.metrics.directory_synced(round);
         }
     }
 }
@@ -197,14 +205,17 @@ fn reload(hub: &Hub, tid: &str, snapshot: Vec<Write>) {
     t.apply(&writes, hub.now_ms(), &hub.metrics);
 }
 
+/// Adopts the tenants other nodes created; false when the store could not
+/// list them or one could not be loaded.
 async fn discover_tenants<L: SharedLog>(
     hub: &Hub,
     store: &L,
     cursors: &mut HashMap<String, Cursor>,
-) {
+) -> bool {
     let Ok(ids) = store.tenant_ids().await else {
-        return;
+        return false;
     };
+    let mut complete = true;
     for tid in ids {
         if hub.tenant(&tid).is_some() {
             continue;
@@ -230,7 +241,11 @@ async fn discover_tenants<L: SharedLog>(
                     }
                 }
             }
-            Err(e) => tracing::warn!(tenant = %tid, error = %e, "cannot load a new tenant"),
+            Err(e) => {
+                tracing::warn!(tenant = %tid, error = %e, "cannot load a new tenant");
+                complete = false;
+            }
         }
     }
+    complete
 }

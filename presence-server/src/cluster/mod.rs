@@ -13,7 +13,8 @@
 //!   [`directory_sync::SharedLog`] trait it owns.
 //!
 //! May use: `hub` (to reach tenants), `presence` (the tenant's entry
-//! points and the engine's types), `store::redis` and `store::redis_conn`.
+//! points and the engine's types), `store::redis` and `store::redis_conn`,
+//! `metrics` (the cluster's gauges and the Redis script histogram).
 //! Invariant: no tenant lock is held across a Redis call.
 
 pub mod directory_sync;

@@ -19,6 +19,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
+use prometheus::{Histogram, IntGauge};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -115,6 +116,11 @@ impl Pending {
 
     pub fn is_empty(&self) -> bool {
         self.tenants.is_empty()
+    }
+
+    /// Operations not yet delivered, over every tenant.
+    pub fn len(&self) -> usize {
+        self.tenants.values().map(|t| t.ops.len()).sum()
     }
 
     /// Tenants with operations to send whose backoff (if any) is over,
@@ -215,9 +221,17 @@ pub(crate) fn is_outage(e: &RedisError) -> bool {
     }
 }
 
+/// What the queue reports to `/metrics`.
+pub(crate) struct Gauges {
+    /// Operations queued and not yet delivered.
+    pub pending: IntGauge,
+    /// Each successful call of `presence.lua`.
+    pub script_seconds: Histogram,
+}
+
 /// Drains the queue until every sender is gone and what they queued is
 /// delivered (or, with the hub gone, Redis stopped taking it).
-pub(crate) async fn run(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>) {
+pub(crate) async fn run(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>, m: Gauges) {
     let script = ops::script();
     let mut conn = crate::cluster::tasks::connect(&url).await;
     let mut pending = Pending::default();
@@ -226,6 +240,9 @@ pub(crate) async fn run(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>
         while let Ok(m) = rx.try_recv() {
             pending.push(m);
         }
+        // Once per round (and per retry while Redis is away), with the
+        // channel drained: everything not yet in Redis is in `pending`.
+        m.pending.set(pending.len() as i64);
         pending.answer_flushes();
         let ready = pending.ready(Instant::now());
         if ready.is_empty() {
@@ -245,8 +262,12 @@ pub(crate) async fn run(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>
         let mut failed = false;
         for tenant in ready {
             let (json, n) = pending.batch(&tenant);
+            let started = std::time::Instant::now();
             match ops::run_script(&script, &mut conn, &tenant, &json).await {
-                Ok(_) => pending.delivered(&tenant, n),
+                Ok(_) => {
+                    m.script_seconds.observe(started.elapsed().as_secs_f64());
+                    pending.delivered(&tenant, n);
+                }
                 Err(e) if is_outage(&e) => {
                     tracing::warn!(error = %e, "redis unreachable for presence operations; retrying");
                     tokio::time::sleep(OUTAGE_RETRY).await;

@@ -60,14 +60,33 @@ pub async fn start(
     let conn = RedisConn::connect(url).await.map_err(StartError::Connect)?;
     let store = Arc::new(RedisStore::new(conn, node));
     let (handle, ops) = ClusterHandle::new(node, config.idle_timeout);
+    let loaded_at = crate::clock::Clock::new().now_ms();
     let hub = Hub::new(config, verifier, admin_key, store.clone(), Some(handle))
         .await
         .map_err(StartError::Load)?;
     hub.set_cluster_url(url.to_owned());
+    // The directory is the store's as of the load: directory sync's lag
+    // counts from there until its first round.
+    hub.metrics.directory_synced(loaded_at);
+    store.time_scripts(
+        hub.metrics
+            .redis_script_seconds
+            .with_label_values(&["commit"]),
+    );
     // Tracked duties of the node (`tasks.rs`). The operation queue keeps
     // draining after the stop begins, so the hand-off of `leave` still
     // reaches Redis; it is dropped at the shutdown deadline.
-    hub.spawn(op_queue::run(url.to_owned(), ops));
+    hub.spawn(op_queue::run(
+        url.to_owned(),
+        ops,
+        op_queue::Gauges {
+            pending: hub.metrics.cluster_pending_operations.clone(),
+            script_seconds: hub
+                .metrics
+                .redis_script_seconds
+                .with_label_values(&["presence"]),
+        },
+    ));
     hub.spawn(follow_until_shutdown(hub.clone(), url.to_owned()));
     hub.spawn(directory_sync::run(hub.clone(), store));
     tracing::info!(%node, "cluster mode");
@@ -157,6 +176,7 @@ fn set_up(hub: &Hub, up: bool) {
         return;
     };
     handle.set_up(up);
+    hub.metrics.redis_connected.set(i64::from(up));
     let now = hub.now_ms();
     for (_, t) in hub.tenants_snapshot() {
         let mut t = t.lock();
@@ -231,6 +251,11 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
             }
         };
         hub.set_cluster_nodes(nodes.iter().map(|(n, t)| (n.clone(), *t as u64)).collect());
+        let alive = nodes
+            .iter()
+            .filter(|(_, last)| now.saturating_sub(*last as u64) <= DEAD_AFTER_MS)
+            .count();
+        hub.metrics.cluster_nodes.set(alive as i64);
         let mut dead = HashMap::new();
         let mut silent = BTreeSet::new();
         for (node, last) in nodes {

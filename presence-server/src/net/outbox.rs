@@ -17,6 +17,7 @@ use parking_lot::Mutex;
 use presence_protocol::{ErrorCode, Roster};
 use tokio::sync::Notify;
 
+use crate::metrics::Stamp;
 pub use crate::net::ws::Frame;
 
 /// Orders to a session from the hub.
@@ -50,7 +51,9 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct State {
-    frames: VecDeque<Frame>,
+    /// Each frame with, for a presence delta, its cause (for
+    /// `presence_delivery_seconds`): 8 bytes more per queued frame.
+    frames: VecDeque<(Frame, Option<Stamp>)>,
     /// The newest `stats` frame not yet taken: counters are a state, not a
     /// history, so a burst of transitions costs a watcher one `stats` frame
     /// per write instead of one per transition.
@@ -83,6 +86,12 @@ impl Outbox {
     /// close as a slow consumer; it and every later frame are dropped, so a
     /// slow tab is told once.
     pub fn send(&self, frame: &Frame) {
+        self.send_stamped(frame, None);
+    }
+
+    /// Queues a presence delta with its cause, timed from there to the
+    /// socket.
+    pub fn send_stamped(&self, frame: &Frame, stamp: Option<Stamp>) {
         let mut s = self.shared.state.lock();
         if s.ended || s.slow {
             return;
@@ -98,7 +107,7 @@ impl Outbox {
             return;
         }
         let was_idle = s.frames.is_empty() && s.stats.is_none();
-        s.frames.push_back(frame.clone());
+        s.frames.push_back((frame.clone(), stamp));
         drop(s);
         if was_idle {
             self.shared.wake.notify_one();
@@ -134,12 +143,14 @@ impl Outbox {
     /// last) up to `max_bytes` of them (always at least one frame): what a
     /// socket has not taken waits in its write buffer, so this bounds that
     /// buffer, and the rest waits here, in the queue whose bound closes a
-    /// tab that stopped reading. Returns whether frames were left.
+    /// tab that stopped reading. The stamps of the frames taken go to
+    /// `stamps`. Returns whether frames were left.
     pub fn take_if(
         &self,
         with_frames: bool,
         max_bytes: usize,
         frames: &mut Vec<Frame>,
+        stamps: &mut Vec<Stamp>,
         ctrl: &mut Vec<Control>,
     ) -> bool {
         let mut s = self.shared.state.lock();
@@ -148,12 +159,15 @@ impl Outbox {
             return !s.frames.is_empty() || s.stats.is_some();
         }
         let mut bytes = 0usize;
-        while let Some(f) = s.frames.front() {
+        while let Some((f, _)) = s.frames.front() {
             if bytes > 0 && bytes + f.len() > max_bytes {
                 break;
             }
             bytes += f.len();
-            frames.extend(s.frames.pop_front());
+            if let Some((f, stamp)) = s.frames.pop_front() {
+                frames.push(f);
+                stamps.extend(stamp);
+            }
         }
         if !s.frames.is_empty() {
             return true;
@@ -212,8 +226,8 @@ mod tests {
         o.send(&f("a"));
         o.send_stats(&f("s2"));
         o.send(&f("b"));
-        let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
-        o.take_if(true, usize::MAX, &mut frames, &mut ctrl);
+        let (mut frames, mut stamps, mut ctrl) = (Vec::new(), Vec::new(), Vec::new());
+        o.take_if(true, usize::MAX, &mut frames, &mut stamps, &mut ctrl);
         let got: Vec<&str> = frames.iter().map(|f| &**f).collect();
         assert_eq!(got, ["a", "b", "s2"]);
         assert!(ctrl.is_empty());
@@ -226,8 +240,8 @@ mod tests {
         o.send(&f("b"));
         o.send(&f("c"));
         o.send(&f("d"));
-        let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
-        o.take_if(true, usize::MAX, &mut frames, &mut ctrl);
+        let (mut frames, mut stamps, mut ctrl) = (Vec::new(), Vec::new(), Vec::new());
+        o.take_if(true, usize::MAX, &mut frames, &mut stamps, &mut ctrl);
         assert_eq!(frames.len(), 2);
         assert!(matches!(
             ctrl.as_slice(),
@@ -242,16 +256,33 @@ mod tests {
         o.send(&f("bbbb"));
         o.send(&f("cc"));
         o.send_stats(&f("s"));
-        let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
-        assert!(o.take_if(true, 9, &mut frames, &mut ctrl));
+        let (mut frames, mut stamps, mut ctrl) = (Vec::new(), Vec::new(), Vec::new());
+        assert!(o.take_if(true, 9, &mut frames, &mut stamps, &mut ctrl));
         assert_eq!(
             frames.iter().map(|f| &**f).collect::<Vec<_>>(),
             ["aaaa", "bbbb"]
         );
         frames.clear();
         // A frame larger than the budget still goes, alone.
-        assert!(!o.take_if(true, 1, &mut frames, &mut ctrl));
+        assert!(!o.take_if(true, 1, &mut frames, &mut stamps, &mut ctrl));
         assert_eq!(frames.iter().map(|f| &**f).collect::<Vec<_>>(), ["cc", "s"]);
+    }
+
+    #[test]
+    fn stamps_leave_with_their_frames() {
+        use crate::metrics::{RosterKind, Since};
+        let o = Outbox::new(1, 8);
+        let team = Since::now().on(RosterKind::Team);
+        let dir = Since::now().on(RosterKind::Directory);
+        o.send_stamped(&f("aaaa"), Some(team));
+        o.send(&f("bbbb"));
+        o.send_stamped(&f("cc"), Some(dir));
+        let (mut frames, mut stamps, mut ctrl) = (Vec::new(), Vec::new(), Vec::new());
+        assert!(o.take_if(true, 8, &mut frames, &mut stamps, &mut ctrl));
+        assert_eq!(stamps, [team], "only the frames taken give their stamps");
+        stamps.clear();
+        assert!(!o.take_if(true, 8, &mut frames, &mut stamps, &mut ctrl));
+        assert_eq!(stamps, [dir]);
     }
 
     #[test]
@@ -260,8 +291,8 @@ mod tests {
         o.end();
         o.send(&f("a"));
         o.control(Control::Close(1000, "x"));
-        let (mut frames, mut ctrl) = (Vec::new(), Vec::new());
-        o.take_if(true, usize::MAX, &mut frames, &mut ctrl);
+        let (mut frames, mut stamps, mut ctrl) = (Vec::new(), Vec::new(), Vec::new());
+        o.take_if(true, usize::MAX, &mut frames, &mut stamps, &mut ctrl);
         assert!(frames.is_empty() && ctrl.is_empty());
     }
 }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::auth::{AuthError, Claims, LEEWAY_SECS};
 use crate::hub::{Hub, TenantRef};
+use crate::metrics::Stamp;
 use crate::net::limit::Permit;
 use crate::net::outbox::{Control, Frame, Outbox};
 use crate::net::rate::{Bucket, Rate};
@@ -245,6 +246,10 @@ async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 fn reject(hub: &Hub, reason: &str) {
+    debug_assert!(
+        crate::metrics::REJECT_REASONS.contains(&reason),
+        "{reason} is missing from metrics::REJECT_REASONS"
+    );
     hub.metrics
         .rejected_frames
         .with_label_values(&[reason])
@@ -461,11 +466,12 @@ impl Session {
         conn: &mut Conn<S>,
     ) -> Result<bool, End> {
         let mut frames: Vec<Frame> = Vec::new();
+        let mut stamps: Vec<Stamp> = Vec::new();
         let mut ctrl: Vec<Control> = Vec::new();
         let budget = self.hub.config.write_buffer_bytes;
         let more = self
             .out
-            .take_if(!conn.pending(), budget, &mut frames, &mut ctrl);
+            .take_if(!conn.pending(), budget, &mut frames, &mut stamps, &mut ctrl);
         for c in ctrl {
             match c {
                 Control::Close(code, reason) => {
@@ -499,6 +505,9 @@ impl Session {
         if conn.send(&frames).is_err() {
             return Err(End::Vanished);
         }
+        // Handed to the socket: written, or kept in the write buffer that is
+        // written before anything more is taken from the outbox.
+        self.hub.metrics.delivered(&stamps);
         // Frames left behind by the budget are taken as soon as the socket
         // has taken these.
         Ok(more && !conn.pending())

@@ -18,6 +18,7 @@ use presence_protocol::Event;
 use tokio::sync::{watch, Notify};
 
 use crate::directory::PresenceRecord;
+use crate::metrics::Since;
 
 /// A transition whose event is not committed yet.
 #[derive(Debug, Clone)]
@@ -29,6 +30,9 @@ pub(crate) struct Pending {
     pub presence: PresenceRecord,
     /// Whether the counters changed (a `stats` frame follows the deltas).
     pub counts: bool,
+    /// When the transition was published: its deltas are timed from here,
+    /// so `presence_delivery_seconds` includes the wait for the commit.
+    pub since: Since,
 }
 
 /// Where tenants with pending events are named for the committer: one per
@@ -171,6 +175,7 @@ mod tests {
             },
             presence: PresenceRecord::default(),
             counts: true,
+            since: Since::now(),
         }
     }
 

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::cluster::ops::PresenceEvent;
 use crate::directory::{PresenceRecord, TenantDir, Write};
-use crate::metrics::Metrics;
+use crate::metrics::{Metrics, RosterKind, Since};
 use crate::net::outbox::{Control, Frame, Outbox};
 use crate::presence::engine::UserPresence;
 use crate::presence::feed::{Pending, TenantFeed};
@@ -257,6 +257,10 @@ impl Tenant {
             }
         }
         let counts = active && changed;
+        // The cause of every frame this change sends, for
+        // `presence_delivery_seconds`: taken per change, never per
+        // activity frame that changes nothing.
+        let since = Since::now();
         if self.feed.is_local() {
             let cursor = self.feed.next_cursor();
             let p = self.source.presence(&t.user);
@@ -278,10 +282,11 @@ impl Tenant {
                     status: Some(t.to),
                 },
                 counts,
+                since,
             });
             return;
         }
-        self.send_presence(&t.user, t.to, t.at, t.v, u64::MAX);
+        self.send_presence(&t.user, t.to, t.at, t.v, u64::MAX, since);
         if counts {
             self.publish_stats();
         }
@@ -294,7 +299,7 @@ impl Tenant {
     pub(crate) fn deliver(&mut self, batch: &[Pending]) {
         for p in batch {
             let e = &p.event;
-            self.send_presence(&e.user, e.status, e.at, e.v, e.cursor);
+            self.send_presence(&e.user, e.status, e.at, e.v, e.cursor, p.since);
         }
         if let Some(last) = batch.iter().rev().find(|p| p.counts) {
             self.send_stats(last.event.cursor);
@@ -323,20 +328,32 @@ impl Tenant {
     }
 
     /// A presence delta to the watchers of the user's rosters whose
-    /// snapshot came before feed event `cursor` (`u64::MAX`: every one).
-    fn send_presence(&self, user: &str, status: Status, at: u64, v: u64, cursor: u64) {
+    /// snapshot came before feed event `cursor` (`u64::MAX`: every one),
+    /// stamped with the change's publication.
+    fn send_presence(
+        &self,
+        user: &str,
+        status: Status,
+        at: u64,
+        v: u64,
+        cursor: u64,
+        since: Since,
+    ) {
         for roster in visibility::rosters_of(&self.dir, user) {
             let Some(ws) = self.watchers.get(&roster).filter(|w| !w.is_empty()) else {
                 continue;
             };
+            let stamp = Some(since.on(RosterKind::of(&roster)));
             let f = frame(&ServerMessage::Presence {
-                roster: roster.clone(),
+                roster,
                 user: user.to_owned(),
                 status,
                 at,
                 v,
             });
-            send_all(ws.values().filter(|w| w.seen < cursor), &f);
+            for w in ws.values().filter(|w| w.seen < cursor) {
+                w.out.send_stamped(&f, stamp);
+            }
         }
     }
 

@@ -43,8 +43,10 @@
 //!   `WAIT`, which this store does not issue).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::OnceLock;
 use std::time::Duration;
 
+use prometheus::Histogram;
 use redis::streams::StreamReadReply;
 use redis::{RedisError, Script};
 
@@ -91,6 +93,10 @@ pub struct RedisStore {
     /// Per tenant, the version of the snapshot `load` returned, where the
     /// log reader starts.
     loaded: parking_lot::Mutex<HashMap<String, u64>>,
+    /// Cluster mode: where each successful `commit.lua` call's duration
+    /// goes (`presence_redis_script_seconds`); set once the hub, and so
+    /// its registry, exists.
+    script_seconds: OnceLock<Histogram>,
 }
 
 impl RedisStore {
@@ -103,7 +109,13 @@ impl RedisStore {
             commit_script: Script::new(include_str!("commit.lua")),
             committed_here: parking_lot::Mutex::new(HashMap::new()),
             loaded: parking_lot::Mutex::new(HashMap::new()),
+            script_seconds: OnceLock::new(),
         }
+    }
+
+    /// Times every later `commit.lua` call that succeeds into `h`.
+    pub(crate) fn time_scripts(&self, h: Histogram) {
+        let _ = self.script_seconds.set(h);
     }
 
     /// Whether this node committed log entry `v` of `tid` itself (and so
@@ -219,9 +231,13 @@ impl RedisStore {
             let (op, field, value) = encode(w);
             call.arg(op).arg(field).arg(value);
         }
+        let started = std::time::Instant::now();
         let (v, _id): (u64, String) = bounded(call.invoke_async(&mut conn))
             .await?
             .map_err(from_redis)?;
+        if let Some(h) = self.script_seconds.get() {
+            h.observe(started.elapsed().as_secs_f64());
+        }
         Ok(v)
     }
 

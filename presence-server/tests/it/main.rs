@@ -25,6 +25,7 @@ mod http_edge;
 mod landing;
 mod metrics;
 mod openapi;
+mod ops_kit;
 mod presence;
 mod presence_query;
 mod process;
