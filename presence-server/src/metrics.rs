@@ -54,8 +54,7 @@ impl RosterKind {
 }
 
 /// The process's own origin for [`Since`]: stamps are 8-byte offsets from
-/// it rather than 16-byte `Instant`s, because every queued frame carries
-/// one.
+/// it rather than 16-byte `Instant`s, because every tab's outbox holds one.
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
@@ -80,9 +79,8 @@ impl Since {
     }
 }
 
-/// A queued frame's cause and roster kind, packed in 8 bytes (with the
-/// niche, an `Option<Stamp>` is 8 bytes too): a tab's outbox keeps one per
-/// queued frame, and it stays allocated while the tab is subscribed.
+/// A presence delta's cause and roster kind, packed in 8 bytes (with the
+/// niche, an `Option<Stamp>` is 8 bytes too): every tab's outbox holds one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp(NonZeroU64);
 
@@ -145,8 +143,9 @@ pub struct Metrics {
     /// Set at scrape time: 1 when `/readyz` would answer 200.
     pub ready: IntGauge,
     /// From a transition's publication to its frame handed to a watcher's
-    /// socket, one child per [`RosterKind`] (indexed by `kind - 1`), so the
-    /// session's observation is an array index, not a label lookup.
+    /// socket (per write: its oldest delta), one child per [`RosterKind`]
+    /// (indexed by `kind - 1`), so the session's observation is an array
+    /// index, not a label lookup.
     delivery_seconds: [Histogram; 3],
     /// One admin write's `Store::commit` (redb on a single node,
     /// `commit.lua` in cluster mode).
@@ -206,7 +205,7 @@ impl Metrics {
         let delivery = HistogramVec::new(
             HistogramOpts::new(
                 "presence_delivery_seconds",
-                "From a transition's publication on this node to its presence frame handed to a watcher's socket, by roster kind.",
+                "Per write of presence deltas to a watcher's socket, the time since the oldest of them was published on this node, by roster kind.",
             )
             .buckets(LATENCY_BUCKETS.to_vec()),
             &["roster"],
@@ -330,15 +329,10 @@ impl Metrics {
         }
     }
 
-    /// A session handed frames with these stamps to its socket.
-    pub(crate) fn delivered(&self, stamps: &[Stamp]) {
-        if stamps.is_empty() {
-            return;
-        }
-        let now = Since::now();
-        for s in stamps {
-            self.delivery_seconds[s.kind() as usize - 1].observe(s.seconds_until(now));
-        }
+    /// A session handed to its socket a write whose oldest presence delta
+    /// carries `stamp`.
+    pub(crate) fn delivered(&self, stamp: Stamp) {
+        self.delivery_seconds[stamp.kind() as usize - 1].observe(stamp.seconds_until(Since::now()));
     }
 
     /// Cluster mode: a directory sync round that began at `at_ms` (wall

@@ -51,14 +51,18 @@ struct Shared {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Each frame with, for a presence delta, its cause (for
-    /// `presence_delivery_seconds`): 8 bytes more per queued frame.
-    frames: VecDeque<(Frame, Option<Stamp>)>,
+    frames: VecDeque<Frame>,
     /// The newest `stats` frame not yet taken: counters are a state, not a
     /// history, so a burst of transitions costs a watcher one `stats` frame
     /// per write instead of one per transition.
     stats: Option<Frame>,
     ctrl: Vec<Control>,
+    /// When the oldest presence delta queued and not yet taken was
+    /// published: the write that takes it observes that wait in
+    /// `presence_delivery_seconds`, the longest of its deltas. Only the
+    /// oldest: 8 bytes per tab, where a stamp per queued frame would cost
+    /// 8 bytes per slot of a queue that a subscribed tab keeps for life.
+    oldest: Option<Stamp>,
     /// Set once the queue was found full: the tab is told to close (and
     /// counted as a slow consumer) once, not once per frame it misses.
     slow: bool,
@@ -89,8 +93,8 @@ impl Outbox {
         self.send_stamped(frame, None);
     }
 
-    /// Queues a presence delta with its cause, timed from there to the
-    /// socket.
+    /// Queues a presence delta published at `stamp`, so the write that
+    /// hands it to the socket is timed.
     pub fn send_stamped(&self, frame: &Frame, stamp: Option<Stamp>) {
         let mut s = self.shared.state.lock();
         if s.ended || s.slow {
@@ -107,7 +111,10 @@ impl Outbox {
             return;
         }
         let was_idle = s.frames.is_empty() && s.stats.is_none();
-        s.frames.push_back((frame.clone(), stamp));
+        s.frames.push_back(frame.clone());
+        if s.oldest.is_none() {
+            s.oldest = stamp;
+        }
         drop(s);
         if was_idle {
             self.shared.wake.notify_one();
@@ -143,14 +150,15 @@ impl Outbox {
     /// last) up to `max_bytes` of them (always at least one frame): what a
     /// socket has not taken waits in its write buffer, so this bounds that
     /// buffer, and the rest waits here, in the queue whose bound closes a
-    /// tab that stopped reading. The stamps of the frames taken go to
-    /// `stamps`. Returns whether frames were left.
+    /// tab that stopped reading. With frames taken, `oldest` gets the
+    /// stamp of the oldest presence delta queued (deltas left behind by the
+    /// budget go untimed). Returns whether frames were left.
     pub fn take_if(
         &self,
         with_frames: bool,
         max_bytes: usize,
         frames: &mut Vec<Frame>,
-        stamps: &mut Vec<Stamp>,
+        oldest: &mut Option<Stamp>,
         ctrl: &mut Vec<Control>,
     ) -> bool {
         let mut s = self.shared.state.lock();
@@ -159,15 +167,15 @@ impl Outbox {
             return !s.frames.is_empty() || s.stats.is_some();
         }
         let mut bytes = 0usize;
-        while let Some((f, _)) = s.frames.front() {
+        while let Some(f) = s.frames.front() {
             if bytes > 0 && bytes + f.len() > max_bytes {
                 break;
             }
             bytes += f.len();
-            if let Some((f, stamp)) = s.frames.pop_front() {
-                frames.push(f);
-                stamps.extend(stamp);
-            }
+            frames.extend(s.frames.pop_front());
+        }
+        if bytes > 0 {
+            *oldest = s.oldest.take();
         }
         if !s.frames.is_empty() {
             return true;
@@ -193,6 +201,7 @@ impl Outbox {
         s.ended = true;
         s.frames = VecDeque::new();
         s.stats = None;
+        s.oldest = None;
         s.ctrl.clear();
     }
 }
@@ -226,8 +235,8 @@ mod tests {
         o.send(&f("a"));
         o.send_stats(&f("s2"));
         o.send(&f("b"));
-        let (mut frames, mut stamps, mut ctrl) = (Vec::new(), Vec::new(), Vec::new());
-        o.take_if(true, usize::MAX, &mut frames, &mut stamps, &mut ctrl);
+        let (mut frames, mut oldest, mut ctrl) = (Vec::new(), None, Vec::new());
+        o.take_if(true, usize::MAX, &mut frames, &mut oldest, &mut ctrl);
         let got: Vec<&str> = frames.iter().map(|f| &**f).collect();
         assert_eq!(got, ["a", "b", "s2"]);
         assert!(ctrl.is_empty());
@@ -240,8 +249,8 @@ mod tests {
         o.send(&f("b"));
         o.send(&f("c"));
         o.send(&f("d"));
-        let (mut frames, mut stamps, mut ctrl) = (Vec::new(), Vec::new(), Vec::new());
-        o.take_if(true, usize::MAX, &mut frames, &mut stamps, &mut ctrl);
+        let (mut frames, mut oldest, mut ctrl) = (Vec::new(), None, Vec::new());
+        o.take_if(true, usize::MAX, &mut frames, &mut oldest, &mut ctrl);
         assert_eq!(frames.len(), 2);
         assert!(matches!(
             ctrl.as_slice(),
@@ -256,33 +265,35 @@ mod tests {
         o.send(&f("bbbb"));
         o.send(&f("cc"));
         o.send_stats(&f("s"));
-        let (mut frames, mut stamps, mut ctrl) = (Vec::new(), Vec::new(), Vec::new());
-        assert!(o.take_if(true, 9, &mut frames, &mut stamps, &mut ctrl));
+        let (mut frames, mut oldest, mut ctrl) = (Vec::new(), None, Vec::new());
+        assert!(o.take_if(true, 9, &mut frames, &mut oldest, &mut ctrl));
         assert_eq!(
             frames.iter().map(|f| &**f).collect::<Vec<_>>(),
             ["aaaa", "bbbb"]
         );
         frames.clear();
         // A frame larger than the budget still goes, alone.
-        assert!(!o.take_if(true, 1, &mut frames, &mut stamps, &mut ctrl));
+        assert!(!o.take_if(true, 1, &mut frames, &mut oldest, &mut ctrl));
         assert_eq!(frames.iter().map(|f| &**f).collect::<Vec<_>>(), ["cc", "s"]);
     }
 
     #[test]
-    fn stamps_leave_with_their_frames() {
+    fn a_write_is_timed_by_its_oldest_presence_delta() {
         use crate::metrics::{RosterKind, Since};
         let o = Outbox::new(1, 8);
-        let team = Since::now().on(RosterKind::Team);
-        let dir = Since::now().on(RosterKind::Directory);
-        o.send_stamped(&f("aaaa"), Some(team));
-        o.send(&f("bbbb"));
-        o.send_stamped(&f("cc"), Some(dir));
-        let (mut frames, mut stamps, mut ctrl) = (Vec::new(), Vec::new(), Vec::new());
-        assert!(o.take_if(true, 8, &mut frames, &mut stamps, &mut ctrl));
-        assert_eq!(stamps, [team], "only the frames taken give their stamps");
-        stamps.clear();
-        assert!(!o.take_if(true, 8, &mut frames, &mut stamps, &mut ctrl));
-        assert_eq!(stamps, [dir]);
+        let first = Since::now().on(RosterKind::Team);
+        let later = Since::now().on(RosterKind::Directory);
+        o.send(&f("welcome"));
+        o.send_stamped(&f("aaaa"), Some(first));
+        o.send_stamped(&f("bbbb"), Some(later));
+        let (mut frames, mut oldest, mut ctrl) = (Vec::new(), None, Vec::new());
+        o.take_if(true, usize::MAX, &mut frames, &mut oldest, &mut ctrl);
+        assert_eq!(frames.len(), 3);
+        assert_eq!(oldest, Some(first), "the oldest delta's stamp, once");
+        let mut again = None;
+        o.send(&f("error"));
+        o.take_if(true, usize::MAX, &mut frames, &mut again, &mut ctrl);
+        assert_eq!(again, None, "a write without a delta is not timed");
     }
 
     #[test]
@@ -291,8 +302,8 @@ mod tests {
         o.end();
         o.send(&f("a"));
         o.control(Control::Close(1000, "x"));
-        let (mut frames, mut stamps, mut ctrl) = (Vec::new(), Vec::new(), Vec::new());
-        o.take_if(true, usize::MAX, &mut frames, &mut stamps, &mut ctrl);
+        let (mut frames, mut oldest, mut ctrl) = (Vec::new(), None, Vec::new());
+        o.take_if(true, usize::MAX, &mut frames, &mut oldest, &mut ctrl);
         assert!(frames.is_empty() && ctrl.is_empty());
     }
 }

@@ -466,12 +466,12 @@ impl Session {
         conn: &mut Conn<S>,
     ) -> Result<bool, End> {
         let mut frames: Vec<Frame> = Vec::new();
-        let mut stamps: Vec<Stamp> = Vec::new();
+        let mut oldest: Option<Stamp> = None;
         let mut ctrl: Vec<Control> = Vec::new();
         let budget = self.hub.config.write_buffer_bytes;
         let more = self
             .out
-            .take_if(!conn.pending(), budget, &mut frames, &mut stamps, &mut ctrl);
+            .take_if(!conn.pending(), budget, &mut frames, &mut oldest, &mut ctrl);
         for c in ctrl {
             match c {
                 Control::Close(code, reason) => {
@@ -507,7 +507,9 @@ impl Session {
         }
         // Handed to the socket: written, or kept in the write buffer that is
         // written before anything more is taken from the outbox.
-        self.hub.metrics.delivered(&stamps);
+        if let Some(stamp) = oldest {
+            self.hub.metrics.delivered(stamp);
+        }
         // Frames left behind by the budget are taken as soon as the socket
         // has taken these.
         Ok(more && !conn.pending())

@@ -320,7 +320,12 @@ async fn an_operators_families_exist_and_move_under_load(d: &Deployment) {
         let snap = tab.subscribe(id, roster).await;
         assert!(matches!(snap, ServerMessage::Snapshot { .. }), "{snap:?}");
     }
-    let snap = sup.subscribe(3, "attendants").await;
+    // A tab of its own per roster: a write is timed by its oldest delta,
+    // so two rosters on one tab would time one write.
+    let mut att = d
+        .open_tab(&token("acme", "boss"), Uuid::new_v4(), idle)
+        .await;
+    let snap = att.subscribe(3, "attendants").await;
     assert!(matches!(snap, ServerMessage::Snapshot { .. }), "{snap:?}");
     let before = scrape_all(d).await;
     let kinds = ["directory", "team", "attendants"];
@@ -332,8 +337,8 @@ async fn an_operators_families_exist_and_move_under_load(d: &Deployment) {
     let mut ann = d.tab("acme", "ann").await;
     boss.recv_until(|m| is_presence_of(m, "ann", Status::Online))
         .await;
-    for _ in 0..2 {
-        sup.recv_until(|m| is_presence_of(m, "ann", Status::Online))
+    for tab in [&mut sup, &mut att] {
+        tab.recv_until(|m| is_presence_of(m, "ann", Status::Online))
             .await;
     }
     ann.send_text("not json").await;

@@ -107,6 +107,7 @@ fn the_unit_is_hardened_and_outlasts_the_hubs_shutdown_grace() {
         ("NoNewPrivileges", "yes"),
         ("Restart", "on-failure"),
         ("KillSignal", "SIGTERM"),
+        ("ExecStartPre", "/usr/local/bin/presence-server check"),
         ("ExecStart", "/usr/local/bin/presence-server"),
     ] {
         assert_eq!(setting(&s, key), Some(want), "{key}");
@@ -142,7 +143,7 @@ fn the_unit_is_hardened_and_outlasts_the_hubs_shutdown_grace() {
     );
 }
 
-/// `systemd-analyze verify` on the unit, its `ExecStart` pointed at the
+/// `systemd-analyze verify` on the unit, its commands pointed at the
 /// binary under test (verify refuses a unit whose binary does not exist).
 #[test]
 fn the_unit_passes_systemd_analyze_verify() {
@@ -156,11 +157,9 @@ fn the_unit_passes_systemd_analyze_verify() {
     }
     let dir = tempfile::tempdir().unwrap();
     let unit = dir.path().join("presence-server.service");
-    let text = unit_text().replace(
-        "ExecStart=/usr/local/bin/presence-server",
-        &format!("ExecStart={BIN}"),
-    );
+    let text = unit_text().replace("=/usr/local/bin/presence-server", &format!("={BIN}"));
     assert!(text.contains(&format!("ExecStart={BIN}\n")));
+    assert!(text.contains(&format!("ExecStartPre={BIN} check\n")));
     std::fs::write(&unit, text).unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
