@@ -277,13 +277,17 @@ impl Metrics {
         for reason in REJECT_REASONS {
             rejected_frames.with_label_values(&[reason]);
         }
+        let webhook_deliveries = counter_vec(
+            "presence_webhook_deliveries_total",
+            "Webhook delivery attempts by result (ok, http_error, network_error).",
+            "result",
+        );
+        for result in ["ok", "http_error", "network_error"] {
+            webhook_deliveries.with_label_values(&[result]);
+        }
         Metrics {
             feed_commit_seconds,
-            webhook_deliveries: counter_vec(
-                "presence_webhook_deliveries_total",
-                "Webhook delivery attempts by result (ok, http_error, network_error).",
-                "result",
-            ),
+            webhook_deliveries,
             webhook_events: counter(
                 "presence_webhook_events_delivered_total",
                 "Events acknowledged (2xx) by webhook receivers.",
