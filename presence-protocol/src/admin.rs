@@ -19,6 +19,12 @@ pub struct TenantPut {
         schema(minimum = 1, maximum = 31_536_000, nullable = false)
     )]
     pub event_retention_s: Option<u64>,
+    /// The IANA time zone where the tenant's days start (attendance
+    /// reports), e.g. `America/Sao_Paulo`; left out: unchanged (a new
+    /// tenant: `UTC`). An unknown zone is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false, max_length = 64))]
+    pub time_zone: Option<String>,
 }
 
 /// A tenant as the API returns it.
@@ -30,6 +36,8 @@ pub struct TenantView {
     pub user_limit: u64,
     /// How long the transition feed keeps events, in seconds.
     pub event_retention_s: u64,
+    /// The IANA time zone where the tenant's days start.
+    pub time_zone: String,
     pub stats: Stats,
 }
 

@@ -267,6 +267,7 @@ fn admin_bodies() {
         TenantPut {
             user_limit: 10,
             event_retention_s: None,
+            time_zone: None,
         },
         json!({"user_limit":10}),
     );
@@ -274,8 +275,9 @@ fn admin_bodies() {
         TenantPut {
             user_limit: 10,
             event_retention_s: Some(3600),
+            time_zone: Some("America/Sao_Paulo".into()),
         },
-        json!({"user_limit":10,"event_retention_s":3600}),
+        json!({"user_limit":10,"event_retention_s":3600,"time_zone":"America/Sao_Paulo"}),
     );
     check(
         UserPut {
@@ -361,9 +363,10 @@ fn admin_views() {
             id: "acme".into(),
             user_limit: 5,
             event_retention_s: 259_200,
+            time_zone: "UTC".into(),
             stats,
         },
-        json!({"id":"acme","user_limit":5,"event_retention_s":259200,"stats":{"online":1,"offline":1,"active":2,"inactive":0}}),
+        json!({"id":"acme","user_limit":5,"event_retention_s":259200,"time_zone":"UTC","stats":{"online":1,"offline":1,"active":2,"inactive":0}}),
     );
     let user = UserView {
         id: "u1".into(),

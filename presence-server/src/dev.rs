@@ -66,7 +66,15 @@ pub async fn seed(hub: &Hub) -> Result<bool, WriteError> {
     if hub.tenant(DEMO_TENANT).is_some() {
         return Ok(false);
     }
-    hub.put_tenant(DEMO_TENANT, 50, None).await?;
+    hub.put_tenant(
+        DEMO_TENANT,
+        &presence_protocol::admin::TenantPut {
+            user_limit: 50,
+            event_retention_s: None,
+            time_zone: None,
+        },
+    )
+    .await?;
     let teams = [
         ("support", "Support", true),
         ("sales", "Sales", true),

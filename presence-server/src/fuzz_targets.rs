@@ -90,6 +90,7 @@ fn seeded_dir() -> TenantDir {
         id: tenant.clone(),
         user_limit: 4,
         event_retention_s: None,
+        time_zone: None,
     });
     for (id, state) in [
         ("0042", UserState::Active),

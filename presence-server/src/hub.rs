@@ -290,22 +290,16 @@ impl Hub {
         self.write_lock.lock().await
     }
 
-    /// Creates or updates a tenant; `event_retention_s` left out keeps
-    /// the tenant's (a new one: the node's default).
+    /// Creates or updates a tenant; settings left out keep the tenant's
+    /// (a new one: the node's default retention, UTC).
     pub async fn put_tenant(
         &self,
         tid: &str,
-        user_limit: u64,
-        event_retention_s: Option<u64>,
+        req: &presence_protocol::admin::TenantPut,
     ) -> Result<bool, WriteError> {
         let _serial = self.write_lock.lock().await;
         let current = self.tenant(tid).map(|t| t.lock().dir.tenant.clone());
-        let writes = crate::directory::ops::put_tenant(
-            tid,
-            user_limit,
-            event_retention_s,
-            current.as_ref(),
-        )?;
+        let writes = crate::directory::ops::put_tenant(tid, req, current.as_ref())?;
         self.commit(writes.clone()).await?;
         let Some(Write::Tenant(rec)) = writes.first().cloned() else {
             unreachable!("put_tenant yields the tenant's record")

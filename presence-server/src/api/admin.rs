@@ -128,9 +128,7 @@ async fn put_tenant(
     Path(TenantPath { tid }): Path<TenantPath>,
     JsonBody(req): JsonBody<TenantPut>,
 ) -> R<impl IntoResponse> {
-    let created = hub
-        .put_tenant(&tid, req.user_limit, req.event_retention_s)
-        .await?;
+    let created = hub.put_tenant(&tid, &req).await?;
     let view = hub.read(&tid, |t| tenant_view(&hub, t))?;
     Ok((
         if created {
@@ -147,6 +145,12 @@ fn tenant_view(hub: &Hub, t: &Tenant) -> TenantView {
         id: t.dir.tenant.id.clone(),
         user_limit: t.dir.tenant.user_limit,
         event_retention_s: hub.event_retention_s(t),
+        time_zone: t
+            .dir
+            .tenant
+            .time_zone
+            .clone()
+            .unwrap_or_else(|| "UTC".to_owned()),
         stats: t.stats(),
     }
 }

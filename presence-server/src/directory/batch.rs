@@ -173,6 +173,7 @@ mod tests {
             id: "t".into(),
             user_limit: limit,
             event_retention_s: None,
+            time_zone: None,
         })
     }
 

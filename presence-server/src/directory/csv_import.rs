@@ -404,6 +404,7 @@ mod tests {
             id: "t".into(),
             user_limit: 1,
             event_retention_s: None,
+            time_zone: None,
         });
         let rows = parse(b"id;name;email\na;A;a@x\nb;B;b@x\nc;C;c@x\n").unwrap();
         let p = plan(&dir, &rows);
@@ -453,6 +454,7 @@ mod tests {
             id: t.clone(),
             user_limit: 10,
             event_retention_s: None,
+            time_zone: None,
         });
         for team in ["a", "b", "c"] {
             dir.apply(&Write::Team {

@@ -5,7 +5,8 @@
 //! plans a CSV import; [`batch`] plans a bulk sync from the same operations. All of it is pure: nothing here touches a store, a
 //! socket or a clock, so a request that fails changes nothing.
 //!
-//! May use: the protocol crate only.
+//! May use: the protocol crate, and jiff's bundled time-zone database (a
+//! lookup, no I/O).
 
 pub mod batch;
 pub mod csv_import;

@@ -2,7 +2,7 @@
 //! directory as it is. Pure: nothing here touches the store or a socket, so a
 //! request that fails changes nothing by construction.
 
-use presence_protocol::admin::{TeamPut, UserPut};
+use presence_protocol::admin::{TeamPut, TenantPut, UserPut};
 use presence_protocol::{MembershipRole, Profile, UserState};
 
 use crate::directory::{
@@ -42,16 +42,17 @@ fn check_text(field: &str, v: &str) -> Result<(), DirectoryError> {
 /// The longest feed retention a tenant may ask for: a year.
 pub const MAX_EVENT_RETENTION_S: u64 = 365 * 24 * 3600;
 
-/// The record of a `PUT` of a tenant: `event_retention_s` left out keeps
-/// what `current` has (a new tenant: the node's default, kept as `None`).
+/// The record of a `PUT` of a tenant: `event_retention_s` and `time_zone`
+/// left out keep what `current` has (a new tenant: the node's retention and
+/// UTC, kept as `None`). A time zone is kept under its IANA name as the
+/// bundled database spells it (`america/sao_paulo` → `America/Sao_Paulo`).
 pub fn put_tenant(
     tid: &str,
-    user_limit: u64,
-    event_retention_s: Option<u64>,
+    req: &TenantPut,
     current: Option<&TenantRecord>,
 ) -> Result<Vec<Write>, DirectoryError> {
     check_id("tenant", tid)?;
-    if let Some(r) = event_retention_s {
+    if let Some(r) = req.event_retention_s {
         if !(1..=MAX_EVENT_RETENTION_S).contains(&r) {
             return Err(invalid(
                 "event_retention_s",
@@ -59,11 +60,34 @@ pub fn put_tenant(
             ));
         }
     }
+    let time_zone = match &req.time_zone {
+        Some(name) => Some(iana_zone(name)?),
+        None => current.and_then(|c| c.time_zone.clone()),
+    };
     Ok(vec![Write::Tenant(TenantRecord {
         id: tid.to_owned(),
-        user_limit,
-        event_retention_s: event_retention_s.or(current.and_then(|c| c.event_retention_s)),
+        user_limit: req.user_limit,
+        event_retention_s: req
+            .event_retention_s
+            .or(current.and_then(|c| c.event_retention_s)),
+        time_zone,
     })])
+}
+
+/// The IANA name of a zone the bundled database knows (never a fixed
+/// offset: a day's length changes with daylight saving).
+fn iana_zone(name: &str) -> Result<String, DirectoryError> {
+    let unknown = || {
+        invalid(
+            "time_zone",
+            format!("{name:?} is not an IANA time zone (e.g. America/Sao_Paulo, UTC)"),
+        )
+    };
+    if name.is_empty() || name.len() > 64 {
+        return Err(unknown());
+    }
+    let tz = jiff::tz::db().get(name).map_err(|_| unknown())?;
+    Ok(tz.iana_name().unwrap_or(name).to_owned())
 }
 
 /// The record a `PUT` of a user leads to (merged with the current one).
@@ -303,6 +327,7 @@ mod tests {
             id: "t".into(),
             user_limit: limit,
             event_retention_s: None,
+            time_zone: None,
         })
     }
 

@@ -21,6 +21,9 @@ pub struct TenantRecord {
     /// existed have none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_retention_s: Option<u64>,
+    /// The IANA time zone where the tenant's days start; `None`: UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_zone: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -357,6 +360,7 @@ mod tests {
             id: t.clone(),
             user_limit: 10,
             event_retention_s: None,
+            time_zone: None,
         });
         d.apply(&Write::User {
             tenant: t.clone(),

@@ -121,6 +121,7 @@ mod tests {
             id: "acme".into(),
             user_limit: 10,
             event_retention_s: None,
+            time_zone: None,
         })
     }
 

@@ -88,6 +88,7 @@ mod tests {
             id: "acme".into(),
             user_limit: 10,
             event_retention_s: None,
+            time_zone: None,
         });
         for (u, p) in records {
             d.presence.insert((*u).into(), *p);

@@ -282,6 +282,7 @@ mod tests {
                 id: "acme".into(),
                 user_limit: 5,
                 event_retention_s: None,
+                time_zone: None,
             }),
             Write::Presence {
                 tenant: "acme".into(),

@@ -20,6 +20,7 @@ use crate::support::*;
 
 suite!(
     config = patient_config();
+    a_tenant_s_time_zone_is_an_iana_name_kept_across_puts,
     user_upsert_creates_updates_and_reads_back_with_presence,
     list_filters_by_activity_state_and_search,
     deleted_user_is_hidden_from_rosters_and_counters_but_still_readable,
@@ -1245,4 +1246,50 @@ async fn csv_import_with_one_bad_row_writes_nothing() {
     assert_eq!(s, 200, "{v}");
     let page = a.ok("GET", "/v1/tenants/acme/users", Value::Null).await;
     assert_eq!(ids(&page), ["ann", "b", "c"]);
+}
+
+/// SPEC §11: `time_zone` beside `user_limit` in `PUT /v1/tenants/{tid}`: an
+/// IANA name (kept as the database spells it), UTC by default, unchanged
+/// when left out, and an unknown zone is a 400 that changes nothing, on
+/// every node.
+async fn a_tenant_s_time_zone_is_an_iana_name_kept_across_puts(d: &Deployment) {
+    let a = d.admin();
+    let (s, t) = a
+        .call("PUT", "/v1/tenants/tz", Some(json!({"user_limit": 10})))
+        .await;
+    assert_eq!(s, 201, "{t}");
+    assert_eq!(t["time_zone"], "UTC", "{t}");
+    let t = a
+        .ok(
+            "PUT",
+            "/v1/tenants/tz",
+            json!({"user_limit": 10, "time_zone": "america/sao_paulo"}),
+        )
+        .await;
+    assert_eq!(t["time_zone"], "America/Sao_Paulo", "{t}");
+    let t = a
+        .ok("PUT", "/v1/tenants/tz", json!({"user_limit": 20}))
+        .await;
+    assert_eq!(
+        (t["time_zone"].clone(), t["user_limit"].clone()),
+        (json!("America/Sao_Paulo"), json!(20)),
+        "left out: unchanged"
+    );
+    for bad in ["Mars/Olympus_Mons", "", "+03:00", "UTC+3"] {
+        let (s, body) = a
+            .call(
+                "PUT",
+                "/v1/tenants/tz",
+                Some(json!({"user_limit": 30, "time_zone": bad})),
+            )
+            .await;
+        assert_eq!(s, 400, "{bad:?}: {body}");
+        assert_eq!(body["error"]["details"]["field"], "time_zone", "{body}");
+    }
+    let t = d.same_everywhere("/v1/tenants/tz").await;
+    assert_eq!(
+        (t["time_zone"].clone(), t["user_limit"].clone()),
+        (json!("America/Sao_Paulo"), json!(20)),
+        "the refusals changed nothing: {t}"
+    );
 }

@@ -287,7 +287,17 @@ async fn served_again(h: &TestHub) -> TcpStream {
 /// Tenant `acme` with user `ann`, written straight to the hub: an admin API
 /// call would hold a connection of its own for a while.
 async fn seed_without_http(h: &TestHub) {
-    h.hub.put_tenant("acme", 10, None).await.unwrap();
+    h.hub
+        .put_tenant(
+            "acme",
+            &presence_protocol::admin::TenantPut {
+                user_limit: 10,
+                event_retention_s: None,
+                time_zone: None,
+            },
+        )
+        .await
+        .unwrap();
     let ann = presence_protocol::admin::UserPut {
         name: Some("Ann".into()),
         email: Some("ann@x.test".into()),

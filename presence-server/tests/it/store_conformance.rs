@@ -21,6 +21,7 @@ pub fn tenant(id: &str) -> Write {
         id: id.into(),
         user_limit: 10,
         event_retention_s: None,
+        time_zone: None,
     })
 }
 
@@ -166,6 +167,7 @@ pub async fn later_writes_replace_earlier_ones(store: &dyn Store) {
                 id: t.into(),
                 user_limit: 99,
                 event_retention_s: None,
+                time_zone: None,
             }),
         ])
         .await
@@ -178,6 +180,7 @@ pub async fn later_writes_replace_earlier_ones(store: &dyn Store) {
                 id: t.into(),
                 user_limit: 99,
                 event_retention_s: None,
+                time_zone: None,
             }),
             renamed,
             presence(t, "u1", 5),
