@@ -84,6 +84,11 @@ pub struct PresenceEvent {
     /// Why it happened; absent on a state republished without an event.
     #[serde(default)]
     pub reason: Option<Reason>,
+    /// A forced offline: when it was asked (ms, the asking node's clock).
+    /// A node keeps proof and tabs newer than it (a tab opened right after
+    /// a logout elsewhere); 0 otherwise.
+    #[serde(default)]
+    pub at: u64,
 }
 
 impl PresenceEvent {
@@ -123,6 +128,7 @@ impl StoredState {
             close: 0,
             cursor: 0,
             reason: None,
+            at: 0,
         }
     }
 }
@@ -265,6 +271,7 @@ mod tests {
                 close: 4004,
                 cursor: 0,
                 reason: None,
+                at: 0,
             }
         );
         let st: StoredState = serde_json::from_str(r#"{"s":0,"since":7,"v":3,"seen":6}"#).unwrap();
@@ -281,6 +288,7 @@ mod tests {
                 close: 0,
                 cursor: 0,
                 reason: None,
+                at: 0,
             }
         );
     }

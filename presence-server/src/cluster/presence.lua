@@ -48,8 +48,9 @@ end
 -- `reason` (nil: no transition, nothing appended) is the feed's reason; the
 -- event goes to the feed with the next cursor before it is published.
 -- `force` tells every node to drop its local proof of the user (logout,
--- deactivation); `close` asks them to close the user's tabs with that code.
-local function emit(u, st, reason, force, close)
+-- deactivation); `close` asks them to close the user's tabs with that code;
+-- `forced_at` is when it was asked, so proof and tabs newer than it survive.
+local function emit(u, st, reason, force, close, forced_at)
   local cursor = 0
   if reason then
     cursor = redis.call('INCR', seq)
@@ -63,6 +64,7 @@ local function emit(u, st, reason, force, close)
   redis.call('PUBLISH', channel, cjson.encode({
     t = tenant, u = u, s = st.s, since = st.since, v = st.v, seen = st.seen,
     force = force or false, close = close or 0, cursor = cursor, reason = reason,
+    at = forced_at or 0,
   }))
   published = published + 1
 end
@@ -143,7 +145,7 @@ for _, op in ipairs(ops) do
     end
     -- Published even without a transition (then not in the feed), so every
     -- node drops its proof and closes the tabs it was asked to close.
-    emit(op.u, st, reason, true, op.close)
+    emit(op.u, st, reason, true, op.close, op.at)
   elseif op.op == 'floor' then
     local st = get(op.u)
     st.v = math.max(st.v, op.v) + 1

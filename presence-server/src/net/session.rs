@@ -396,11 +396,17 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
             // already told this tenant's tabs, or this tab sees the mark.
             return Err(End::Restarting);
         }
-        t.join(&claims.sub, tab, out.clone(), hub.config.max_tabs_per_user)
-            .map_err(|e| match e {
-                JoinError::Forbidden => End::NotActive,
-                JoinError::TooManyTabs => End::TooManyTabs,
-            })?;
+        t.join(
+            &claims.sub,
+            tab,
+            out.clone(),
+            hub.config.max_tabs_per_user,
+            hub.now_ms(),
+        )
+        .map_err(|e| match e {
+            JoinError::Forbidden => End::NotActive,
+            JoinError::TooManyTabs => End::TooManyTabs,
+        })?;
         // Counted under the lock that registered the tab; `Joined`
         // undoes both.
         hub.metrics.open_tabs.inc();

@@ -265,10 +265,19 @@ impl Clustered {
 
     fn apply_event(&mut self, ev: &PresenceEvent, now: u64) -> EventEffect {
         if ev.force {
-            // Drop this node's proof so only new interaction brings the user
-            // back; the claim is already gone in Redis.
-            self.engine.force_offline(ev.u.as_str(), now);
+            // Every claim of the user is gone in Redis. Proof older than the
+            // forced offline is dropped, so only new interaction brings the
+            // user back; proof newer than it (a tab opened here after a
+            // logout elsewhere, or after this node's own logout whose echo
+            // comes late) is claimed again at once.
             self.link.forget_claim(&ev.u);
+            let p = self.engine.get(ev.u.as_str());
+            if ev.at > 0 && p.last_seen > ev.at && p.status == Status::Online {
+                let deadline = p.last_activity + self.engine.idle_timeout_ms();
+                self.link.after_activity(&ev.u, &p, deadline, now);
+            } else {
+                self.engine.force_offline(ev.u.as_str(), now);
+            }
         }
         let from = self.link.presence(&ev.u).status;
         EventEffect {
@@ -434,6 +443,7 @@ mod tests {
             close: 0,
             cursor: 0,
             reason: None,
+            at: 0,
         }
     }
 

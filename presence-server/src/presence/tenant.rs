@@ -24,6 +24,9 @@ use crate::presence::visibility::{self, Denied};
 struct TabHandle {
     tab: Uuid,
     out: Outbox,
+    /// When it joined (ms): a forced offline asked before that (published
+    /// by another node) does not close it.
+    joined_at: u64,
 }
 
 struct Watcher {
@@ -113,6 +116,7 @@ impl Tenant {
         tab: Uuid,
         out: Outbox,
         max_tabs: usize,
+        now: u64,
     ) -> Result<(), JoinError> {
         if self
             .dir
@@ -131,7 +135,11 @@ impl Tenant {
         if tabs.len() >= max_tabs {
             return Err(JoinError::TooManyTabs);
         }
-        tabs.push(TabHandle { tab, out });
+        tabs.push(TabHandle {
+            tab,
+            out,
+            joined_at: now,
+        });
         Ok(())
     }
 
@@ -196,7 +204,14 @@ impl Tenant {
         self.feed.visible_up_to(ev.cursor);
         let effect = self.source.apply_event(ev, now);
         if let Some(code) = effect.close {
-            self.close_tabs(&ev.u, code, "closed by another node");
+            // Tabs that joined after the forced offline was asked stay.
+            let before = if ev.at > 0 { ev.at } else { u64::MAX };
+            for t in self.tabs.get(&ev.u).into_iter().flatten() {
+                if t.joined_at <= before {
+                    t.out
+                        .control(Control::Close(code, "closed by another node"));
+                }
+            }
         }
         if let Some(c) = effect.change {
             self.publish(&c, m);

@@ -65,16 +65,16 @@ fn golden_batch() -> Vec<PresenceOp> {
 
 /// What the script publishes for the golden batch, in order: each
 /// transition with its feed cursor and reason; bob's force, no transition,
-/// with neither.
+/// with neither but with when it was asked.
 fn golden_events() -> Vec<Value> {
     let ev = |u: &str, s: u8, since: u64, v: u64, seen: u64, cursor: u64, reason: &str| {
         json!({"t": "acme", "u": u, "s": s, "since": since, "v": v, "seen": seen,
-               "force": false, "close": 0, "cursor": cursor, "reason": reason})
+               "force": false, "close": 0, "cursor": cursor, "reason": reason, "at": 0})
     };
     vec![
         ev("ann", 1, 1_000, 1, 1_000, 1, "activity"),
         json!({"t": "acme", "u": "bob", "s": 0, "since": 0, "v": 0, "seen": 0,
-               "force": true, "close": 4004, "cursor": 0}),
+               "force": true, "close": 4004, "cursor": 0, "at": 2_500}),
         ev("cyd", 0, 0, 4, 0, 2, "reconciled"),
         ev("dan", 1, 3_000, 1, 3_000, 3, "activity"),
         ev("eve", 1, 4_000, 1, 4_000, 4, "activity"),
@@ -170,6 +170,7 @@ async fn presence_lua_publishes_and_stores_what_the_hub_reads() {
         close: 0,
         cursor: 0,
         reason: None,
+        at: 0,
     };
     assert_eq!(
         parsed,
@@ -220,7 +221,8 @@ async fn presence_lua_publishes_and_stores_what_the_hub_reads() {
 /// only deserialises), to compare with the golden JSON.
 fn event_fields(ev: &PresenceEvent) -> Value {
     let mut v = json!({"t": ev.t, "u": ev.u, "s": ev.s, "since": ev.since, "v": ev.v,
-           "seen": ev.seen, "force": ev.force, "close": ev.close, "cursor": ev.cursor});
+           "seen": ev.seen, "force": ev.force, "close": ev.close, "cursor": ev.cursor,
+           "at": ev.at});
     if let Some(r) = ev.reason {
         v["reason"] = json!(r);
     }
