@@ -4,7 +4,8 @@
 //! key could make the hub POST into the operator's private network (SSRF).
 //!
 //! Checked when a webhook is configured (400) and again when each delivery
-//! connects: the client's resolver ([`PolicyResolver`]) refuses a name that
+//! connects (an address in the URL before the request, a host name by the
+//! resolver): the client's resolver ([`PolicyResolver`]) refuses a name that
 //! resolves to a refused address by then, so a DNS answer that changes after
 //! the check (rebinding) cannot reach a private address either.
 
@@ -165,6 +166,21 @@ pub async fn check(policy: &Policy, url: &Url) -> Result<(), TargetError> {
     match policy.refused(&host, &addrs) {
         Some(ip) => Err(TargetError::Private { host, ip }),
         None => Ok(()),
+    }
+}
+
+/// What a delivery checks before it sends: an address written in the URL
+/// (the client's resolver is not asked for it). A host name is checked by
+/// [`PolicyResolver`] when a connection is made, so it is not resolved
+/// twice per delivery.
+///
+/// # Errors
+/// The URL's literal address is not allowed.
+pub fn check_literal(policy: &Policy, url: &Url) -> Result<(), TargetError> {
+    let host = host_of(url);
+    match host.parse::<IpAddr>() {
+        Ok(ip) if policy.refused(&host, &[ip]).is_some() => Err(TargetError::Private { host, ip }),
+        _ => Ok(()),
     }
 }
 

@@ -14,6 +14,7 @@ use crate::hub_process::{send_signal, HubProcess};
 use crate::redis_support::{query, RedisServer};
 use crate::support::*;
 use crate::webhook_support::*;
+use crate::webhooks::{hook, put_hook};
 
 const FAST: &[(&str, &str)] = &[
     ("PRESENCE_WEBHOOK_ALLOWED_HOSTS", "127.0.0.1"),
@@ -123,6 +124,21 @@ async fn until_everything_delivered(r: &Receiver, a: &Admin) -> (Vec<Value>, Vec
     }
 }
 
+/// The node holding acme's webhook lease (`<node id>/<uuid>`), once one does.
+async fn lease_holder(redis: &RedisServer) -> String {
+    let deadline = Instant::now() + DELIVERED;
+    loop {
+        let key = redis::cmd("GET")
+            .arg("presence:{acme}:webhook_lease")
+            .clone();
+        if let Some(h) = query::<String>(port_of(redis), key).await {
+            return h;
+        }
+        assert!(Instant::now() < deadline, "nobody took the lease");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Ids delivered (acknowledged) more than once.
 fn duplicates(acked: &[Value]) -> BTreeSet<String> {
     let mut n: BTreeMap<String, usize> = BTreeMap::new();
@@ -149,14 +165,7 @@ async fn a_sigkill_of_the_delivering_node_mid_batch_loses_no_event() {
     seed(&a.admin(), &users).await;
     let r = Receiver::start().await;
     r.set_delay(Duration::from_millis(600));
-    let (s, body) = a
-        .admin()
-        .call(
-            "PUT",
-            "/v1/tenants/acme/webhooks/erp",
-            Some(json!({"url": r.url(), "secret": HOOK_SECRET, "after": 0})),
-        )
-        .await;
+    let (s, body) = put_hook(&a.admin(), "erp", hook(&r)).await;
     assert_eq!(s, 201, "{body}");
 
     until_known(&b.admin(), "u7").await;
@@ -171,14 +180,7 @@ async fn a_sigkill_of_the_delivering_node_mid_batch_loses_no_event() {
     }
     r.until_started(1, DELIVERED).await;
     // A batch is in flight (answered after 600 ms): kill its sender.
-    let holder: String = query(
-        port_of(&redis),
-        redis::cmd("GET")
-            .arg("presence:{acme}:webhook_lease")
-            .clone(),
-    )
-    .await
-    .expect("a node holds the lease");
+    let holder = lease_holder(&redis).await;
     let (victim, survivor, kept) = if holder.starts_with("A/") {
         (&mut a, &b, 1)
     } else {
@@ -253,14 +255,7 @@ async fn a_redis_restart_with_aof_loses_no_event_and_repeats_none() {
     let a = hub.admin();
     seed(&a, &users).await;
     let r = Receiver::start().await;
-    let (s, _) = a
-        .call(
-            "PUT",
-            "/v1/tenants/acme/webhooks/erp",
-            Some(json!({"url": r.url(), "secret": HOOK_SECRET, "after": 0})),
-        )
-        .await;
-    assert_eq!(s, 201);
+    assert_eq!(put_hook(&a, "erp", hook(&r)).await.0, 201);
     let mut tabs = Vec::new();
     for u in &users[..2] {
         tabs.push(Tab::open(hub.addr, &token("acme", u), Uuid::new_v4(), 0).await);
@@ -304,32 +299,8 @@ async fn a_stopping_node_hands_its_deliveries_over_at_once() {
     seed(&a.admin(), &users).await;
     until_known(&b.admin(), "u1").await;
     let r = Receiver::start().await;
-    let (s, _) = a
-        .admin()
-        .call(
-            "PUT",
-            "/v1/tenants/acme/webhooks/erp",
-            Some(json!({"url": r.url(), "secret": HOOK_SECRET, "after": 0})),
-        )
-        .await;
-    assert_eq!(s, 201);
-    let lease = || async {
-        query::<String>(
-            port_of(&redis),
-            redis::cmd("GET")
-                .arg("presence:{acme}:webhook_lease")
-                .clone(),
-        )
-        .await
-    };
-    let deadline = Instant::now() + DELIVERED;
-    let holder = loop {
-        if let Some(h) = lease().await {
-            break h;
-        }
-        assert!(Instant::now() < deadline, "nobody took the lease");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    assert_eq!(put_hook(&a.admin(), "erp", hook(&r)).await.0, 201);
+    let holder = lease_holder(&redis).await;
     let (leaving, staying) = if holder.starts_with("A/") {
         (&mut a, &b)
     } else {

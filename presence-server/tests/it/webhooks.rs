@@ -60,7 +60,8 @@ async fn until_shown(d: &Deployment, path: &str, ok: impl Fn(&Value) -> bool) ->
     }
 }
 
-fn hook(r: &Receiver) -> Value {
+/// A webhook to `r`, from the oldest event retained.
+pub fn hook(r: &Receiver) -> Value {
     json!({"url": r.url(), "secret": HOOK_SECRET, "after": 0})
 }
 
