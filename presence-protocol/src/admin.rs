@@ -25,6 +25,14 @@ pub struct TenantPut {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(nullable = false, max_length = 64))]
     pub time_zone: Option<String>,
+    /// How many days the tenant's presence history (attendance reports)
+    /// is kept; left out: unchanged (a new tenant: 90).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 1, maximum = 3650, nullable = false)
+    )]
+    pub history_retention_days: Option<u32>,
 }
 
 /// A tenant as the API returns it.
@@ -38,6 +46,8 @@ pub struct TenantView {
     pub event_retention_s: u64,
     /// The IANA time zone where the tenant's days start.
     pub time_zone: String,
+    /// How many days the presence history is kept.
+    pub history_retention_days: u32,
     pub stats: Stats,
 }
 

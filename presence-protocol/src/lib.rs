@@ -6,6 +6,7 @@ pub mod admin;
 pub mod client;
 pub mod close;
 pub mod events;
+pub mod history;
 pub mod roster;
 pub mod server;
 pub mod webhooks;

@@ -268,6 +268,7 @@ fn admin_bodies() {
             user_limit: 10,
             event_retention_s: None,
             time_zone: None,
+            history_retention_days: None,
         },
         json!({"user_limit":10}),
     );
@@ -276,8 +277,9 @@ fn admin_bodies() {
             user_limit: 10,
             event_retention_s: Some(3600),
             time_zone: Some("America/Sao_Paulo".into()),
+            history_retention_days: Some(30),
         },
-        json!({"user_limit":10,"event_retention_s":3600,"time_zone":"America/Sao_Paulo"}),
+        json!({"user_limit":10,"event_retention_s":3600,"time_zone":"America/Sao_Paulo","history_retention_days":30}),
     );
     check(
         UserPut {
@@ -364,9 +366,10 @@ fn admin_views() {
             user_limit: 5,
             event_retention_s: 259_200,
             time_zone: "UTC".into(),
+            history_retention_days: 90,
             stats,
         },
-        json!({"id":"acme","user_limit":5,"event_retention_s":259200,"time_zone":"UTC","stats":{"online":1,"offline":1,"active":2,"inactive":0}}),
+        json!({"id":"acme","user_limit":5,"event_retention_s":259200,"time_zone":"UTC","history_retention_days":90,"stats":{"online":1,"offline":1,"active":2,"inactive":0}}),
     );
     let user = UserView {
         id: "u1".into(),
@@ -596,4 +599,35 @@ fn batch_bodies_and_report() {
             "{bad}"
         );
     }
+}
+
+#[test]
+fn history_bodies() {
+    use presence_protocol::history::{HistoryInterval, HistoryView};
+    check(
+        HistoryView {
+            user: "ann".into(),
+            time_zone: "America/Sao_Paulo".into(),
+            from: 1_000,
+            to: 9_000,
+            intervals: vec![
+                HistoryInterval {
+                    from: 1_000,
+                    to: Some(2_000),
+                    status: Status::Online,
+                    reason: Some(presence_protocol::Reason::NodeLost),
+                },
+                HistoryInterval {
+                    from: 2_000,
+                    to: None,
+                    status: Status::Offline,
+                    reason: None,
+                },
+            ],
+            erased_at: None,
+        },
+        json!({"user":"ann","time_zone":"America/Sao_Paulo","from":1000,"to":9000,"intervals":[
+            {"from":1000,"to":2000,"status":"online","reason":"node_lost"},
+            {"from":2000,"to":null,"status":"offline","reason":null}],"erased_at":null}),
+    );
 }

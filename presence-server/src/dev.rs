@@ -72,6 +72,7 @@ pub async fn seed(hub: &Hub) -> Result<bool, WriteError> {
             user_limit: 50,
             event_retention_s: None,
             time_zone: None,
+            history_retention_days: None,
         },
     )
     .await?;

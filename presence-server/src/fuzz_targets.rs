@@ -91,6 +91,7 @@ fn seeded_dir() -> TenantDir {
         user_limit: 4,
         event_retention_s: None,
         time_zone: None,
+        history_retention_days: None,
     });
     for (id, state) in [
         ("0042", UserState::Active),

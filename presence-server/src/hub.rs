@@ -405,6 +405,15 @@ impl Hub {
         crate::feed::retention::trim(self).await
     }
 
+    /// Removes, in every tenant's history, the days older than the
+    /// tenant's retention; returns how many user-days went.
+    ///
+    /// # Errors
+    /// The store failed; what was trimmed before stays trimmed.
+    pub async fn trim_history(&self) -> Result<u64, StoreError> {
+        crate::history::keeper::trim(self).await
+    }
+
     /// Runs the expiry and trim duties until the node begins to stop.
     pub async fn run_background(self: Arc<Self>) {
         // The expiry tick bounds lateness: offline arrives at most one tick
@@ -420,6 +429,9 @@ impl Hub {
                 _ = trim.tick() => {
                     if let Err(e) = self.trim_events().await {
                         tracing::warn!(error = %e, "could not trim the transition feed");
+                    }
+                    if let Err(e) = self.trim_history().await {
+                        tracing::warn!(error = %e, "could not trim the presence history");
                     }
                 }
                 _ = self.stopping() => break,

@@ -19,6 +19,7 @@ mod directory;
 mod feed;
 #[doc(hidden)]
 pub mod fuzz_targets;
+mod history;
 mod hub;
 mod metrics;
 mod net;
@@ -36,13 +37,14 @@ pub use cluster::{start as start_cluster, StartError as ClusterStartError};
 pub use config::{Config, WebhookSettings};
 pub use directory::ops::put_user;
 pub use directory::{PresenceRecord, TeamRecord, TenantRecord, UserRecord, WebhookRecord, Write};
+pub use history::fold::{Batch as HistoryBatch, Closed as ClosedInterval};
 pub use hub::Hub;
 pub use presence::engine::Engine;
 pub use server::run;
 pub use store::embedded::EmbeddedStore;
 pub use store::redis::RedisStore;
 pub use store::redis_conn::RedisConn;
-pub use store::{EventRead, Store, StoreError, WebhookProgress};
+pub use store::{EventRead, HistoryRead, HistoryState, Store, StoreError, WebhookProgress};
 pub use webhook::target::Policy as WebhookPolicy;
 
 /// Cluster mode's contract with its Lua script, for the golden tests that

@@ -172,6 +172,7 @@ pub async fn run(
         hub.spawn(crate::feed::committer::run(hub.clone()));
     }
     hub.spawn(crate::webhook::supervisor::run(hub.clone()));
+    hub.spawn(crate::history::keeper::run(hub.clone()));
     let router = TowerToHyperService::new(crate::api::app(hub.clone()));
     let http = http1(&hub.config);
     let max_header_bytes = hub.config.max_header_bytes;

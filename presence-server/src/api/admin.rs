@@ -151,6 +151,11 @@ fn tenant_view(hub: &Hub, t: &Tenant) -> TenantView {
             .time_zone
             .clone()
             .unwrap_or_else(|| "UTC".to_owned()),
+        history_retention_days: t
+            .dir
+            .tenant
+            .history_retention_days
+            .unwrap_or(crate::history::DEFAULT_RETENTION_DAYS),
         stats: t.stats(),
     }
 }

@@ -63,16 +63,60 @@ impl FromRequestParts<Arc<Hub>> for Backend {
     }
 }
 
-fn authorize(hub: &Hub, headers: &HeaderMap, tid: &str) -> Result<Caller, ApiError> {
-    let token = headers
+/// A reader of presence history (SPEC §11): the admin key, or any user of
+/// the tenant named in the path with their own token; what a user may read
+/// is decided with the directory (`visibility::history_scope`), so a
+/// supervisor gets in here and is limited there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reader {
+    Backend,
+    User(String),
+}
+
+impl FromRequestParts<Arc<Hub>> for Reader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, ApiError> {
+        let params = RawPathParams::from_request_parts(parts, hub)
+            .await
+            .map_err(|e| ApiError::BadPath(e.body_text()))?;
+        let tid = params
+            .iter()
+            .find_map(|(k, v)| (k == "tid").then_some(v))
+            .ok_or(ApiError::NoRoute)?;
+        let token = bearer(&parts.headers)?;
+        if is_admin_key(hub, token) {
+            return Ok(Reader::Backend);
+        }
+        let claims = hub
+            .verifier
+            .verify(token)
+            .map_err(|_| ApiError::Unauthenticated)?;
+        if claims.tid != tid {
+            return Err(ApiError::Forbidden("token is for another tenant"));
+        }
+        Ok(Reader::User(claims.sub))
+    }
+}
+
+fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or(ApiError::Unauthenticated)?;
-    if let Some(key) = hub.admin_key() {
-        if bool::from(key.as_bytes().ct_eq(token.as_bytes())) {
-            return Ok(Caller::Backend);
-        }
+        .ok_or(ApiError::Unauthenticated)
+}
+
+/// Whether `token` is the admin key (compared in constant time).
+fn is_admin_key(hub: &Hub, token: &str) -> bool {
+    hub.admin_key()
+        .is_some_and(|key| bool::from(key.as_bytes().ct_eq(token.as_bytes())))
+}
+
+fn authorize(hub: &Hub, headers: &HeaderMap, tid: &str) -> Result<Caller, ApiError> {
+    let token = bearer(headers)?;
+    if is_admin_key(hub, token) {
+        return Ok(Caller::Backend);
     }
     let claims = hub
         .verifier

@@ -19,6 +19,7 @@ mod batch;
 pub mod error;
 mod events;
 pub mod extract;
+mod history;
 mod landing;
 mod openapi;
 pub(crate) mod pages;

@@ -42,6 +42,7 @@ request is read only once its credentials are accepted.";
     info(title = "presence hub", description = OVERVIEW),
     tags(
         (name = "directory", description = "Tenants, users, teams and memberships."),
+        (name = "history", description = "Presence history and attendance reports of SPEC §11: each user's online intervals, per-day attendance in the tenant's time zone, erasure."),
         (name = "feed", description = "The transition feed of SPEC §10: every online/offline transition, durable, in order, replayable."),
         (name = "operations", description = "Health, readiness, metrics, this document."),
         (name = "realtime", description = "The WebSocket protocol of SPEC §5."),

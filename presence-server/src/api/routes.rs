@@ -47,6 +47,7 @@ pub(crate) fn documented() -> OpenApiRouter<Arc<Hub>> {
         .chain(crate::api::admin::routes())
         .chain(crate::api::batch::routes())
         .chain(crate::api::query::routes())
+        .chain(crate::api::history::routes())
         .chain(crate::api::events::routes())
         .chain(crate::api::webhooks::routes())
         .fold(

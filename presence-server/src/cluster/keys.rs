@@ -94,6 +94,33 @@ impl WebhookKeys {
     }
 }
 
+/// The history keys of one tenant (SPEC §11; `store/redis_history.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct HistoryKeys {
+    pub state: String,
+    pub open: String,
+    pub erased: String,
+    pub days: String,
+    tid: String,
+}
+
+impl HistoryKeys {
+    pub fn new(tid: &str) -> Self {
+        HistoryKeys {
+            state: tenant_key(tid, "history_state"),
+            open: tenant_key(tid, "history_open"),
+            erased: tenant_key(tid, "history_erased"),
+            days: tenant_key(tid, "history_days"),
+            tid: tid.to_owned(),
+        }
+    }
+
+    /// The bucket hash of UTC day `day` (days since 1970-01-01).
+    pub fn day(&self, day: u32) -> String {
+        tenant_key(&self.tid, &format!("history:{day}"))
+    }
+}
+
 /// The cluster presence keys of one tenant (`cluster/presence.lua`'s `KEYS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PresenceKeys {
@@ -145,11 +172,19 @@ mod tests {
         let d = DirectoryKeys::new(tid);
         let p = PresenceKeys::new(tid);
         let w = WebhookKeys::new(tid);
+        let h = HistoryKeys::new(tid);
         d.in_script_order()
             .into_iter()
             .chain(p.in_script_order())
             .map(str::to_owned)
             .chain([w.state, w.lease])
+            .chain([
+                h.state.clone(),
+                h.open.clone(),
+                h.erased.clone(),
+                h.days.clone(),
+            ])
+            .chain([h.day(0)])
             .collect()
     }
 
@@ -175,6 +210,11 @@ mod tests {
                 "presence:{acme}:events",
                 "presence:{acme}:webhook_state",
                 "presence:{acme}:webhook_lease",
+                "presence:{acme}:history_state",
+                "presence:{acme}:history_open",
+                "presence:{acme}:history_erased",
+                "presence:{acme}:history_days",
+                "presence:{acme}:history:0",
             ]
         );
         assert_eq!(TENANTS_KEY, "presence:tenants");
@@ -193,7 +233,10 @@ mod tests {
             .expect("ARCHITECTURE.md has a Redis key schema section");
         for k in all_keys("acme")
             .iter()
-            .map(|k| k.replace("{acme}", "{<tid>}"))
+            .map(|k| {
+                k.replace("{acme}", "{<tid>}")
+                    .replace("history:0", "history:<day>")
+            })
             .chain([TENANTS_KEY, NODES_KEY, EVENTS_CHANNEL].map(str::to_owned))
         {
             assert!(

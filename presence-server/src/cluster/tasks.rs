@@ -28,7 +28,7 @@ use crate::store::StoreError;
 
 const HEARTBEAT: Duration = Duration::from_secs(1);
 /// A node whose heartbeat is older than this is dead.
-const DEAD_AFTER_MS: u64 = 5_000;
+pub(crate) const DEAD_AFTER_MS: u64 = 5_000;
 /// A heartbeat later than this (a fifth more than its period) marks the
 /// node silent: the leases it lets end are `node_lost` in the feed.
 const SILENT_AFTER_MS: u64 = 1_200;

@@ -174,6 +174,7 @@ mod tests {
             user_limit: limit,
             event_retention_s: None,
             time_zone: None,
+            history_retention_days: None,
         })
     }
 

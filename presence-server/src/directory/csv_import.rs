@@ -405,6 +405,7 @@ mod tests {
             user_limit: 1,
             event_retention_s: None,
             time_zone: None,
+            history_retention_days: None,
         });
         let rows = parse(b"id;name;email\na;A;a@x\nb;B;b@x\nc;C;c@x\n").unwrap();
         let p = plan(&dir, &rows);
@@ -455,6 +456,7 @@ mod tests {
             user_limit: 10,
             event_retention_s: None,
             time_zone: None,
+            history_retention_days: None,
         });
         for team in ["a", "b", "c"] {
             dir.apply(&Write::Team {

@@ -60,6 +60,17 @@ pub fn put_tenant(
             ));
         }
     }
+    if let Some(d) = req.history_retention_days {
+        if !(1..=crate::history::MAX_RETENTION_DAYS).contains(&d) {
+            return Err(invalid(
+                "history_retention_days",
+                format!(
+                    "must be from 1 to {} days",
+                    crate::history::MAX_RETENTION_DAYS
+                ),
+            ));
+        }
+    }
     let time_zone = match &req.time_zone {
         Some(name) => Some(iana_zone(name)?),
         None => current.and_then(|c| c.time_zone.clone()),
@@ -71,6 +82,9 @@ pub fn put_tenant(
             .event_retention_s
             .or(current.and_then(|c| c.event_retention_s)),
         time_zone,
+        history_retention_days: req
+            .history_retention_days
+            .or(current.and_then(|c| c.history_retention_days)),
     })])
 }
 
@@ -328,6 +342,7 @@ mod tests {
             user_limit: limit,
             event_retention_s: None,
             time_zone: None,
+            history_retention_days: None,
         })
     }
 

@@ -24,6 +24,9 @@ pub struct TenantRecord {
     /// The IANA time zone where the tenant's days start; `None`: UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_zone: Option<String>,
+    /// How many days presence history is kept; `None`: 90.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history_retention_days: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -361,6 +364,7 @@ mod tests {
             user_limit: 10,
             event_retention_s: None,
             time_zone: None,
+            history_retention_days: None,
         });
         d.apply(&Write::User {
             tenant: t.clone(),

@@ -122,6 +122,7 @@ mod tests {
             user_limit: 10,
             event_retention_s: None,
             time_zone: None,
+            history_retention_days: None,
         })
     }
 

@@ -89,6 +89,7 @@ mod tests {
             user_limit: 10,
             event_retention_s: None,
             time_zone: None,
+            history_retention_days: None,
         });
         for (u, p) in records {
             d.presence.insert((*u).into(), *p);

@@ -4,7 +4,7 @@
 //! Pure functions of the directory and presence, so every cell of the table
 //! is decided here and nowhere else.
 
-use presence_protocol::{Entry, Profile, Roster, Stats, UserState};
+use presence_protocol::{Entry, MembershipRole, Profile, Roster, Stats, UserState};
 
 use crate::directory::TenantDir;
 use crate::presence::engine::UserPresence;
@@ -40,6 +40,54 @@ pub fn may_watch(dir: &TenantDir, watcher: &str, roster: &Roster) -> Result<(), 
         Roster::Team(_) if admin => Ok(()),
         Roster::Team(t) if dir.role_in(watcher, t).is_some() => Ok(()),
         Roster::Team(_) => Err(Denied::Forbidden),
+    }
+}
+
+/// Whose presence history a user may read (SPEC §11): an administrator
+/// everyone's; a supervisor the members (supervisors included) of the
+/// active teams they supervise; anyone else nobody's (`None`). The admin
+/// key reads like an administrator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HistoryScope {
+    Everyone,
+    /// The ids of the teams supervised, sorted.
+    Teams(Vec<String>),
+}
+
+pub fn history_scope(dir: &TenantDir, reader: &str) -> Option<HistoryScope> {
+    let user = dir
+        .users
+        .get(reader)
+        .filter(|u| u.state == UserState::Active)?;
+    if user.profile == Profile::Admin {
+        return Some(HistoryScope::Everyone);
+    }
+    let mut teams: Vec<String> = dir
+        .teams_of(reader)
+        .filter(|(t, role)| {
+            !matches!(role, MembershipRole::Member) && dir.teams.get(*t).is_some_and(|t| t.active)
+        })
+        .map(|(t, _)| t.clone())
+        .collect();
+    teams.sort();
+    (!teams.is_empty()).then_some(HistoryScope::Teams(teams))
+}
+
+impl HistoryScope {
+    /// Whether `user`'s history is in the scope.
+    pub fn covers(&self, dir: &TenantDir, user: &str) -> bool {
+        match self {
+            HistoryScope::Everyone => true,
+            HistoryScope::Teams(ts) => ts.iter().any(|t| dir.role_in(user, t).is_some()),
+        }
+    }
+
+    /// Whether team `team`'s figures are in the scope.
+    pub fn covers_team(&self, team: &str) -> bool {
+        match self {
+            HistoryScope::Everyone => true,
+            HistoryScope::Teams(ts) => ts.binary_search_by(|t| t.as_str().cmp(team)).is_ok(),
+        }
     }
 }
 

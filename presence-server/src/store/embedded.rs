@@ -12,10 +12,13 @@ use presence_protocol::Event;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::directory::{PresenceRecord, TeamRecord, UserRecord, WebhookRecord, Write};
+use crate::history::fold::Batch as HistoryBatch;
 use crate::store::embedded_events as events;
+use crate::store::embedded_history as history;
 use crate::store::embedded_webhooks as webhooks;
 use crate::store::{
-    Corrupt, EventRead, Store, StoreError, StoreFuture, Unavailable, WebhookProgress,
+    Corrupt, EventRead, HistoryRead, HistoryState, Store, StoreError, StoreFuture, Unavailable,
+    WebhookProgress,
 };
 
 const RECORDS: TableDefinition<&str, &[u8]> = TableDefinition::new("records");
@@ -39,6 +42,7 @@ impl EmbeddedStore {
         txn.open_table(RECORDS).map_err(unavailable)?;
         events::create_tables(&txn).map_err(unavailable)?;
         webhooks::create_tables(&txn).map_err(unavailable)?;
+        history::create_tables(&txn).map_err(unavailable)?;
         txn.commit().map_err(unavailable)?;
         Ok(EmbeddedStore {
             db: std::sync::Arc::new(db),
@@ -207,6 +211,46 @@ impl Store for EmbeddedStore {
     fn release_webhooks(&self, _tenant: &str, _holder: &str) -> StoreFuture<'_, ()> {
         Box::pin(async { Ok(()) })
     }
+
+    fn history_state(&self, tenant: &str) -> StoreFuture<'_, HistoryState> {
+        let (db, tenant) = (self.db.clone(), tenant.to_owned());
+        Box::pin(blocking(move || history::state(&db, &tenant)))
+    }
+
+    fn apply_history(
+        &self,
+        tenant: &str,
+        expect: (u64, u64),
+        batch: &HistoryBatch,
+    ) -> StoreFuture<'_, bool> {
+        let (db, tenant, batch) = (self.db.clone(), tenant.to_owned(), batch.clone());
+        Box::pin(blocking(move || {
+            history::apply(&db, &tenant, expect, &batch)
+        }))
+    }
+
+    fn read_history(
+        &self,
+        tenant: &str,
+        first: u32,
+        last: u32,
+        user: Option<&str>,
+    ) -> StoreFuture<'_, HistoryRead> {
+        let (db, tenant, user) = (self.db.clone(), tenant.to_owned(), user.map(str::to_owned));
+        Box::pin(blocking(move || {
+            history::read(&db, &tenant, first, last, user.as_deref())
+        }))
+    }
+
+    fn erase_history(&self, tenant: &str, user: &str, at_ms: u64) -> StoreFuture<'_, ()> {
+        let (db, tenant, user) = (self.db.clone(), tenant.to_owned(), user.to_owned());
+        Box::pin(blocking(move || history::erase(&db, &tenant, &user, at_ms)))
+    }
+
+    fn trim_history(&self, tenant: &str, before_day: u32) -> StoreFuture<'_, u64> {
+        let (db, tenant) = (self.db.clone(), tenant.to_owned());
+        Box::pin(blocking(move || history::trim(&db, &tenant, before_day)))
+    }
 }
 
 /// redb calls block on disk (fsync); they run on tokio's blocking pool.
@@ -283,6 +327,7 @@ mod tests {
                 user_limit: 5,
                 event_retention_s: None,
                 time_zone: None,
+                history_retention_days: None,
             }),
             Write::Presence {
                 tenant: "acme".into(),

@@ -8,12 +8,15 @@
 
 pub mod embedded;
 mod embedded_events;
+mod embedded_history;
 mod embedded_webhooks;
 pub mod redis;
 pub mod redis_conn;
 mod redis_events;
+mod redis_history;
 mod redis_webhooks;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -23,6 +26,7 @@ use presence_protocol::{DeliveryState, Event};
 use serde::{Deserialize, Serialize};
 
 use crate::directory::Write;
+use crate::history::fold::Batch as HistoryBatch;
 
 /// What a store call returns: a boxed future, so `Store` stays usable as a
 /// trait object (`Arc<dyn Store>`) with async implementations.
@@ -70,6 +74,8 @@ pub enum Unavailable {
     Redis(#[source] ::redis::RedisError),
     #[error("Redis gave no answer within {0:?}")]
     Timeout(Duration),
+    #[error("busy: {0}")]
+    Busy(&'static str),
 }
 
 /// A stored record this code did not write: the store answered, but what
@@ -212,6 +218,64 @@ pub trait Store: Send + Sync + 'static {
 
     /// Gives the lease up (a node that stops), if `holder` has it.
     fn release_webhooks(&self, tenant: &str, holder: &str) -> StoreFuture<'_, ()>;
+
+    /// Where the history keeper of `tenant` is (SPEC §11): the feed cursor
+    /// folded so far, the open intervals, the erasures.
+    fn history_state(&self, tenant: &str) -> StoreFuture<'_, HistoryState>;
+
+    /// Stores a fold of the feed, unless the stored state is no longer at
+    /// `expect` (`cursor`, `generation`): another keeper stored it, or an
+    /// erasure happened since the state was read. Returns whether it was
+    /// stored; the history and the cursor move together, so a batch is
+    /// never stored twice.
+    fn apply_history(
+        &self,
+        tenant: &str,
+        expect: (u64, u64),
+        batch: &HistoryBatch,
+    ) -> StoreFuture<'_, bool>;
+
+    /// The stored buckets of UTC days `first..=last` (every user's, or
+    /// `user`'s), with the state they were read with.
+    fn read_history(
+        &self,
+        tenant: &str,
+        first: u32,
+        last: u32,
+        user: Option<&str>,
+    ) -> StoreFuture<'_, HistoryRead>;
+
+    /// Erases `user`'s history (an LGPD/GDPR request): every bucket and the
+    /// open interval; their feed events up to `at_ms` are never folded
+    /// again; the generation moves, so a keeper holding the old state
+    /// reloads it.
+    fn erase_history(&self, tenant: &str, user: &str, at_ms: u64) -> StoreFuture<'_, ()>;
+
+    /// Removes every bucket of `tenant` before UTC day `before_day`;
+    /// returns how many. Idempotent.
+    fn trim_history(&self, tenant: &str, before_day: u32) -> StoreFuture<'_, u64>;
+}
+
+/// A tenant's history keeper state, as stored.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryState {
+    /// The last feed cursor folded into the history.
+    pub cursor: u64,
+    /// Moves at every erasure.
+    pub generation: u64,
+    /// User → start of their open interval (ms).
+    pub open: HashMap<String, u64>,
+    /// User → when their history was erased (ms): their events until
+    /// then are not folded.
+    pub erased: HashMap<String, u64>,
+}
+
+/// What [`Store::read_history`] found: `(user, UTC day, packed pieces)`
+/// (`history::codec`), and the state at the time of the read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HistoryRead {
+    pub state: HistoryState,
+    pub buckets: Vec<(String, u32, Vec<u8>)>,
 }
 
 /// A webhook's delivery progress as stored: the state the API shows, of

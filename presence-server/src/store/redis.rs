@@ -55,8 +55,11 @@ use crate::cluster::keys::{member_field, split_member_field, DirectoryKeys, TENA
 use crate::directory::{
     PresenceRecord, TeamRecord, TenantRecord, UserRecord, WebhookRecord, Write,
 };
+use crate::history::fold::Batch as HistoryBatch;
 use crate::store::redis_conn::RedisConn;
-use crate::store::{Corrupt, LogProblem, Store, StoreError, StoreFuture, Unavailable};
+use crate::store::{
+    Corrupt, HistoryRead, HistoryState, LogProblem, Store, StoreError, StoreFuture, Unavailable,
+};
 
 /// The log keeps about this many batches per tenant (`MAXLEN ~`).
 pub const LOG_MAXLEN: u64 = 10_000;
@@ -438,6 +441,46 @@ impl Store for RedisStore {
     fn lease_webhooks(&self, tenant: &str, holder: &str, ttl: Duration) -> StoreFuture<'_, bool> {
         let (tenant, holder) = (tenant.to_owned(), holder.to_owned());
         Box::pin(async move { self.take_webhook_lease(&tenant, &holder, ttl).await })
+    }
+
+    // History: `store/redis_history.rs`.
+    fn history_state(&self, tenant: &str) -> StoreFuture<'_, HistoryState> {
+        let tenant = tenant.to_owned();
+        Box::pin(async move { self.get_history_state(&tenant).await })
+    }
+
+    fn apply_history(
+        &self,
+        tenant: &str,
+        expect: (u64, u64),
+        batch: &HistoryBatch,
+    ) -> StoreFuture<'_, bool> {
+        let (tenant, batch) = (tenant.to_owned(), batch.clone());
+        Box::pin(async move { self.store_history(&tenant, expect, &batch).await })
+    }
+
+    fn read_history(
+        &self,
+        tenant: &str,
+        first: u32,
+        last: u32,
+        user: Option<&str>,
+    ) -> StoreFuture<'_, HistoryRead> {
+        let (tenant, user) = (tenant.to_owned(), user.map(str::to_owned));
+        Box::pin(async move {
+            self.get_history(&tenant, first, last, user.as_deref())
+                .await
+        })
+    }
+
+    fn erase_history(&self, tenant: &str, user: &str, at_ms: u64) -> StoreFuture<'_, ()> {
+        let (tenant, user) = (tenant.to_owned(), user.to_owned());
+        Box::pin(async move { self.remove_history(&tenant, &user, at_ms).await })
+    }
+
+    fn trim_history(&self, tenant: &str, before_day: u32) -> StoreFuture<'_, u64> {
+        let tenant = tenant.to_owned();
+        Box::pin(async move { self.cut_history(&tenant, before_day).await })
     }
 
     fn release_webhooks(&self, tenant: &str, holder: &str) -> StoreFuture<'_, ()> {

@@ -294,6 +294,7 @@ async fn seed_without_http(h: &TestHub) {
                 user_limit: 10,
                 event_retention_s: None,
                 time_zone: None,
+                history_retention_days: None,
             },
         )
         .await

@@ -21,6 +21,7 @@ mod directory_api;
 mod error_text;
 mod feed;
 mod feed_restart;
+mod history;
 mod http_edge;
 mod landing;
 mod metrics;

@@ -22,6 +22,7 @@ pub fn tenant(id: &str) -> Write {
         user_limit: 10,
         event_retention_s: None,
         time_zone: None,
+        history_retention_days: None,
     })
 }
 
@@ -168,6 +169,7 @@ pub async fn later_writes_replace_earlier_ones(store: &dyn Store) {
                 user_limit: 99,
                 event_retention_s: None,
                 time_zone: None,
+                history_retention_days: None,
             }),
         ])
         .await
@@ -181,6 +183,7 @@ pub async fn later_writes_replace_earlier_ones(store: &dyn Store) {
                 user_limit: 99,
                 event_retention_s: None,
                 time_zone: None,
+                history_retention_days: None,
             }),
             renamed,
             presence(t, "u1", 5),
@@ -536,6 +539,131 @@ pub async fn webhooks_keep_records_progress_and_one_lease(store: &dyn Store) {
 }
 
 /// Every check, in turn, on one store.
+/// The history a keeper folds (SPEC §11): a fold is stored once, only
+/// from the state it was made from; pieces come back byte for byte, by day
+/// and by user; an erasure removes a user's buckets and open interval and
+/// moves the generation; a trim removes whole days before a day.
+pub async fn history_folds_once_erases_and_trims(store: &dyn Store) {
+    use presence_protocol::Reason;
+    use presence_server::{ClosedInterval, HistoryBatch, HistoryState};
+    let t = "hist{1}";
+    const DAY: u64 = 86_400_000;
+    let d0 = 20_000u64;
+    let state = store.history_state(t).await.unwrap();
+    assert_eq!(state, HistoryState::default(), "nothing yet");
+    // ann: one period on day d0 and one across midnight into d0 + 1; bob
+    // opens one.
+    let batch = HistoryBatch {
+        cursor: 7,
+        set_open: vec![("bob".into(), (d0 + 1) * DAY + 50)],
+        clear_open: vec![],
+        closed: vec![
+            ClosedInterval {
+                user: "ann".into(),
+                from: d0 * DAY + 1_000,
+                to: d0 * DAY + 61_000,
+                reason: Reason::Idle,
+            },
+            ClosedInterval {
+                user: "ann".into(),
+                from: (d0 + 1) * DAY - 5_000,
+                to: (d0 + 1) * DAY + 5_000,
+                reason: Reason::NodeLost,
+            },
+        ],
+    };
+    assert!(store.apply_history(t, (0, 0), &batch).await.unwrap());
+    assert!(
+        !store.apply_history(t, (0, 0), &batch).await.unwrap(),
+        "a fold from a stale state is refused"
+    );
+    let state = store.history_state(t).await.unwrap();
+    assert_eq!((state.cursor, state.generation), (7, 0));
+    assert_eq!(state.open.get("bob"), Some(&((d0 + 1) * DAY + 50)));
+    let read = store
+        .read_history(t, d0 as u32, d0 as u32 + 1, None)
+        .await
+        .unwrap();
+    let mut days: Vec<(String, u32, usize)> = read
+        .buckets
+        .iter()
+        .map(|(u, d, b)| (u.clone(), *d, b.len()))
+        .collect();
+    days.sort();
+    assert_eq!(days.len(), 2, "ann on two days: {days:?}");
+    assert!(days
+        .iter()
+        .all(|(u, _, len)| u == "ann" && *len > 0 && *len <= 18));
+    let d0_bytes = read
+        .buckets
+        .iter()
+        .find(|b| b.1 == d0 as u32)
+        .unwrap()
+        .2
+        .clone();
+    // Appending to a day keeps what was there (binary safe).
+    let more = HistoryBatch {
+        cursor: 9,
+        set_open: vec![],
+        clear_open: vec!["bob".into()],
+        closed: vec![ClosedInterval {
+            user: "ann".into(),
+            from: d0 * DAY + 70_000,
+            to: d0 * DAY + 80_000,
+            reason: Reason::Logout,
+        }],
+    };
+    assert!(store.apply_history(t, (7, 0), &more).await.unwrap());
+    let one = store
+        .read_history(t, d0 as u32, d0 as u32, Some("ann"))
+        .await
+        .unwrap();
+    assert_eq!(one.buckets.len(), 1);
+    assert!(one.buckets[0].2.starts_with(&d0_bytes) && one.buckets[0].2.len() > d0_bytes.len());
+    assert!(one.state.open.is_empty(), "bob's open interval was closed");
+    assert!(store
+        .read_history(t, d0 as u32, d0 as u32, Some("bob"))
+        .await
+        .unwrap()
+        .buckets
+        .is_empty());
+    // An erasure: ann's buckets go, the generation moves, a fold made
+    // before it is refused.
+    store.erase_history(t, "ann", 12_345).await.unwrap();
+    let state = store.history_state(t).await.unwrap();
+    assert_eq!((state.cursor, state.generation), (9, 1));
+    assert_eq!(state.erased.get("ann"), Some(&12_345));
+    assert!(store
+        .read_history(t, 0, d0 as u32 + 5, None)
+        .await
+        .unwrap()
+        .buckets
+        .is_empty());
+    assert!(!store.apply_history(t, (9, 0), &more).await.unwrap());
+    // A trim removes the days before the one named, once.
+    let late = HistoryBatch {
+        cursor: 11,
+        set_open: vec![],
+        clear_open: vec![],
+        closed: (0..3)
+            .map(|i| ClosedInterval {
+                user: "cid".into(),
+                from: (d0 + i) * DAY + 10,
+                to: (d0 + i) * DAY + 20,
+                reason: Reason::Idle,
+            })
+            .collect(),
+    };
+    assert!(store.apply_history(t, (9, 1), &late).await.unwrap());
+    assert_eq!(store.trim_history(t, d0 as u32 + 2).await.unwrap(), 2);
+    assert_eq!(store.trim_history(t, d0 as u32 + 2).await.unwrap(), 0);
+    let left = store.read_history(t, 0, d0 as u32 + 5, None).await.unwrap();
+    assert_eq!(
+        left.buckets.iter().map(|b| b.1).collect::<Vec<_>>(),
+        [d0 as u32 + 2]
+    );
+}
+
 pub async fn run_all(store: &dyn Store) {
     replay_order_puts_tenant_first(store).await;
     later_writes_replace_earlier_ones(store).await;
@@ -547,6 +675,7 @@ pub async fn run_all(store: &dyn Store) {
     concurrent_loads_see_whole_batches(store).await;
     the_feed_pages_and_trims_a_prefix(store).await;
     webhooks_keep_records_progress_and_one_lease(store).await;
+    history_folds_once_erases_and_trims(store).await;
 }
 
 /// A store and what must outlive it (its directory or its server).
@@ -588,7 +717,8 @@ macro_rules! conformance {
             tenant_ids_with_braces_stay_apart,
             concurrent_loads_see_whole_batches,
             the_feed_pages_and_trims_a_prefix,
-            webhooks_keep_records_progress_and_one_lease
+            webhooks_keep_records_progress_and_one_lease,
+            history_folds_once_erases_and_trims
         ]);
     };
     (@ $backend:ident, $make:ident, [$($check:ident),*]) => {

@@ -1,0 +1,177 @@
+//! Each node folds the feed of the tenants it owns into the stored history.
+//!
+//! Ownership: a single node owns every tenant; in a cluster each tenant
+//! goes to one of the live nodes by rendezvous hashing of (tenant, node)
+//! over the heartbeat's members, so a node joining or dying moves only its
+//! share. Two nodes may both think they own a tenant for a heartbeat (views
+//! differ); the store's check of the cursor makes one of them store and the
+//! other reload, so that costs work, never correctness.
+//!
+//! A keeper waits on the tenant's feed watch (moved by every commit or
+//! published event), so history follows the feed within one store call;
+//! the API reads through the tail anyway (`history::read`).
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::history::codec::{day_of, DAY_MS};
+use crate::history::fold::{fold, Batch};
+use crate::history::DEFAULT_RETENTION_DAYS;
+use crate::hub::Hub;
+use crate::store::{EventRead, HistoryState, StoreError};
+
+/// How often the owned tenants are recomputed.
+const SCAN: Duration = Duration::from_millis(500);
+/// Events folded in one store call.
+const BATCH: usize = 2_000;
+/// After a failed store call.
+const BACKOFF: Duration = Duration::from_millis(500);
+
+/// Whether this node keeps `tid`'s history now.
+fn owns(hub: &Hub, tid: &str) -> bool {
+    if hub.cluster_handle().is_none() {
+        return true;
+    }
+    let now = hub.now_ms();
+    let me = hub.config.node_id.as_str();
+    let weight = |node: &str| {
+        // SipHash with fixed keys: the same on every node of one build.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (tid, node).hash(&mut h);
+        h.finish()
+    };
+    hub.cluster_nodes()
+        .iter()
+        .filter(|(_, beat)| now.saturating_sub(*beat) <= crate::cluster::tasks::DEAD_AFTER_MS)
+        .map(|(n, _)| n.as_str())
+        .chain([me])
+        .max_by_key(|n| (weight(n), *n))
+        == Some(me)
+}
+
+/// Runs until the node begins to stop.
+pub(crate) async fn run(hub: Arc<Hub>) {
+    let mut keepers: HashMap<String, CancellationToken> = HashMap::new();
+    let mut tick = tokio::time::interval(SCAN);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = hub.stopping() => break,
+        }
+        let ids = hub.tenant_ids();
+        keepers.retain(|tid, token| {
+            let keep = ids.contains(tid) && owns(&hub, tid);
+            if !keep {
+                token.cancel();
+            }
+            keep
+        });
+        for tid in ids {
+            if keepers.contains_key(&tid) || !owns(&hub, &tid) {
+                continue;
+            }
+            let token = CancellationToken::new();
+            keepers.insert(tid.clone(), token.clone());
+            hub.spawn(keep(hub.clone(), tid, token));
+        }
+    }
+    for token in keepers.values() {
+        token.cancel();
+    }
+}
+
+/// One tenant's keeper: fold what the feed holds after the stored cursor,
+/// store it, wait for more.
+async fn keep(hub: Arc<Hub>, tid: String, stop: CancellationToken) {
+    let Ok(mut rx) = hub.read(&tid, |t| t.feed_watch()) else {
+        return;
+    };
+    let mut state: Option<HistoryState> = None;
+    while !stop.is_cancelled() {
+        let step = step(&hub, &tid, &mut state).await;
+        match step {
+            Ok(true) => continue,
+            Ok(false) => {
+                tokio::select! {
+                    changed = rx.changed() => if changed.is_err() { return },
+                    _ = stop.cancelled() => return,
+                    _ = hub.stopping() => return,
+                }
+            }
+            Err(e) => {
+                tracing::warn!(tenant = %tid, error = %e, "cannot keep the presence history");
+                state = None;
+                tokio::select! {
+                    _ = tokio::time::sleep(BACKOFF) => {}
+                    _ = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Folds one batch; `Ok(true)` when there may be more to fold at once.
+async fn step(hub: &Hub, tid: &str, state: &mut Option<HistoryState>) -> Result<bool, StoreError> {
+    let st = match state {
+        Some(st) => st,
+        None => state.insert(hub.store().history_state(tid).await?),
+    };
+    let (batch, open) = match hub.store().read_events(tid, st.cursor, BATCH).await? {
+        EventRead::Events(evs) if evs.is_empty() => return Ok(false),
+        EventRead::Events(evs) => {
+            let mut open = st.open.clone();
+            (fold(&mut open, &st.erased, st.cursor, &evs), open)
+        }
+        EventRead::Gone { oldest } => {
+            // Fell behind the feed's retention (a long outage): what was
+            // trimmed is lost to history; go on after it.
+            tracing::warn!(tenant = %tid, oldest, "history fell behind the feed's retention");
+            let b = Batch {
+                cursor: oldest - 1,
+                ..Batch::default()
+            };
+            (b, st.open.clone())
+        }
+    };
+    let expect = (st.cursor, st.generation);
+    if hub.store().apply_history(tid, expect, &batch).await? {
+        st.cursor = batch.cursor.max(st.cursor);
+        st.open = open;
+    } else {
+        // Another keeper went first, or an erasure: read the state again.
+        *state = None;
+    }
+    Ok(true)
+}
+
+/// The retention of a tenant's history, in days.
+pub(crate) fn retention_days(hub: &Hub, tid: &str) -> Option<u32> {
+    hub.read(tid, |t| {
+        t.dir
+            .tenant
+            .history_retention_days
+            .unwrap_or(DEFAULT_RETENTION_DAYS)
+    })
+    .ok()
+}
+
+/// Removes every tenant's buckets older than its retention (one more UTC
+/// day kept, so a local day at either end of the world is whole); returns
+/// how many went. Any node may run it: it is idempotent.
+pub(crate) async fn trim(hub: &Hub) -> Result<u64, StoreError> {
+    let now = hub.now_ms();
+    let mut removed = 0;
+    for tid in hub.tenant_ids() {
+        let Some(days) = retention_days(hub, &tid) else {
+            continue;
+        };
+        let oldest = now.saturating_sub(u64::from(days) * DAY_MS + DAY_MS);
+        removed += hub.store().trim_history(&tid, day_of(oldest)).await?;
+    }
+    Ok(removed)
+}
