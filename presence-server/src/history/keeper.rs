@@ -8,8 +8,9 @@
 //! other reload, so that costs work, never correctness.
 //!
 //! A keeper waits on the tenant's feed watch (moved by every commit or
-//! published event), so history follows the feed within one store call;
-//! the API reads through the tail anyway (`history::read`).
+//! published event), then lets events gather for a second, so a busy
+//! tenant costs one store write a second; the API reads through the tail
+//! (`history::read`), so no reader sees that lag.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -30,6 +31,11 @@ const SCAN: Duration = Duration::from_millis(500);
 const BATCH: usize = 2_000;
 /// After a failed store call.
 const BACKOFF: Duration = Duration::from_millis(500);
+/// How long a keeper lets events gather after a wake-up before it folds
+/// them: one store write per tenant per second at most, whatever the
+/// rate of transitions (on a single node each is a redb transaction on
+/// the committer's disk). Readers never see the lag: they fold the tail.
+const GATHER: Duration = Duration::from_secs(1);
 
 /// Whether this node keeps `tid`'s history now.
 fn owns(hub: &Hub, tid: &str) -> bool {
@@ -99,6 +105,11 @@ async fn keep(hub: Arc<Hub>, tid: String, stop: CancellationToken) {
             Ok(false) => {
                 tokio::select! {
                     changed = rx.changed() => if changed.is_err() { return },
+                    _ = stop.cancelled() => return,
+                    _ = hub.stopping() => return,
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(GATHER) => {}
                     _ = stop.cancelled() => return,
                     _ = hub.stopping() => return,
                 }
