@@ -421,7 +421,10 @@ impl Hub {
         // cost one peek per tenant, not a scan of users.
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(100));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        let mut trim = tokio::time::interval(self.config.event_trim);
+        // The first trim one period after start, not at once: a node that
+        // restarts does not trim (and a test may trim on its own).
+        let first = tokio::time::Instant::now() + self.config.event_trim;
+        let mut trim = tokio::time::interval_at(first, self.config.event_trim);
         trim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             tokio::select! {

@@ -160,6 +160,26 @@ async fn a_killed_node_s_users_go_offline_elsewhere_unless_they_reconnect() {
     for u in ["bob", "cyd"] {
         assert_eq!(of(u), [ev("online", 1, "activity")], "{u}: {feed:?}");
     }
+    // Her history, on either survivor, is one interval that ends where the
+    // cluster cut her off (the dead node's cutoff), with the reason; bob's
+    // and cyd's go on.
+    for p in &c.nodes[1..] {
+        let a = Admin::new(p.addr, ADMIN_KEY);
+        let at: Vec<u64> = crate::history::feed_of(&a, "ann")
+            .await
+            .into_iter()
+            .map(|e| e.0)
+            .collect();
+        assert_eq!(
+            crate::history::online(&a, "ann").await,
+            [(at[0], Some(at[1]), Some("node_lost".to_owned()))]
+        );
+        for u in ["bob", "cyd"] {
+            let open = crate::history::online(&a, u).await;
+            assert_eq!(open.len(), 1, "{u}: {open:?}");
+            assert_eq!((open[0].1, open[0].2.as_deref()), (None, None), "{u}");
+        }
+    }
     // A's claims on bob were swept with ann's; bob and cyd keep interacting
     // a little longer, and no one ever saw either of them change.
     tokio::time::sleep(Duration::from_millis(1_000)).await;
@@ -305,6 +325,24 @@ async fn a_rolling_restart_shows_no_transition_to_users_who_keep_interacting() {
     for d in &dashes {
         for u in users {
             assert_eq!(statuses(&d.presence(u)), [ONLINE_1, OFFLINE_2], "{u}");
+        }
+    }
+    // Their history, on every node: one closed interval each, from their
+    // online to their idle offline, not cut by the restarts.
+    for p in &c.nodes {
+        let a = Admin::new(p.addr, ADMIN_KEY);
+        for u in users {
+            let at: Vec<u64> = crate::history::feed_of(&a, u)
+                .await
+                .into_iter()
+                .map(|e| e.0)
+                .collect();
+            assert_eq!(
+                crate::history::online(&a, u).await,
+                [(at[0], Some(at[1]), Some("idle".to_owned()))],
+                "{u} on {}",
+                p.addr
+            );
         }
     }
 }
@@ -524,5 +562,27 @@ async fn a_ten_second_redis_outage_keeps_every_node_serving_and_they_agree_after
             .await;
         assert_eq!(s, 404, "yan appeared on {}", p.addr);
     }
+    // Her history says the same on both nodes: one interval, still open.
+    for p in &c.nodes {
+        let got = crate::history::online(&p.admin(), "ann").await;
+        assert_eq!(got.len(), 1, "on {}: {got:?}", p.addr);
+        assert_eq!(got[0].1, None, "on {}: {got:?}", p.addr);
+    }
     drop(ann);
+    // Once she is idle, one closed interval, the same everywhere.
+    for p in &c.nodes {
+        let deadline = Instant::now() + Duration::from_millis(IDLE_MS) + WAIT;
+        loop {
+            let got = crate::history::online(&p.admin(), "ann").await;
+            if got.len() == 1 && got[0].1.is_some() {
+                break;
+            }
+            assert!(
+                got.len() == 1 && Instant::now() < deadline,
+                "on {}: {got:?}",
+                p.addr
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }

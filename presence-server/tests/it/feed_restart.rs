@@ -190,6 +190,16 @@ async fn a_user_online_at_sigkill_is_offline_in_the_feed_at_their_deadline_after
         (&json!("offline"), &json!(v + 1))
     );
     assert_feed_matches_users(&a).await;
+    // Her history: one interval, ended at her deadline, not open and not at
+    // the restart.
+    assert_eq!(
+        crate::history::online(&a, "ann").await,
+        [(
+            online["at"].as_u64().unwrap(),
+            Some(deadline),
+            Some("reconciled".to_owned())
+        )]
+    );
 
     // The next transition goes on after the reconciling one.
     let _ann = Tab::open(hub.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;

@@ -66,10 +66,12 @@ pub async fn online_on(
     i: usize,
     uid: &str,
 ) -> Vec<(u64, Option<u64>, Option<String>)> {
-    let h = d
-        .admin_on(i)
-        .ok("GET", &history_path(uid, ""), Value::Null)
-        .await;
+    online(&d.admin_on(i), uid).await
+}
+
+/// The online intervals of `uid`'s history, as `a` reads them.
+pub async fn online(a: &Admin, uid: &str) -> Vec<(u64, Option<u64>, Option<String>)> {
+    let h = a.ok("GET", &history_path(uid, ""), Value::Null).await;
     intervals(&h)
         .into_iter()
         .filter(|i| i.2 == "online")
@@ -78,7 +80,7 @@ pub async fn online_on(
 }
 
 /// The `at` of `uid`'s feed events, in order, with their status and reason.
-async fn feed_of(a: &Admin, uid: &str) -> Vec<(u64, String, String)> {
+pub async fn feed_of(a: &Admin, uid: &str) -> Vec<(u64, String, String)> {
     let page = a
         .ok(
             "GET",
@@ -101,11 +103,25 @@ async fn feed_of(a: &Admin, uid: &str) -> Vec<(u64, String, String)> {
         .collect()
 }
 
+/// Waits until every node shows `uid` with `status` and their feed's last
+/// event says so too (a single node commits the event just after its
+/// state changes; history is built on the feed).
 async fn wait_status(d: &Deployment, uid: &str, status: &str) {
     d.on_every_node(&format!("/v1/tenants/{T}/users/{uid}"), |u| {
         u["status"] == status
     })
     .await;
+    for i in 0..d.len() {
+        let a = d.admin_on(i);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while feed_of(&a, uid).await.last().map(|e| e.1.as_str()) != Some(status) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "node {i}: {uid} never {status} in the feed"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
 }
 
 async fn team(d: &Deployment, id: &str, members: &[(&str, &str)]) {
@@ -573,4 +589,90 @@ async fn bad_ranges_and_unknown_names_are_refused_precisely(d: &Deployment) {
         now
     );
     a.ok("GET", &history_path("ann", &q), Value::Null).await;
+}
+
+/// Retention (single node; the trim is the same store call in a cluster,
+/// see `store_conformance`): a history written days ago, under a tenant
+/// keeping two days, loses the old day at the next trim and keeps
+/// yesterday's; a range before the retention is refused.
+#[tokio::test]
+async fn the_retention_trim_drops_days_older_than_the_tenant_keeps() {
+    use presence_protocol::Reason;
+    use presence_server::{
+        ClosedInterval, EmbeddedStore, HistoryBatch, Store, TenantRecord, UserRecord, Write,
+    };
+    const DAY: u64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let now = now_ms();
+    let (old, recent) = (now - 10 * DAY, now - DAY);
+    {
+        let store = EmbeddedStore::open(dir.path()).unwrap();
+        store
+            .commit(vec![
+                Write::Tenant(TenantRecord {
+                    id: T.into(),
+                    user_limit: 10,
+                    event_retention_s: None,
+                    time_zone: None,
+                    history_retention_days: Some(2),
+                }),
+                Write::User {
+                    tenant: T.into(),
+                    user: UserRecord {
+                        id: "ann".into(),
+                        name: "Ann".into(),
+                        nickname: "ann".into(),
+                        email: "ann@x.test".into(),
+                        phone: String::new(),
+                        profile: presence_protocol::Profile::Standard,
+                        available: true,
+                        away_message: String::new(),
+                        state: presence_protocol::UserState::Active,
+                    },
+                },
+            ])
+            .await
+            .unwrap();
+        let closed = |from: u64| ClosedInterval {
+            user: "ann".into(),
+            from,
+            to: from + 60_000,
+            reason: Reason::Idle,
+        };
+        let batch = HistoryBatch {
+            cursor: 0,
+            set_open: vec![],
+            clear_open: vec![],
+            closed: vec![closed(old), closed(recent)],
+        };
+        assert!(store.apply_history(T, (0, 0), &batch).await.unwrap());
+    }
+    let hub = TestHub::on_dir(test_config(), dir).await;
+    let a = hub.admin();
+    let day = |ms: u64| {
+        jiff::Timestamp::from_millisecond(ms as i64)
+            .unwrap()
+            .strftime("%Y-%m-%d")
+            .to_string()
+    };
+    let yesterday = history_path("ann", &format!("?from={}", day(recent)));
+    let got = |h: &Value| {
+        intervals(h)
+            .into_iter()
+            .filter(|i| i.2 == "online")
+            .map(|i| i.0)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(got(&a.ok("GET", &yesterday, Value::Null).await), [recent]);
+    let (s, body) = a
+        .call(
+            "GET",
+            &history_path("ann", &format!("?from={}", day(old))),
+            None,
+        )
+        .await;
+    assert_eq!(s, 400, "{body}");
+    assert_eq!(hub.hub.trim_history().await.unwrap(), 1, "the old day went");
+    assert_eq!(hub.hub.trim_history().await.unwrap(), 0, "once");
+    assert_eq!(got(&a.ok("GET", &yesterday, Value::Null).await), [recent]);
 }
