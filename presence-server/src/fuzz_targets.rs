@@ -624,3 +624,47 @@ pub fn frame_codec(data: &[u8]) {
         }
     }
 }
+
+/// The `from`/`to` of the history and report routes, as a stranger sends
+/// them: `data` is `<from>\n<to>` (a missing part is left out), parsed in
+/// UTC, São Paulo and New York at a fixed instant with a 90-day retention.
+///
+/// Never panics; a span it accepts is non-empty, at most 366 local days,
+/// and its days are contiguous, in order and cover it exactly; a refusal
+/// names `from` or `to`.
+pub fn history_range(data: &[u8]) {
+    use crate::history::range;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut parts = text.splitn(2, '\n');
+    let from = parts.next().filter(|s| !s.is_empty());
+    let to = parts.next().filter(|s| !s.is_empty());
+    // 2026-11-30T15:00:00Z.
+    let now_ms = 1_796_050_800_000;
+    for zone in ["UTC", "America/Sao_Paulo", "America/New_York"] {
+        let tz = jiff::tz::db().get(zone).expect("bundled zone");
+        match range::parse(from, to, &tz, now_ms, 90) {
+            Ok(span) => {
+                assert!(span.from_ms < span.to_ms, "{text:?} in {zone}: {span:?}");
+                let days = &span.days;
+                assert!(
+                    !days.is_empty() && days.len() <= 366,
+                    "{text:?}: {} days",
+                    days.len()
+                );
+                assert_eq!(days[0].start_ms, span.from_ms, "{text:?} in {zone}");
+                assert_eq!(
+                    days[days.len() - 1].end_ms,
+                    span.to_ms,
+                    "{text:?} in {zone}"
+                );
+                for w in days.windows(2) {
+                    assert_eq!(w[0].end_ms, w[1].start_ms, "{text:?} in {zone}");
+                    assert!(w[0].date < w[1].date, "{text:?} in {zone}");
+                }
+            }
+            Err(e) => assert!(matches!(e.field(), "from" | "to"), "{e}"),
+        }
+    }
+}

@@ -64,10 +64,21 @@ fn frame_codec_corpus_holds() {
     replay("frame_codec", fuzz_targets::frame_codec);
 }
 
+#[test]
+fn history_range_corpus_holds() {
+    replay("history_range", fuzz_targets::history_range);
+}
+
 /// The corpus is committed: an empty one means the replay tests nothing.
 #[test]
 fn every_target_has_a_corpus() {
-    for target in ["client_message", "csv_import", "token", "frame_codec"] {
+    for target in [
+        "client_message",
+        "csv_import",
+        "token",
+        "frame_codec",
+        "history_range",
+    ] {
         assert!(
             !inputs(target).is_empty(),
             "no committed input for {target}"

@@ -2,6 +2,10 @@
 //! one call, for an ERP or CRM screen that shows a page or a queue of users
 //! and would otherwise ask `GET .../users/{uid}` once per user.
 //!
+//! Readers are those of the history (SPEC §11, `visibility::history_scope`):
+//! a supervisor asks about their teams' members, and any other id is
+//! `unknown` to them.
+//!
 //! Every value comes from [`admin::user_status`], the same function the
 //! user views of `admin.rs` are built from, so a user's `status`, `since`,
 //! `last_seen` and `v` here are what `GET .../users` shows for them.
@@ -18,10 +22,11 @@ use utoipa_axum::routes;
 
 use crate::api::admin::{self, TenantPath};
 use crate::api::error::ApiError;
-use crate::api::extract::{Caller, JsonBody, Path};
+use crate::api::extract::{JsonBody, Path, Reader};
 use crate::api::openapi::{JsonTooLarge, NotFound, NotJson, Unauthenticated};
 use crate::directory::DirectoryError;
 use crate::hub::Hub;
+use crate::presence::visibility::{history_scope, HistoryScope};
 
 pub(crate) fn routes() -> Vec<UtoipaMethodRouter<Arc<Hub>>> {
     vec![routes!(query)]
@@ -29,7 +34,7 @@ pub(crate) fn routes() -> Vec<UtoipaMethodRouter<Arc<Hub>>> {
 
 /// Presence of many users at once
 ///
-/// `status`, `since`, `last_seen` and `v` of each asked user, exactly as `GET .../users` shows them (users in every state, deleted included). Answered in the order asked, a repeated id once; ids the directory does not hold are listed in `unknown`. From 1 to 1,000 ids per call. Reads only: nothing changes, the store is not called.
+/// `status`, `since`, `last_seen` and `v` of each asked user, exactly as `GET .../users` shows them (users in every state, deleted included). Answered in the order asked, a repeated id once; ids the directory does not hold are listed in `unknown`. Callers: the admin key and administrators (any user), team supervisors (the members of the active teams they supervise; other ids are listed in `unknown`, as if nobody held them). From 1 to 1,000 ids per call. Reads only: nothing changes, the store is not called.
 #[utoipa::path(
     post,
     path = "/v1/tenants/{tid}/presence/query",
@@ -42,12 +47,12 @@ pub(crate) fn routes() -> Vec<UtoipaMethodRouter<Arc<Hub>>> {
         (status = 200, description = "The asked users' presence, and the ids nobody holds.", body = PresenceQueryResult),
         (status = 400, description = "Malformed JSON, a wrong field type or an unknown field; no ids (details `field`: `ids`); more than 1,000 ids (details `field`: `ids`, `limit`: 1000, `ids`: how many were sent).", body = ErrorBody),
         Unauthenticated,
-        (status = 403, description = "Neither the admin key nor an administrator of this tenant.", body = ErrorBody),
+        (status = 403, description = "Neither the admin key, an administrator of this tenant nor a team supervisor (a supervisor's ids outside their active teams are listed in `unknown`).", body = ErrorBody),
         NotFound, JsonTooLarge, NotJson,
     )
 )]
 async fn query(
-    _: Caller,
+    reader: Reader,
     State(hub): State<Arc<Hub>>,
     Path(TenantPath { tid }): Path<TenantPath>,
     JsonBody(req): JsonBody<PresenceQuery>,
@@ -69,6 +74,13 @@ async fn query(
     // Under one lock of the tenant: every answer is of the same instant,
     // as one page of `GET .../users` is.
     let result = hub.read(&tid, |t| {
+        let scope = match &reader {
+            Reader::Backend => Some(HistoryScope::Everyone),
+            Reader::User(u) => history_scope(&t.dir, u),
+        }
+        .ok_or(ApiError::Forbidden(
+            "only the admin key, administrators and team supervisors may query presence",
+        ))?;
         let mut asked = HashSet::with_capacity(req.ids.len());
         let mut users = Vec::with_capacity(req.ids.len());
         let mut unknown = Vec::new();
@@ -76,12 +88,17 @@ async fn query(
             if !asked.insert(id.as_str()) {
                 continue;
             }
-            match admin::user_status(t, id) {
+            // A supervisor is told nothing of users outside their teams.
+            let status = scope
+                .covers(&t.dir, id)
+                .then(|| admin::user_status(t, id))
+                .flatten();
+            match status {
                 Some(s) => users.push(s),
                 None => unknown.push(id.clone()),
             }
         }
-        PresenceQueryResult { users, unknown }
-    })?;
+        Ok::<_, ApiError>(PresenceQueryResult { users, unknown })
+    })??;
     Ok(Json(result))
 }

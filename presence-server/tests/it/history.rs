@@ -449,6 +449,56 @@ async fn a_supervisor_reads_only_their_teams_and_others_are_refused(d: &Deployme
     // No token at all.
     let (s, _) = a.with_key("nope").call("GET", &report_path(""), None).await;
     assert_eq!(s, 401);
+    // Every kind of reader against every user: a supervisor of any
+    // profile, and "member and supervisor", read their teams' members; a
+    // deactivated user reads nothing and, having left their teams, is read
+    // by administrators only.
+    d.seed(T, &["rita", "bea", "ivy"]).await;
+    a.ok(
+        "PUT",
+        &format!("/v1/tenants/{T}/users/rita"),
+        json!({"profile": "restricted"}),
+    )
+    .await;
+    team(
+        d,
+        "support",
+        &[
+            ("rita", "supervisor"),
+            ("bea", "both"),
+            ("ivy", "supervisor"),
+        ],
+    )
+    .await;
+    a.ok(
+        "POST",
+        &format!("/v1/tenants/{T}/users/deactivate"),
+        json!({"ids": ["ivy"]}),
+    )
+    .await;
+    d.synced(T).await;
+    d.shows(&format!("/v1/tenants/{T}/teams/support"), |_| true)
+        .await;
+    let support = ["bea", "bob", "rita"];
+    let everyone = ["ann", "bea", "bob", "boss", "ivy", "rita", "sam", "sue"];
+    for (reader, may) in [
+        ("boss", &everyone[..]),
+        ("sue", &["ann", "sam", "sue"][..]),
+        ("rita", &support[..]),
+        ("bea", &support[..]),
+        ("ivy", &[][..]),
+        ("sam", &[][..]),
+        ("bob", &[][..]),
+    ] {
+        for i in 0..d.len() {
+            let r = d.admin_on(i).with_key(&token(T, reader));
+            for uid in everyone {
+                let (s, body) = r.call("GET", &history_path(uid, ""), None).await;
+                let want = if may.contains(&uid) { 200 } else { 403 };
+                assert_eq!(s, want, "node {i}: {reader} reads {uid}: {body}");
+            }
+        }
+    }
     // Once sales is deactivated, sue supervises nothing.
     a.ok(
         "PUT",

@@ -235,6 +235,22 @@ async fn a_tenant_administrator_may_query_and_other_users_may_not(d: &Deployment
         )
         .await;
     }
+    d.seed(T, &["sue", "sam"]).await;
+    // sue supervises a team of ann's; sam is only a member of it.
+    a.ok(
+        "PUT",
+        &format!("/v1/tenants/{T}/teams/sales"),
+        json!({"name": "Sales"}),
+    )
+    .await;
+    for (u, role) in [("ann", "member"), ("sue", "supervisor"), ("sam", "member")] {
+        a.ok(
+            "PUT",
+            &format!("/v1/tenants/{T}/teams/sales/members/{u}"),
+            json!({"as": role}),
+        )
+        .await;
+    }
     d.synced(T).await;
     d.synced("other").await;
     let body = json!({"ids": ["ann", "boss"]});
@@ -249,6 +265,25 @@ async fn a_tenant_administrator_may_query_and_other_users_may_not(d: &Deployment
             .map(|u| u["id"].as_str().unwrap())
             .collect();
         assert_eq!(ids, ["ann", "boss"], "node {i}: {got}");
+        // A supervisor hears of her team's members only.
+        let sue = node.with_key(&token(T, "sue"));
+        let deadline = tokio::time::Instant::now() + crate::harness::SYNC_WITHIN;
+        let got = loop {
+            let (s, got) = sue.call("POST", &query_path(T), Some(body.clone())).await;
+            if s == 200 || tokio::time::Instant::now() > deadline {
+                break got;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert_eq!(got["users"].as_array().unwrap().len(), 1, "node {i}: {got}");
+        assert_eq!(got["users"][0]["id"], "ann", "node {i}: {got}");
+        assert_eq!(got["unknown"], json!(["boss"]), "node {i}: {got}");
+        let sam = node.with_key(&token(T, "sam"));
+        assert_error(
+            &sam.call("POST", &query_path(T), Some(body.clone())).await,
+            403,
+            "forbidden",
+        );
         let ann = node.with_key(&token(T, "ann"));
         assert_error(
             &ann.call("POST", &query_path(T), Some(body.clone())).await,
