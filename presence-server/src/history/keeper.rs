@@ -171,13 +171,14 @@ pub(crate) fn retention_days(hub: &Hub, tid: &str) -> Option<u32> {
     .ok()
 }
 
-/// Removes every tenant's buckets older than its retention (one more UTC
-/// day kept, so a local day at either end of the world is whole); returns
-/// how many went. Any node may run it: it is idempotent.
+/// Removes, in the tenants this node owns, the buckets older than the
+/// tenant's retention (one more UTC day kept, so a local day at either end
+/// of the world is whole); returns how many went. Idempotent, so an
+/// ownership change that makes two nodes trim one tenant costs a call.
 pub(crate) async fn trim(hub: &Hub) -> Result<u64, StoreError> {
     let now = hub.now_ms();
     let mut removed = 0;
-    for tid in hub.tenant_ids() {
+    for tid in hub.tenant_ids().into_iter().filter(|t| owns(hub, t)) {
         let Some(days) = retention_days(hub, &tid) else {
             continue;
         };
