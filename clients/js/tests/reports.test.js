@@ -5,9 +5,9 @@
 // supervisor and a standard user see, the CSV they download, and the
 // Portuguese screen of a pt-BR browser.
 //
-// With PRESENCE_SCREENSHOTS=<dir> it also saves reports.png there: the same
-// page showing a three-day report of a made-up team (a real one would need
-// hours of real presence), served in place of the hub's answer.
+// With PRESENCE_SCREENSHOTS=<dir> it also saves reports.png there: the
+// page showing a made-up three-day report of two teams (a real one would
+// need days of real presence), served in place of the hub's answer.
 
 import assert from "node:assert/strict";
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
@@ -218,15 +218,35 @@ test("a pt-BR browser gets the report in Portuguese", async () => {
   await page.context().close();
 });
 
-test("screenshot of a three-day report", { skip: !SHOTS }, async () => {
+test("a range shows a bar per day for each attendant, a day off empty, each piece where its local times put it", async () => {
+  // A made-up report (a real one would need days of real presence) served
+  // in place of the hub's answer; the page is the real one.
+  const made = madeUpReport();
   const ctx = await browser.newContext({ locale: "en-US", viewport: { width: 1280, height: 900 } });
   const page = await ctx.newPage();
-  await page.route(/\/reports\/attendance\?/, (route) => route.fulfill({ json: madeUpReport() }));
+  await page.route(/\/reports\/attendance\?/, (route) => route.fulfill({ json: made }));
   await page.goto(`${hub.base}/reports?from=2026-11-16&to=2026-11-18#token=${mint(T, "ana")}`);
   await page.waitForSelector('body[data-report="ready"]', { timeout: UI_WAIT });
   await page.waitForSelector('#conn[data-state="open"]', { timeout: UI_WAIT });
-  mkdirSync(SHOTS, { recursive: true });
-  await page.screenshot({ path: join(SHOTS, "reports.png"), fullPage: true });
+  const dates = ["2026-11-16", "2026-11-17", "2026-11-18"];
+  for (const u of made.users) {
+    assert.deepEqual(await page.$$eval(`tbody[data-user="${u.id}"] tr.day`, (rs) => rs.map((r) => r.dataset.date)), dates, u.id);
+  }
+  const off = 'tbody[data-user="vera"] tr[data-date="2026-11-17"]';
+  assert.equal(await page.getAttribute(off, "class"), "day absent");
+  assert.equal(await page.locator(`${off} .period`).count(), 0);
+  assert.match(await text(page, 'tbody[data-user="vera"] tr.user'), /present 2 of 3 day\(s\)/);
+  // São Paulo's midnight is 03:00 UTC: a piece is placed by its local time.
+  const [a, b] = made.users[0].days[0].intervals[0];
+  const midnight = Date.parse("2026-11-16T00:00:00-03:00");
+  const style = await page.getAttribute('tbody[data-user="bruno"] tr[data-date="2026-11-16"] .period', "style");
+  const [left, width] = [/left: ([\d.]+)%/, /width: ([\d.]+)%/].map((re) => Number(re.exec(style)?.[1]));
+  assert.ok(Math.abs(left - ((a - midnight) / 864e5) * 100) < 0.01, style);
+  assert.ok(Math.abs(width - ((b - a) / 864e5) * 100) < 0.01, style);
+  if (SHOTS) {
+    mkdirSync(SHOTS, { recursive: true });
+    await page.screenshot({ path: join(SHOTS, "reports.png"), fullPage: true });
+  }
   await ctx.close();
 });
 
