@@ -72,6 +72,38 @@ const STRINGS = {
     onlineOf: "{online} of {total} online",
     teamForbidden: "You may not see this team.",
     teamNotFound: "No such team.",
+    // attendance report
+    reportsTitle: "Attendance report",
+    from: "From",
+    to: "To",
+    today: "Today",
+    yesterday: "Yesterday",
+    last7: "Last 7 days",
+    thisMonth: "This month",
+    allTeams: "All teams",
+    downloadCsv: "Download CSV",
+    loading: "Loading…",
+    timesIn: "Times in {zone} · updated {at}",
+    colAttendant: "Attendant / day",
+    colTimeline: "Timeline",
+    colOnline: "Time online",
+    colPeriods: "Periods",
+    colFirst: "First online",
+    colLast: "Last offline",
+    colGap: "Longest gap",
+    colMembers: "Members",
+    colTeam: "Team",
+    teamTotals: "Team totals",
+    daysPresent: "present {n} of {of} day(s)",
+    daysPresentOnly: "present {n} day(s)",
+    stillOnline: "still online",
+    period: "{from} – {to}",
+    noAttendants: "No attendant in this report.",
+    reportForbidden: "This report is for administrators and team supervisors.",
+    badRange: "Check the dates: {message}",
+    reportNotFound: "Not found: {message}",
+    reportFailed: "The report could not be loaded: {message}",
+    csvFailed: "The CSV could not be downloaded: {message}",
   },
   "pt-BR": {
     connecting: "Conectando…",
@@ -135,6 +167,37 @@ const STRINGS = {
     onlineOf: "{online} de {total} online",
     teamForbidden: "Você não pode ver esta equipe.",
     teamNotFound: "Equipe inexistente.",
+    reportsTitle: "Relatório de presença",
+    from: "De",
+    to: "Até",
+    today: "Hoje",
+    yesterday: "Ontem",
+    last7: "Últimos 7 dias",
+    thisMonth: "Este mês",
+    allTeams: "Todas as equipes",
+    downloadCsv: "Baixar CSV",
+    loading: "Carregando…",
+    timesIn: "Horários em {zone} · atualizado às {at}",
+    colAttendant: "Atendente / dia",
+    colTimeline: "Linha do tempo",
+    colOnline: "Tempo online",
+    colPeriods: "Períodos",
+    colFirst: "Primeira entrada",
+    colLast: "Última saída",
+    colGap: "Maior intervalo",
+    colMembers: "Membros",
+    colTeam: "Equipe",
+    teamTotals: "Totais por equipe",
+    daysPresent: "presente em {n} de {of} dia(s)",
+    daysPresentOnly: "presente em {n} dia(s)",
+    stillOnline: "ainda online",
+    period: "{from} – {to}",
+    noAttendants: "Nenhum atendente neste relatório.",
+    reportForbidden: "Este relatório é para administradores e supervisores de equipe.",
+    badRange: "Confira as datas: {message}",
+    reportNotFound: "Não encontrado: {message}",
+    reportFailed: "Não foi possível carregar o relatório: {message}",
+    csvFailed: "Não foi possível baixar o CSV: {message}",
   },
 };
 
@@ -180,6 +243,33 @@ export function ago(ms, online) {
     if (-s >= secs) return rtf.format(Math.round(s / secs), unit);
   }
   return rtf.format(Math.min(s, 0), "second");
+}
+
+/**
+ * "7 h 05 min", "25 min", "3 min 20 s", "42 s": a duration for people (the
+ * same in both languages), seconds only while they matter.
+ */
+export function duration(ms) {
+  const s = Math.round(ms / 1000);
+  const [h, m, sec] = [Math.floor(s / 3600), Math.floor((s % 3600) / 60), s % 60];
+  const two = (n) => String(n).padStart(2, "0");
+  if (h) return `${h} h ${two(m)} min`;
+  if (m >= 10) return `${m} min`;
+  if (m) return `${m} min ${two(sec)} s`;
+  return `${sec} s`;
+}
+
+/**
+ * The claims of a JWT, read without checking it: the page only needs the
+ * tenant (`tid`) to build API paths; the hub checks the token on every call.
+ */
+export function claims(token) {
+  try {
+    const b64 = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(new TextDecoder().decode(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0))));
+  } catch {
+    return {};
+  }
 }
 
 /** The display name of an entry. */

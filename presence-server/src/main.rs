@@ -184,20 +184,24 @@ fn print_dev_banner(args: &ServeArgs, admin_key: &str, addr: std::net::SocketAdd
     let secret = args.jwt_secret.as_deref().unwrap_or_default().as_bytes();
     let token = |user| mint_hs256(secret, dev::DEMO_TENANT, user, now_secs(), 12 * 3600);
     let (admin, attendant, other) = (token("ana"), token("diego"), token("fabio"));
+    let supervisor = token("bruno");
     println!(
         "\npresence hub (dev mode) on http://{addr}\n\
          start here:      http://{addr}/   (every link below, on one page)\n\
          tenant:          {tenant}\n\
          admin key:       {admin_key}\n\
          admin token:     {admin}   (ana, profile admin)\n\
-         \x20                user management: http://{addr}/users#token={admin}\n\
-         \x20                protocol demo:   http://{addr}/demo#token={admin}\n\
+         \x20                user management:   http://{addr}/users#token={admin}\n\
+         \x20                attendance report: http://{addr}/reports#token={admin}\n\
+         \x20                protocol demo:     http://{addr}/demo#token={admin}\n\
          attendant token: {attendant}   (diego, member of the Support CRM team)\n\
          \x20                attendants button: http://{addr}/attendants#token={attendant}\n\
          \x20                team roster:       http://{addr}/team#token={attendant}\n\
          other token:     {other}   (fabio, Finance team: not an attendant, so no attendants button)\n\
          \x20                attendants button: http://{addr}/attendants#token={other}\n\
          \x20                team roster:       http://{addr}/team#token={other}\n\
+         supervisor token: {supervisor}   (bruno, supervisor of the Sales team)\n\
+         \x20                attendance report: http://{addr}/reports#token={supervisor}\n\
          browser SDK:     http://{addr}/sdk/presence.js (clients/js)\n\n\
          connect a tab:   websocket ws://{addr}/v1/ws, first frame\n\
          \x20                {{\"type\":\"hello\",\"token\":\"<token>\",\"tab\":\"<uuid>\",\"idle_ms\":0}}\n\

@@ -1,7 +1,8 @@
 //! The JavaScript clients, run as part of `cargo test`: the SDK's unit tests,
 //! size budget and package checks (`clients/js/tests/{sdk,size,package}.test.js`)
-//! and the dashboards and the landing page end to end in headless Chromium
-//! (`browser.test.js`, `landing.test.js`), each with
+//! and the dashboards, the attendance report and the landing page end to end
+//! in headless Chromium (`browser.test.js`, `reports.test.js`,
+//! `landing.test.js`), each with
 //! Node's test runner against this crate's own `presence-server` binary.
 //!
 //! A test binary of its own, not a module of `it`: cargo runs test binaries
@@ -140,7 +141,11 @@ fn dashboards_pass_end_to_end_in_headless_chromium() {
         chromium.display()
     );
     node_test(
-        &["tests/browser.test.js", "tests/landing.test.js"],
-        Duration::from_secs(240),
+        &[
+            "tests/browser.test.js",
+            "tests/reports.test.js",
+            "tests/landing.test.js",
+        ],
+        Duration::from_secs(300),
     );
 }

@@ -67,7 +67,7 @@ test("--dev: the landing page's links open every screen, connected, and its curl
 
   const links = await linksOf(page);
   const paths = new Set(links.map((l) => new URL(l).pathname));
-  for (const p of ["/users", "/attendants", "/team", "/demo", "/sdk/presence.js", "/metrics", "/v1/openapi.json"]) {
+  for (const p of ["/users", "/attendants", "/team", "/reports", "/demo", "/sdk/presence.js", "/metrics", "/v1/openapi.json"]) {
     assert.ok(paths.has(p), `no link to ${p} in ${[...paths]}`);
   }
   await allAnswer(links);
@@ -108,6 +108,16 @@ test("--dev: the landing page's links open every screen, connected, and its curl
   await page.waitForSelector('#conn[data-state="open"]', { timeout: UI_WAIT });
   await page.waitForSelector('body[data-roster="ready"]', { timeout: UI_WAIT });
 
+  // The attendance report: ana (administrator) sees every demo user, bruno
+  // (Sales supervisor) the members of Sales only.
+  await follow("ana", "attendance report");
+  await page.waitForSelector('body[data-report="ready"]', { timeout: UI_WAIT });
+  assert.ok((await page.locator("#report tbody[data-user]").count()) >= 19, "ana's report lists the demo users");
+  await follow("bruno", "attendance report");
+  await page.waitForSelector('body[data-report="ready"]', { timeout: UI_WAIT });
+  const sales = await page.$$eval("#team option", (os) => os.map((o) => o.value).filter(Boolean));
+  assert.deepEqual(sales, ["sales"]);
+
   await follow("ana", "protocol demo");
   await page.click("#connect");
   await page.waitForFunction(() => document.querySelector("#me").textContent.startsWith("connected as"), null, {
@@ -134,7 +144,7 @@ test("without --dev, / is a status page with no secret on it", async () => {
 
   const links = await linksOf(page);
   const paths = new Set(links.map((l) => new URL(l).pathname));
-  for (const p of ["/metrics", "/v1/openapi.json", "/users", "/attendants", "/team", "/demo", "/sdk/presence.js"]) {
+  for (const p of ["/metrics", "/v1/openapi.json", "/users", "/attendants", "/team", "/reports", "/demo", "/sdk/presence.js"]) {
     assert.ok(paths.has(p), `no link to ${p} in ${[...paths]}`);
   }
   await allAnswer(links);

@@ -25,11 +25,21 @@ const DEV_TOKEN_TTL_S: u64 = 12 * 3600;
 
 /// The demo people the `--dev` page links to, and what each one shows.
 /// Same people as the banner `main` prints (`dev::seed` makes them).
-const PEOPLE: [(&str, &str, &[Screen]); 3] = [
+const PEOPLE: [(&str, &str, &[Screen]); 4] = [
     (
         "ana",
         "administrator",
-        &[Screen::Users, Screen::Attendants, Screen::Demo],
+        &[
+            Screen::Users,
+            Screen::Attendants,
+            Screen::Reports,
+            Screen::Demo,
+        ],
+    ),
+    (
+        "bruno",
+        "supervisor of the Sales team (the report shows its members only)",
+        &[Screen::Team, Screen::Reports],
     ),
     (
         "diego",
@@ -49,14 +59,16 @@ enum Screen {
     Users,
     Attendants,
     Team,
+    Reports,
     Demo,
 }
 
 impl Screen {
-    const ALL: [Screen; 4] = [
+    const ALL: [Screen; 5] = [
         Screen::Users,
         Screen::Attendants,
         Screen::Team,
+        Screen::Reports,
         Screen::Demo,
     ];
 
@@ -65,6 +77,7 @@ impl Screen {
             Screen::Users => "/users",
             Screen::Attendants => "/attendants",
             Screen::Team => "/team",
+            Screen::Reports => "/reports",
             Screen::Demo => "/demo",
         }
     }
@@ -74,6 +87,7 @@ impl Screen {
             Screen::Users => "user management",
             Screen::Attendants => "attendants button",
             Screen::Team => "team roster",
+            Screen::Reports => "attendance report",
             Screen::Demo => "protocol demo",
         }
     }

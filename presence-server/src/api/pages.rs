@@ -16,6 +16,7 @@ const PAGES_CSS: &str = include_str!("../../../clients/pages/common.css");
 const USERS_PAGE: &str = include_str!("../../../clients/pages/users.html");
 const ATTENDANTS_PAGE: &str = include_str!("../../../clients/pages/attendants.html");
 const TEAM_PAGE: &str = include_str!("../../../clients/pages/team.html");
+const REPORTS_PAGE: &str = include_str!("../../../clients/pages/reports.html");
 
 /// A static file. `no-cache`: a browser revalidates, so a newer hub's SDK
 /// and pages are used at once.
@@ -44,6 +45,7 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Vec<UtoipaMethodRout
         routes!(users),
         routes!(attendants),
         routes!(team),
+        routes!(reports),
     ]
 }
 
@@ -143,4 +145,18 @@ async fn attendants() -> Response {
 )]
 async fn team() -> Response {
     asset(HTML, TEAM_PAGE)
+}
+
+/// Attendance report screen
+///
+/// For administrators and team supervisors: pick a day or a range and a team; one 00:00–24:00 bar per attendant per day in the tenant's time zone with the online periods (hover for the times), time online, periods and longest gap per day, totals per attendant and per team, and a CSV download, all from GET /v1/tenants/{tid}/reports/attendance with the user's own token. The page takes the token from the URL fragment (#token=<JWT>), which browsers never send, and connects with the SDK.
+#[utoipa::path(
+    get,
+    path = "/reports",
+    operation_id = "reportsPage",
+    tag = "clients",
+    responses((status = 200, description = "The file.", body = String, content_type = "text/html")),
+)]
+async fn reports() -> Response {
+    asset(HTML, REPORTS_PAGE)
 }

@@ -38,6 +38,7 @@ const ROUTES: &[(&str, &str)] = &[
     ("get", "/users"),
     ("get", "/attendants"),
     ("get", "/team"),
+    ("get", "/reports"),
     ("put", "/v1/tenants/{tid}"),
     ("get", "/v1/tenants/{tid}"),
     ("get", "/v1/tenants/{tid}/stats"),

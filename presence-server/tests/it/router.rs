@@ -151,7 +151,7 @@ async fn the_openapi_document_is_served_as_json() {
 async fn the_embedded_pages_and_sdk_are_served_with_their_types() {
     const JS: &str = "text/javascript; charset=utf-8";
     const HTML: &str = "text/html; charset=utf-8";
-    let pages: [(&str, &str, &str); 6] = [
+    let pages: [(&str, &str, &str); 7] = [
         (
             "/sdk/presence.js",
             JS,
@@ -181,6 +181,11 @@ async fn the_embedded_pages_and_sdk_are_served_with_their_types() {
             "/team",
             HTML,
             include_str!("../../../clients/pages/team.html"),
+        ),
+        (
+            "/reports",
+            HTML,
+            include_str!("../../../clients/pages/reports.html"),
         ),
     ];
     let routed = Routed::new().await;
