@@ -60,13 +60,13 @@ pub(crate) struct TenantPath {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-struct UserPath {
+pub(crate) struct UserPath {
     /// Tenant id, as the ERP names it.
     #[param(min_length = 1, max_length = 128)]
-    tid: String,
+    pub(crate) tid: String,
     /// User id, as the ERP names it.
     #[param(min_length = 1, max_length = 128)]
-    uid: String,
+    pub(crate) uid: String,
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -34,15 +34,8 @@ impl FromRequestParts<Arc<Hub>> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, hub)
-            .await
-            .map_err(|e| ApiError::BadPath(e.body_text()))?;
-        // Every admin route is under `/v1/tenants/{tid}`.
-        let tid = params
-            .iter()
-            .find_map(|(k, v)| (k == "tid").then_some(v))
-            .ok_or(ApiError::NoRoute)?;
-        authorize(hub, &parts.headers, tid)
+        let tid = path_tenant(parts, hub).await?;
+        authorize(hub, &parts.headers, &tid)
     }
 }
 
@@ -77,26 +70,20 @@ impl FromRequestParts<Arc<Hub>> for Reader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, hub: &Arc<Hub>) -> Result<Self, ApiError> {
-        let params = RawPathParams::from_request_parts(parts, hub)
-            .await
-            .map_err(|e| ApiError::BadPath(e.body_text()))?;
-        let tid = params
-            .iter()
-            .find_map(|(k, v)| (k == "tid").then_some(v))
-            .ok_or(ApiError::NoRoute)?;
-        let token = bearer(&parts.headers)?;
-        if is_admin_key(hub, token) {
-            return Ok(Reader::Backend);
-        }
-        let claims = hub
-            .verifier
-            .verify(token)
-            .map_err(|_| ApiError::Unauthenticated)?;
-        if claims.tid != tid {
-            return Err(ApiError::Forbidden("token is for another tenant"));
-        }
-        Ok(Reader::User(claims.sub))
+        let tid = path_tenant(parts, hub).await?;
+        identify(hub, &parts.headers, &tid)
     }
+}
+
+/// The `{tid}` of the path: every admin route is under `/v1/tenants/{tid}`.
+async fn path_tenant(parts: &mut Parts, hub: &Arc<Hub>) -> Result<String, ApiError> {
+    let params = RawPathParams::from_request_parts(parts, hub)
+        .await
+        .map_err(|e| ApiError::BadPath(e.body_text()))?;
+    params
+        .iter()
+        .find_map(|(k, v)| (k == "tid").then(|| v.to_owned()))
+        .ok_or(ApiError::NoRoute)
 }
 
 fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
@@ -113,10 +100,12 @@ fn is_admin_key(hub: &Hub, token: &str) -> bool {
         .is_some_and(|key| bool::from(key.as_bytes().ct_eq(token.as_bytes())))
 }
 
-fn authorize(hub: &Hub, headers: &HeaderMap, tid: &str) -> Result<Caller, ApiError> {
+/// Who holds the bearer token: the admin key, or a user of `tid` (a valid
+/// token of another tenant is refused).
+fn identify(hub: &Hub, headers: &HeaderMap, tid: &str) -> Result<Reader, ApiError> {
     let token = bearer(headers)?;
     if is_admin_key(hub, token) {
-        return Ok(Caller::Backend);
+        return Ok(Reader::Backend);
     }
     let claims = hub
         .verifier
@@ -125,11 +114,19 @@ fn authorize(hub: &Hub, headers: &HeaderMap, tid: &str) -> Result<Caller, ApiErr
     if claims.tid != tid {
         return Err(ApiError::Forbidden("token is for another tenant"));
     }
+    Ok(Reader::User(claims.sub))
+}
+
+fn authorize(hub: &Hub, headers: &HeaderMap, tid: &str) -> Result<Caller, ApiError> {
+    let sub = match identify(hub, headers, tid)? {
+        Reader::Backend => return Ok(Caller::Backend),
+        Reader::User(sub) => sub,
+    };
     let admin = hub
         .read(tid, |t| {
             t.dir
                 .users
-                .get(&claims.sub)
+                .get(&sub)
                 .is_some_and(|u| u.state == UserState::Active && u.profile == Profile::Admin)
         })
         .unwrap_or(false);

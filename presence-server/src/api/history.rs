@@ -20,7 +20,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::UtoipaMethodRouter;
 use utoipa_axum::routes;
 
-use crate::api::admin::TenantPath;
+use crate::api::admin::{TenantPath, UserPath};
 use crate::api::error::ApiError;
 use crate::api::extract::{Caller, Path, Query, Reader};
 use crate::api::openapi::{NotFound, StoreUnavailable, Unauthenticated};
@@ -33,17 +33,6 @@ use crate::presence::visibility::{history_scope, HistoryScope};
 
 pub(crate) fn routes() -> Vec<UtoipaMethodRouter<Arc<Hub>>> {
     vec![routes!(history, erase), routes!(attendance)]
-}
-
-#[derive(Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-struct UserPath {
-    /// Tenant id, as the ERP names it.
-    #[param(min_length = 1, max_length = 128)]
-    tid: String,
-    /// User id, as the ERP names it.
-    #[param(min_length = 1, max_length = 128)]
-    uid: String,
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -181,17 +181,12 @@ impl Iterator for Pieces<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::history::test_support::{arb_intervals, ms, HOUR};
     use jiff::civil::date;
     use proptest::prelude::*;
 
-    const HOUR: u64 = 3_600_000;
-
     fn tz(name: &str) -> TimeZone {
         jiff::tz::db().get(name).unwrap()
-    }
-
-    fn ms(s: &str) -> u64 {
-        s.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64
     }
 
     fn closed(from: u64, to: u64) -> Interval {
@@ -335,37 +330,10 @@ mod tests {
         );
     }
 
-    fn arb_intervals() -> impl Strategy<Value = (Vec<Interval>, u64)> {
-        // Sorted, non-overlapping intervals from gaps and lengths (up to 3
-        // days each), the last one possibly open; `now` after its start.
-        (
-            prop::collection::vec((0u64..30 * HOUR, 1u64..72 * HOUR), 0..12),
-            any::<bool>(),
-            0u64..48 * HOUR,
-        )
-            .prop_map(|(parts, last_open, after)| {
-                let mut t = ms("2026-10-30T00:00:00Z");
-                let mut out = Vec::new();
-                for (gap, len) in parts {
-                    t += gap;
-                    out.push(closed(t, t + len));
-                    t += len;
-                }
-                if last_open {
-                    if let Some(last) = out.last_mut() {
-                        last.to = None;
-                        last.reason = None;
-                        t = last.from;
-                    }
-                }
-                (out, t + after)
-            })
-    }
-
     proptest! {
         #[test]
         fn pieces_add_up_to_the_intervals_clipped_to_the_days(
-            (intervals, now) in arb_intervals(),
+            (intervals, now) in arb_intervals("2026-10-30T00:00:00Z", 30 * HOUR, 72 * HOUR, 12),
             zone in prop::sample::select(vec![
                 "UTC", "America/Sao_Paulo", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe",
             ]),

@@ -33,6 +33,58 @@ pub(crate) struct Interval {
     pub reason: Option<Reason>,
 }
 
+/// What the unit tests of the history share.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use proptest::prelude::*;
+
+    use super::Interval;
+
+    pub(crate) const HOUR: u64 = 3_600_000;
+
+    /// An instant written in RFC 3339, in ms.
+    pub(crate) fn ms(s: &str) -> u64 {
+        s.parse::<jiff::Timestamp>().unwrap().as_millisecond() as u64
+    }
+
+    /// One user's intervals, sorted and non-overlapping, from `start` on:
+    /// gaps of up to `max_gap` and lengths of up to `max_len` (ms), the
+    /// last one possibly open; and a `now` after the last start.
+    pub(crate) fn arb_intervals(
+        start: &'static str,
+        max_gap: u64,
+        max_len: u64,
+        max_count: usize,
+    ) -> impl Strategy<Value = (Vec<Interval>, u64)> {
+        (
+            prop::collection::vec((0..max_gap, 1..max_len), 0..max_count),
+            any::<bool>(),
+            0u64..30 * HOUR,
+        )
+            .prop_map(move |(parts, last_open, after)| {
+                let mut t = ms(start);
+                let mut out = Vec::new();
+                for (gap, len) in parts {
+                    t += gap;
+                    out.push(Interval {
+                        from: t,
+                        to: Some(t + len),
+                        reason: Some(presence_protocol::Reason::Logout),
+                    });
+                    t += len;
+                }
+                if last_open {
+                    if let Some(last) = out.last_mut() {
+                        last.to = None;
+                        last.reason = None;
+                        t = last.from;
+                    }
+                }
+                (out, t + after)
+            })
+    }
+}
+
 /// How long history is kept when the tenant sets nothing.
 pub(crate) const DEFAULT_RETENTION_DAYS: u32 = 90;
 /// The longest retention a tenant may ask for (ten years).

@@ -380,19 +380,15 @@ fn date_cell(cell: &mut String, date: Date) {
 mod tests {
     use super::*;
     use crate::history::range;
+    use crate::history::test_support::{arb_intervals, ms, HOUR};
     use presence_protocol::Reason;
     use proptest::prelude::*;
     use serde_json::json;
 
     const MIN: u64 = 60_000;
-    const HOUR: u64 = 3_600_000;
 
     fn tz(name: &str) -> TimeZone {
         jiff::tz::db().get(name).unwrap()
-    }
-
-    fn ms(s: &str) -> u64 {
-        s.parse::<Timestamp>().unwrap().as_millisecond() as u64
     }
 
     fn closed(from: &str, to: &str) -> Interval {
@@ -834,41 +830,10 @@ mod tests {
         assert_eq!(cell, "1970-01-09");
     }
 
-    fn arb_user() -> impl Strategy<Value = (Vec<Interval>, u64)> {
-        // Sorted, non-overlapping intervals starting a little before the
-        // span, the last possibly open; `now` somewhere after its start.
-        (
-            prop::collection::vec((0u64..20 * HOUR, 1u64..40 * HOUR), 0..16),
-            any::<bool>(),
-            0u64..30 * HOUR,
-        )
-            .prop_map(|(parts, last_open, after)| {
-                let mut t = ms("2026-10-31T00:00:00Z");
-                let mut out: Vec<Interval> = Vec::new();
-                for (gap, len) in parts {
-                    t += gap;
-                    out.push(Interval {
-                        from: t,
-                        to: Some(t + len),
-                        reason: Some(Reason::Logout),
-                    });
-                    t += len;
-                }
-                if last_open {
-                    if let Some(last) = out.last_mut() {
-                        last.to = None;
-                        last.reason = None;
-                        t = last.from;
-                    }
-                }
-                (out, t + after)
-            })
-    }
-
     proptest! {
         #[test]
         fn a_users_days_add_up_to_their_intervals_clipped_to_the_span(
-            (intervals, now) in arb_user(),
+            (intervals, now) in arb_intervals("2026-10-31T00:00:00Z", 20 * HOUR, 40 * HOUR, 16),
             zone in prop::sample::select(vec!["UTC", "America/Sao_Paulo", "America/New_York", "Asia/Kathmandu"]),
             from_h in 0u64..48,
             to_h in 1u64..240,

@@ -124,6 +124,16 @@ async fn wait_status(d: &Deployment, uid: &str, status: &str) {
     }
 }
 
+/// One online period of `uid`, ended by a logout, in the feed of every
+/// node.
+async fn logged_out_period(d: &Deployment, uid: &str) {
+    let mut tab = d.tab(T, uid).await;
+    wait_status(d, uid, "online").await;
+    tab.send(&ClientMessage::Logout).await;
+    assert_eq!(tab.closed().await.code, 4004);
+    wait_status(d, uid, "offline").await;
+}
+
 async fn team(d: &Deployment, id: &str, members: &[(&str, &str)]) {
     let a = d.admin();
     a.ok(
@@ -145,11 +155,7 @@ async fn team(d: &Deployment, id: &str, members: &[(&str, &str)]) {
 async fn an_attendant_s_periods_become_intervals_with_the_reason_each_ended(d: &Deployment) {
     d.seed(T, &["ann"]).await;
     // Online, logged out; online again, then idle past the timeout.
-    let mut tab = d.tab(T, "ann").await;
-    wait_status(d, "ann", "online").await;
-    tab.send(&ClientMessage::Logout).await;
-    assert_eq!(tab.closed().await.code, 4004);
-    wait_status(d, "ann", "offline").await;
+    logged_out_period(d, "ann").await;
     let _tab = d.tab(T, "ann").await;
     wait_status(d, "ann", "online").await;
     // Still online: the second interval is open.
@@ -249,18 +255,9 @@ async fn the_report_adds_up_each_day_per_user_and_per_team_in_json_and_csv(d: &D
     team(d, "sales", &[("ann", "member"), ("bob", "member")]).await;
     d.synced(T).await;
     // ann: two periods; bob: one; cid: none.
-    for _ in 0..2 {
-        let mut t = d.tab(T, "ann").await;
-        wait_status(d, "ann", "online").await;
-        t.send(&ClientMessage::Logout).await;
-        t.closed().await;
-        wait_status(d, "ann", "offline").await;
+    for u in ["ann", "ann", "bob"] {
+        logged_out_period(d, u).await;
     }
-    let mut b = d.tab(T, "bob").await;
-    wait_status(d, "bob", "online").await;
-    b.send(&ClientMessage::Logout).await;
-    b.closed().await;
-    wait_status(d, "bob", "offline").await;
     let ann_feed = feed_of(&a, "ann").await;
     let bob_feed = feed_of(&a, "bob").await;
     let ann_ms = (ann_feed[1].0 - ann_feed[0].0) + (ann_feed[3].0 - ann_feed[2].0);
@@ -523,11 +520,7 @@ async fn a_supervisor_reads_only_their_teams_and_others_are_refused(d: &Deployme
 async fn an_erasure_removes_the_history_and_the_report_s_times(d: &Deployment) {
     d.seed(T, &["ann", "bob"]).await;
     for u in ["ann", "bob"] {
-        let mut t = d.tab(T, u).await;
-        wait_status(d, u, "online").await;
-        t.send(&ClientMessage::Logout).await;
-        t.closed().await;
-        wait_status(d, u, "offline").await;
+        logged_out_period(d, u).await;
     }
     // ann is online while her history is erased.
     let _ann = d.tab(T, "ann").await;
