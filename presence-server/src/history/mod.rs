@@ -33,6 +33,11 @@ pub(crate) struct Interval {
     pub reason: Option<Reason>,
 }
 
+/// How long history is kept when the tenant sets nothing.
+pub(crate) const DEFAULT_RETENTION_DAYS: u32 = 90;
+/// The longest retention a tenant may ask for (ten years).
+pub(crate) const MAX_RETENTION_DAYS: u32 = 3650;
+
 /// What the unit tests of the history share.
 #[cfg(test)]
 pub(crate) mod test_support {
@@ -84,8 +89,3 @@ pub(crate) mod test_support {
             })
     }
 }
-
-/// How long history is kept when the tenant sets nothing.
-pub(crate) const DEFAULT_RETENTION_DAYS: u32 = 90;
-/// The longest retention a tenant may ask for (ten years).
-pub(crate) const MAX_RETENTION_DAYS: u32 = 3650;
