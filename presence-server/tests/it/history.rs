@@ -640,56 +640,11 @@ async fn bad_ranges_and_unknown_names_are_refused_precisely(d: &Deployment) {
 /// yesterday's; a range before the retention is refused.
 #[tokio::test]
 async fn the_retention_trim_drops_days_older_than_the_tenant_keeps() {
-    use presence_protocol::Reason;
-    use presence_server::{
-        ClosedInterval, EmbeddedStore, HistoryBatch, Store, TenantRecord, UserRecord, Write,
-    };
     const DAY: u64 = 86_400_000;
-    let dir = tempfile::tempdir().unwrap();
     let now = now_ms();
     let (old, recent) = (now - 10 * DAY, now - DAY);
-    {
-        let store = EmbeddedStore::open(dir.path()).unwrap();
-        store
-            .commit(vec![
-                Write::Tenant(TenantRecord {
-                    id: T.into(),
-                    user_limit: 10,
-                    event_retention_s: None,
-                    time_zone: None,
-                    history_retention_days: Some(2),
-                }),
-                Write::User {
-                    tenant: T.into(),
-                    user: UserRecord {
-                        id: "ann".into(),
-                        name: "Ann".into(),
-                        nickname: "ann".into(),
-                        email: "ann@x.test".into(),
-                        phone: String::new(),
-                        profile: presence_protocol::Profile::Standard,
-                        available: true,
-                        away_message: String::new(),
-                        state: presence_protocol::UserState::Active,
-                    },
-                },
-            ])
-            .await
-            .unwrap();
-        let closed = |from: u64| ClosedInterval {
-            user: "ann".into(),
-            from,
-            to: from + 60_000,
-            reason: Reason::Idle,
-        };
-        let batch = HistoryBatch {
-            cursor: 0,
-            set_open: vec![],
-            clear_open: vec![],
-            closed: vec![closed(old), closed(recent)],
-        };
-        assert!(store.apply_history(T, (0, 0), &batch).await.unwrap());
-    }
+    let closed = |from: u64| (from, from + 60_000);
+    let dir = stored_history(None, 2, &[closed(old), closed(recent)]).await;
     let hub = TestHub::on_dir(test_config(), dir).await;
     let a = hub.admin();
     let day = |ms: u64| {
@@ -718,4 +673,126 @@ async fn the_retention_trim_drops_days_older_than_the_tenant_keeps() {
     assert_eq!(hub.hub.trim_history().await.unwrap(), 1, "the old day went");
     assert_eq!(hub.hub.trim_history().await.unwrap(), 0, "once");
     assert_eq!(got(&a.ok("GET", &yesterday, Value::Null).await), [recent]);
+}
+
+/// A data dir holding tenant `acme` (in `zone`, keeping `retention_days`
+/// of history) with user ann and her closed periods `(from, to)`, written
+/// through the store as a keeper would have, for a hub to start on.
+async fn stored_history(
+    zone: Option<&str>,
+    retention_days: u32,
+    periods: &[(u64, u64)],
+) -> tempfile::TempDir {
+    use presence_protocol::Reason;
+    use presence_server::{
+        ClosedInterval, EmbeddedStore, HistoryBatch, Store, TenantRecord, UserRecord, Write,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = EmbeddedStore::open(dir.path()).unwrap();
+    store
+        .commit(vec![
+            Write::Tenant(TenantRecord {
+                id: T.into(),
+                user_limit: 10,
+                event_retention_s: None,
+                time_zone: zone.map(str::to_owned),
+                history_retention_days: Some(retention_days),
+            }),
+            Write::User {
+                tenant: T.into(),
+                user: UserRecord {
+                    id: "ann".into(),
+                    name: "Ann".into(),
+                    nickname: "ann".into(),
+                    email: "ann@x.test".into(),
+                    phone: String::new(),
+                    profile: presence_protocol::Profile::Standard,
+                    available: true,
+                    away_message: String::new(),
+                    state: presence_protocol::UserState::Active,
+                },
+            },
+        ])
+        .await
+        .unwrap();
+    let batch = HistoryBatch {
+        cursor: 0,
+        set_open: vec![],
+        clear_open: vec![],
+        closed: periods
+            .iter()
+            .map(|(from, to)| ClosedInterval {
+                user: "ann".into(),
+                from: *from,
+                to: *to,
+                reason: Reason::Idle,
+            })
+            .collect(),
+    };
+    assert!(store.apply_history(T, (0, 0), &batch).await.unwrap());
+    dir
+}
+
+/// Days are the tenant's: in New York, a period across local midnight
+/// counts on both days, and 2026-11-01 (clocks back at 02:00) has 25
+/// hours, so 00:30–03:30 on the wall is four hours online.
+#[tokio::test]
+async fn report_days_split_at_local_midnight_and_count_a_25_hour_day() {
+    let ny = |s: &str| {
+        s.parse::<jiff::civil::DateTime>()
+            .unwrap()
+            .in_tz("America/New_York")
+            .unwrap()
+            .timestamp()
+            .as_millisecond() as u64
+    };
+    // The second period is given by its instants on either side of the
+    // change: 00:30 EDT and 03:30 EST.
+    let across_midnight = (ny("2026-10-31T23:00"), ny("2026-11-01T00:15"));
+    let across_the_change = (ny("2026-11-01T00:30"), ny("2026-11-01T03:30"));
+    let dir = stored_history(
+        Some("America/New_York"),
+        3650,
+        &[across_midnight, across_the_change],
+    )
+    .await;
+    let hub = TestHub::on_dir(test_config(), dir).await;
+    let r = hub
+        .admin()
+        .ok(
+            "GET",
+            &report_path("?from=2026-10-31&to=2026-11-01&intervals=true"),
+            Value::Null,
+        )
+        .await;
+    let days = &user_of(&r, "ann")["days"];
+    const MIN: u64 = 60_000;
+    assert_eq!(days[0]["date"], "2026-10-31", "{r}");
+    assert_eq!(days[0]["online_ms"], 60 * MIN);
+    assert_eq!(
+        days[0]["last_offline"],
+        ny("2026-11-01T00:00"),
+        "the day's end"
+    );
+    assert_eq!(days[1]["date"], "2026-11-01");
+    assert_eq!(days[1]["online_ms"], 15 * MIN + 4 * 60 * MIN, "{r}");
+    assert_eq!(days[1]["first_online"], ny("2026-11-01T00:00"));
+    assert_eq!(days[1]["periods"], 2);
+    assert_eq!(days[1]["longest_gap_ms"], 15 * MIN);
+    let total = &user_of(&r, "ann")["total"];
+    assert_eq!(total["online_ms"], 60 * MIN + 15 * MIN + 4 * 60 * MIN);
+    assert_eq!(total["periods"], 2, "a period across midnight counts once");
+    // The history shows the periods whole, in the tenant's zone.
+    let h = hub
+        .admin()
+        .ok(
+            "GET",
+            &history_path("ann", "?from=2026-11-01&to=2026-11-01"),
+            Value::Null,
+        )
+        .await;
+    assert_eq!(h["time_zone"], "America/New_York");
+    assert_eq!(h["from"], ny("2026-11-01T00:00"));
+    assert_eq!(h["to"], ny("2026-11-02T00:00"), "25 hours later");
+    assert_eq!(h["intervals"][0]["from"], across_midnight.0, "whole: {h}");
 }
