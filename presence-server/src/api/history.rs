@@ -147,7 +147,14 @@ async fn history(
         Ok(c)
     })??;
     let span = span(&hub, &c, q.from.as_deref(), q.to.as_deref())?;
-    let found = read::intervals(&hub, &tid, span.from_ms, span.to_ms, Some(&uid)).await?;
+    let found = read::intervals(
+        &hub,
+        &tid,
+        span.from_ms,
+        span.to_ms,
+        Some(std::slice::from_ref(&uid)),
+    )
+    .await?;
     let online = found.intervals.get(&uid).map_or(&[][..], Vec::as_slice);
     Ok(Json(HistoryView {
         user: uid.clone(),
@@ -316,8 +323,12 @@ async fn attendance(
         Ok((c, users, teams))
     })??;
     let span = span(&hub, &c, q.from.as_deref(), q.to.as_deref())?;
-    let mut found =
-        read::intervals(&hub, &tid, span.from_ms, span.to_ms, q.user.as_deref()).await?;
+    // Everyone's days when the report covers the tenant; for a team, a
+    // supervisor's teams or one user, only theirs.
+    let only: Option<Vec<String>> =
+        (q.user.is_some() || q.team.is_some() || c.scope != HistoryScope::Everyone)
+            .then(|| users.iter().map(|u| u.id.clone()).collect());
+    let mut found = read::intervals(&hub, &tid, span.from_ms, span.to_ms, only.as_deref()).await?;
     let deleted: std::collections::HashSet<String> = hub.read(&tid, |t| {
         t.dir
             .users

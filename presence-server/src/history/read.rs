@@ -23,19 +23,23 @@ pub(crate) struct Found {
     pub erased: HashMap<String, u64>,
 }
 
-/// Every user's (or `user`'s) intervals that overlap `from_ms..to_ms`,
-/// whole (an interval that began the UTC day before `from_ms` is read
-/// from its start; an older one from that day), the open one last.
+/// Every user's (or only `users'`) intervals that overlap
+/// `from_ms..to_ms`, whole (an interval that began the UTC day before
+/// `from_ms` is read from its start; an older one from that day), the open
+/// one last.
 pub(crate) async fn intervals(
     hub: &Hub,
     tid: &str,
     from_ms: u64,
     to_ms: u64,
-    user: Option<&str>,
+    users: Option<&[String]>,
 ) -> Result<Found, StoreError> {
     let first = day_of(from_ms).saturating_sub(1);
     let last = day_of(to_ms.saturating_sub(1).max(from_ms));
-    let read = hub.store().read_history(tid, first, last, user).await?;
+    let read = hub.store().read_history(tid, first, last, users).await?;
+    let wanted: Option<std::collections::HashSet<&str>> =
+        users.map(|us| us.iter().map(String::as_str).collect());
+    let asked = |u: &str| wanted.as_ref().is_none_or(|w| w.contains(u));
     let mut pieces: HashMap<String, Vec<Piece>> = HashMap::new();
     for (u, day, bytes) in read.buckets {
         match codec::decode(day, &bytes) {
@@ -61,7 +65,7 @@ pub(crate) async fn intervals(
         let b = fold(&mut open, &read.state.erased, cursor, &evs);
         cursor = b.cursor;
         for c in b.closed {
-            if user.is_some_and(|u| u != c.user) {
+            if !asked(&c.user) {
                 continue;
             }
             pieces.entry(c.user).or_default().push(Piece {
@@ -77,7 +81,7 @@ pub(crate) async fn intervals(
         out.insert(u, merged);
     }
     for (u, from) in open {
-        if user.is_some_and(|w| w != u) {
+        if !asked(&u) {
             continue;
         }
         out.entry(u).or_default().push(Interval {

@@ -234,11 +234,11 @@ impl Store for EmbeddedStore {
         tenant: &str,
         first: u32,
         last: u32,
-        user: Option<&str>,
+        users: Option<&[String]>,
     ) -> StoreFuture<'_, HistoryRead> {
-        let (db, tenant, user) = (self.db.clone(), tenant.to_owned(), user.map(str::to_owned));
+        let (db, tenant, users) = (self.db.clone(), tenant.to_owned(), users.map(<[_]>::to_vec));
         Box::pin(blocking(move || {
-            history::read(&db, &tenant, first, last, user.as_deref())
+            history::read(&db, &tenant, first, last, users.as_deref())
         }))
     }
 

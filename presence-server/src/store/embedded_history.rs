@@ -126,17 +126,19 @@ pub(super) fn read(
     tenant: &str,
     first: u32,
     last: u32,
-    user: Option<&str>,
+    users: Option<&[String]>,
 ) -> Result<HistoryRead, StoreError> {
     let txn = db.begin_read().map_err(u)?;
     let state = state_in(&txn, tenant)?;
     let table = txn.open_table(BUCKETS).map_err(u)?;
     let mut buckets = Vec::new();
-    match user {
-        Some(user) => {
+    match users {
+        Some(users) => {
             for day in first..=last {
-                if let Some(v) = table.get((tenant, day, user)).map_err(u)? {
-                    buckets.push((user.to_owned(), day, v.value().to_vec()));
+                for user in users {
+                    if let Some(v) = table.get((tenant, day, user.as_str())).map_err(u)? {
+                        buckets.push((user.clone(), day, v.value().to_vec()));
+                    }
                 }
             }
         }

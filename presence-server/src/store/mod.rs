@@ -236,13 +236,13 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreFuture<'_, bool>;
 
     /// The stored buckets of UTC days `first..=last` (every user's, or
-    /// `user`'s), with the state they were read with.
+    /// only `users`'), with the state they were read with.
     fn read_history(
         &self,
         tenant: &str,
         first: u32,
         last: u32,
-        user: Option<&str>,
+        users: Option<&[String]>,
     ) -> StoreFuture<'_, HistoryRead>;
 
     /// Erases `user`'s history (an LGPD/GDPR request): every bucket and the

@@ -464,11 +464,11 @@ impl Store for RedisStore {
         tenant: &str,
         first: u32,
         last: u32,
-        user: Option<&str>,
+        users: Option<&[String]>,
     ) -> StoreFuture<'_, HistoryRead> {
-        let (tenant, user) = (tenant.to_owned(), user.map(str::to_owned));
+        let (tenant, users) = (tenant.to_owned(), users.map(<[_]>::to_vec));
         Box::pin(async move {
-            self.get_history(&tenant, first, last, user.as_deref())
+            self.get_history(&tenant, first, last, users.as_deref())
                 .await
         })
     }

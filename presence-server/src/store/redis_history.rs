@@ -148,7 +148,7 @@ impl RedisStore {
         tenant: &str,
         first: u32,
         last: u32,
-        user: Option<&str>,
+        users: Option<&[String]>,
     ) -> Result<HistoryRead, StoreError> {
         let state = self.get_history_state(tenant).await?;
         let keys = HistoryKeys::new(tenant);
@@ -157,21 +157,26 @@ impl RedisStore {
         // Pipelines of at most a week of days, so one reply stays small.
         let days: Vec<u32> = (first..=last).collect();
         for chunk in days.chunks(7) {
+            if users.is_some_and(<[String]>::is_empty) {
+                break;
+            }
             let mut pipe = redis::pipe();
             for day in chunk {
-                match user {
-                    Some(u) => pipe.cmd("HGET").arg(keys.day(*day)).arg(u),
+                match users {
+                    Some(us) => pipe.cmd("HMGET").arg(keys.day(*day)).arg(us),
                     None => pipe.cmd("HGETALL").arg(keys.day(*day)),
                 };
             }
-            match user {
-                Some(u) => {
-                    let got: Vec<Option<Vec<u8>>> = bounded(pipe.query_async(&mut conn))
+            match users {
+                Some(us) => {
+                    let got: Vec<Vec<Option<Vec<u8>>>> = bounded(pipe.query_async(&mut conn))
                         .await?
                         .map_err(from_redis)?;
-                    for (day, b) in chunk.iter().zip(got) {
-                        if let Some(b) = b {
-                            buckets.push((u.to_owned(), *day, b));
+                    for (day, row) in chunk.iter().zip(got) {
+                        for (u, b) in us.iter().zip(row) {
+                            if let Some(b) = b {
+                                buckets.push((u.clone(), *day, b));
+                            }
                         }
                     }
                 }

@@ -615,14 +615,14 @@ pub async fn history_folds_once_erases_and_trims(store: &dyn Store) {
     };
     assert!(store.apply_history(t, (7, 0), &more).await.unwrap());
     let one = store
-        .read_history(t, d0 as u32, d0 as u32, Some("ann"))
+        .read_history(t, d0 as u32, d0 as u32, Some(&["ann".to_owned()]))
         .await
         .unwrap();
     assert_eq!(one.buckets.len(), 1);
     assert!(one.buckets[0].2.starts_with(&d0_bytes) && one.buckets[0].2.len() > d0_bytes.len());
     assert!(one.state.open.is_empty(), "bob's open interval was closed");
     assert!(store
-        .read_history(t, d0 as u32, d0 as u32, Some("bob"))
+        .read_history(t, d0 as u32, d0 as u32, Some(&["bob".to_owned()]))
         .await
         .unwrap()
         .buckets
@@ -655,6 +655,23 @@ pub async fn history_folds_once_erases_and_trims(store: &dyn Store) {
             .collect(),
     };
     assert!(store.apply_history(t, (9, 1), &late).await.unwrap());
+    // Some users' buckets only, of many days at once.
+    let some = store
+        .read_history(
+            t,
+            0,
+            d0 as u32 + 5,
+            Some(&["ann".to_owned(), "cid".to_owned()]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        some.buckets
+            .iter()
+            .map(|b| (b.0.as_str(), b.1))
+            .collect::<Vec<_>>(),
+        (0..3).map(|i| ("cid", d0 as u32 + i)).collect::<Vec<_>>()
+    );
     assert_eq!(store.trim_history(t, d0 as u32 + 2).await.unwrap(), 2);
     assert_eq!(store.trim_history(t, d0 as u32 + 2).await.unwrap(), 0);
     let left = store.read_history(t, 0, d0 as u32 + 5, None).await.unwrap();
