@@ -44,7 +44,7 @@ pub struct Latency {
 
 /// Commands Redis executed (those inside scripts included) and script calls
 /// (the round trips that carry presence operations).
-async fn redis_commands(
+pub async fn redis_commands(
     conn: &mut redis::aio::MultiplexedConnection,
 ) -> anyhow::Result<(u64, u64)> {
     let info: String = redis::cmd("INFO").arg("all").query_async(conn).await?;

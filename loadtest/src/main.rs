@@ -20,6 +20,7 @@ mod scaleout;
 mod soak;
 mod tab;
 mod tabs;
+mod tenants;
 mod webhook;
 mod wire;
 
@@ -159,6 +160,24 @@ enum Scenario {
         from: usize,
         #[arg(long)]
         to: usize,
+    },
+    /// Many tenants of a few users each (through the admin API, spread
+    /// over the hubs), then the idle cost: hub RSS and CPU, Redis commands
+    /// per second and memory.
+    Tenants {
+        #[arg(long, default_value_t = 1_000)]
+        tenants: usize,
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// Measure only (the tenants exist already).
+        #[arg(long)]
+        skip_fill: bool,
+        /// How long to measure the idle cluster, in seconds.
+        #[arg(long, default_value_t = 10)]
+        idle_secs: u64,
+        /// The Redis the hubs share, for its idle commands and memory.
+        #[arg(long)]
+        redis_url: Option<String>,
     },
     /// The ERP's directory sync: `--memberships` in one `POST .../batch`
     /// (users and teams made first), timed with the dashboards (one per
@@ -328,6 +347,18 @@ async fn main() -> anyhow::Result<()> {
         Scenario::ScaleoutWorker { from, to } => {
             one_process(to.saturating_sub(from))?;
             scaleout::worker(&ctx, from, to).await
+        }
+        Scenario::Tenants {
+            tenants: n,
+            users,
+            skip_fill,
+            idle_secs,
+            redis_url,
+        } => {
+            if n == 0 || n > 100_000 || users == 0 || users > 10_000 {
+                anyhow::bail!("1 to 100,000 tenants of 1 to 10,000 users");
+            }
+            tenants::run(&ctx, n, users, skip_fill, idle_secs, redis_url.as_deref()).await
         }
         Scenario::BulkSync {
             users,
