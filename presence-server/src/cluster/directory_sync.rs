@@ -67,6 +67,12 @@ pub trait SharedLog: Send + Sync + 'static {
     /// Every tenant id in the store.
     fn tenant_ids(&self) -> StoreFuture<'_, Vec<String>>;
 
+    /// One cheap round trip. Sent while the subscription is down: nothing
+    /// else may use the store's connection then (nothing is polled), and a
+    /// connection that gave up reconnecting fails the first command after
+    /// Redis returns (an admin request) instead of reconnecting for it.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
     /// Whether this node committed entry `v` of `tid` itself (so applied it
     /// already); forgets it either way.
     fn take_committed_here(&self, tid: &str, v: u64) -> bool;
@@ -149,9 +155,14 @@ impl Wake {
     }
 
     /// The subscription went up (after [`everything`](Self::everything)
-    /// was asked) or down.
+    /// was asked) or down. Down wakes the sync at once: Redis went away
+    /// under every connection, and the store's is pinged from now on so
+    /// that it reconnects (see [`SharedLog::ping`]).
     pub(crate) fn set_live(&self, live: bool) {
         self.live.store(live, Ordering::SeqCst);
+        if !live {
+            self.ready.notify_one();
+        }
     }
 
     fn take(&self) -> Pending {
@@ -183,15 +194,20 @@ async fn follow<L: SharedLog>(hub: &Hub, store: &L, wake: &Wake) {
     lag.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     let mut retry = false;
     loop {
+        let down = !wake.live.load(Ordering::SeqCst);
         tokio::select! {
             _ = safety.tick() => wake.everything(),
             () = wake.ready.notified() => {}
             _ = lag.tick() => {}
-            () = tokio::time::sleep(RETRY), if retry => {}
+            () = tokio::time::sleep(RETRY), if retry || down => {}
         }
         // Read before taking what is pending: live means every commit
         // before this moment was announced, so it is pending now or done.
         let live = wake.live.load(Ordering::SeqCst);
+        if !live {
+            // Keeps the store's connection reconnecting through an outage.
+            let _ = store.ping().await;
+        }
         let round = hub.now_ms();
         let todo = wake.take();
         let everything = todo.everything;

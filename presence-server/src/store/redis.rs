@@ -526,6 +526,16 @@ impl SharedLog for RedisStore {
         Box::pin(RedisStore::tenant_ids(self))
     }
 
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let _: String = bounded(redis::cmd("PING").query_async(&mut conn))
+                .await?
+                .map_err(from_redis)?;
+            Ok(())
+        })
+    }
+
     fn take_committed_here(&self, tid: &str, v: u64) -> bool {
         RedisStore::take_committed_here(self, tid, v)
     }
