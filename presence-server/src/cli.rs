@@ -311,6 +311,7 @@ impl ServeArgs {
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             event_retention: Duration::from_secs(self.event_retention_s),
             event_trim: Duration::from_millis(d::EVENT_TRIM_MS),
+            directory_poll: Duration::from_millis(d::DIRECTORY_POLL_MS),
             webhooks: crate::config::WebhookSettings {
                 // Checked by `setting_problems` before this is built.
                 allowed_hosts: self.webhook_policy().unwrap_or_default(),

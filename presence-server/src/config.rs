@@ -53,6 +53,10 @@ pub mod defaults {
     /// Not a setting: how often events past their tenant's retention are
     /// removed.
     pub const EVENT_TRIM_MS: u64 = 60_000;
+    /// Not a setting: cluster mode's safety poll of every held tenant's
+    /// directory version and of the tenant list, in case a notice on a
+    /// channel was lost while the subscription looked up.
+    pub const DIRECTORY_POLL_MS: u64 = 30_000;
     /// `PRESENCE_PING_INTERVAL_MS`.
     pub const PING_INTERVAL_MS: u64 = 25_000;
     /// `PRESENCE_PONG_TIMEOUT_MS`.
@@ -125,6 +129,11 @@ pub struct Config {
     /// How often events past their retention are removed.
     /// Default is [`defaults::EVENT_TRIM_MS`].
     pub event_trim: Duration,
+    /// Cluster mode: how often directory sync reads every held tenant's
+    /// version and the tenant list although no notice asked for it (it is
+    /// woken by notices on the tenants' channels, and reads everything after
+    /// every (re)subscription). Default is [`defaults::DIRECTORY_POLL_MS`].
+    pub directory_poll: Duration,
     /// Webhook delivery (SPEC §10).
     pub webhooks: WebhookSettings,
 
@@ -250,6 +259,7 @@ impl Default for Config {
             shutdown_grace: ms(d::SHUTDOWN_GRACE_MS),
             event_retention: Duration::from_secs(d::EVENT_RETENTION_S),
             event_trim: ms(d::EVENT_TRIM_MS),
+            directory_poll: ms(d::DIRECTORY_POLL_MS),
             webhooks: WebhookSettings::default(),
             ping_interval: ms(d::PING_INTERVAL_MS),
             pong_timeout: ms(d::PONG_TIMEOUT_MS),

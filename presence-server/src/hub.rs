@@ -77,6 +77,9 @@ pub struct Hub {
     /// Poked when a webhook is configured here, so its delivery starts at
     /// once (`webhook::supervisor`; other nodes' writes are found by its scan).
     webhooks_changed: tokio::sync::Notify,
+    /// Cluster mode: a tenant was created here or adopted, so the event
+    /// follower subscribes to its channel.
+    tenants_added: tokio::sync::Notify,
 }
 
 impl Hub {
@@ -138,6 +141,7 @@ impl Hub {
             cluster_url: OnceLock::new(),
             cluster_ready: std::sync::atomic::AtomicBool::new(false),
             webhooks_changed: tokio::sync::Notify::new(),
+            tenants_added: tokio::sync::Notify::new(),
             cluster_nodes: Mutex::new(Vec::new()),
             dev: OnceLock::new(),
         }))
@@ -319,6 +323,7 @@ impl Hub {
                     0,
                 );
                 map.insert(tid.to_owned(), t);
+                self.tenants_added.notify_one();
                 Ok(true)
             }
         }
@@ -339,6 +344,7 @@ impl Hub {
                     &self.feed,
                     0,
                 ));
+                self.tenants_added.notify_one();
                 true
             }
         }
@@ -451,6 +457,13 @@ impl Hub {
     /// (or at once when one came since the last wait).
     pub(crate) fn webhooks_changed(&self) -> tokio::sync::futures::Notified<'_> {
         self.webhooks_changed.notified()
+    }
+
+    /// Resolves once a tenant was added (created here or adopted) since the
+    /// last wait; the waiter compares [`tenant_ids`](Self::tenant_ids) with
+    /// what it knows.
+    pub(crate) fn tenants_added(&self) -> tokio::sync::futures::Notified<'_> {
+        self.tenants_added.notified()
     }
 
     /// The node's tasks.

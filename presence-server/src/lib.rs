@@ -51,7 +51,7 @@ pub use webhook::target::Policy as WebhookPolicy;
 /// run the script on a real Redis (`tests/it/cluster_script.rs`).
 #[doc(hidden)]
 pub mod cluster_wire {
-    pub use crate::cluster::keys::{PresenceKeys, EVENTS_CHANNEL};
+    pub use crate::cluster::keys::{tenant_channel, PresenceKeys};
     pub use crate::cluster::ops::{
         run_script, script, to_json, PresenceEvent, PresenceOp, StoredState,
     };

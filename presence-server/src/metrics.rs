@@ -339,8 +339,10 @@ impl Metrics {
         self.delivery_seconds[stamp.kind() as usize - 1].observe(stamp.seconds_until(Since::now()));
     }
 
-    /// Cluster mode: a directory sync round that began at `at_ms` (wall
-    /// clock) read every tenant's log up to the version it found.
+    /// Cluster mode: every directory write committed before `at_ms` (wall
+    /// clock) is applied: a directory sync round that began then read every
+    /// log it was asked to, with the subscription up (every other commit
+    /// would have been announced) or reading every held tenant's log.
     pub(crate) fn directory_synced(&self, at_ms: u64) {
         self.directory_synced_at_ms
             .fetch_max(at_ms, Ordering::Relaxed);

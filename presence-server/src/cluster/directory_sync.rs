@@ -2,6 +2,15 @@
 //! tailing each tenant's log in Redis, and picks up tenants created
 //! elsewhere.
 //!
+//! Nothing is polled while the subscription is up: a commit announces the
+//! tenant's new version on the tenant's channel, and a written tenant
+//! record its id on the tenant-created channel (`store/commit.lua`); the
+//! event follower (`cluster/tasks.rs`) hands both to [`Wake`], which wakes
+//! the tail of that tenant's log (or loads the new tenant). Every
+//! (re)subscription asks for everything (each held tenant's log and the
+//! list of tenants), as does a slow safety poll (`Config::directory_poll`,
+//! 30 s by default), so a lost message cannot strand a node for longer.
+//!
 //! Every log entry is applied in log order. A node applies its own write as
 //! soon as Redis acknowledges it, so its state is "the log up to the cursor,
 //! then its own later entries"; the replay skips those own entries until it
@@ -16,8 +25,11 @@
 //! one.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::Notify;
 
 use crate::directory::{TenantDir, Write};
 use crate::hub::Hub;
@@ -55,6 +67,12 @@ pub trait SharedLog: Send + Sync + 'static {
     /// Every tenant id in the store.
     fn tenant_ids(&self) -> StoreFuture<'_, Vec<String>>;
 
+    /// One cheap round trip. Sent while the subscription is down: nothing
+    /// else may use the store's connection then (nothing is polled), and a
+    /// connection that gave up reconnecting fails the first command after
+    /// Redis returns (an admin request) instead of reconnecting for it.
+    fn ping(&self) -> StoreFuture<'_, ()>;
+
     /// Whether this node committed entry `v` of `tid` itself (so applied it
     /// already); forgets it either way.
     fn take_committed_here(&self, tid: &str, v: u64) -> bool;
@@ -63,9 +81,11 @@ pub trait SharedLog: Send + Sync + 'static {
     fn forget_committed_here(&self, tid: &str, v: u64);
 }
 
-/// How often versions are polled: a write is visible on every node within
-/// this plus one round trip (SPEC §8.7 asks for 1 s).
-const POLL: Duration = Duration::from_millis(200);
+/// A failed read is retried after this.
+const RETRY: Duration = Duration::from_millis(200);
+/// While nothing happens, the sync lag metric is brought up to date this
+/// often (no Redis call: with the subscription up, nothing is pending).
+const LAG_TICK: Duration = Duration::from_secs(1);
 
 /// Where this node is in a tenant's log.
 #[derive(Debug, Clone)]
@@ -74,43 +94,188 @@ struct Cursor {
     last_id: String,
 }
 
+/// What directory sync has been asked to read, filled by the event follower
+/// (notices, new tenants, a (re)subscription) and by the safety poll.
+#[derive(Debug, Default)]
+pub(crate) struct Wake {
+    pending: parking_lot::Mutex<Pending>,
+    ready: Notify,
+    /// Whether the subscription is up, so that a tenant with no pending
+    /// notice has no unread commit.
+    live: AtomicBool,
+}
+
+#[derive(Debug, Default)]
+struct Pending {
+    /// Held tenants whose log may have new entries.
+    tenants: HashSet<String>,
+    /// Tenants announced as created (loaded unless held already).
+    created: HashSet<String>,
+    /// Every held tenant's log, and the list of tenants.
+    everything: bool,
+}
+
+impl Pending {
+    fn is_empty(&self) -> bool {
+        !self.everything && self.tenants.is_empty() && self.created.is_empty()
+    }
+
+    fn merge(&mut self, other: Pending) {
+        self.tenants.extend(other.tenants);
+        self.created.extend(other.created);
+        self.everything |= other.everything;
+    }
+}
+
+impl Wake {
+    /// A commit of `tid` was announced: read its log on.
+    pub(crate) fn tenant(&self, tid: &str) {
+        self.pending.lock().tenants.insert(tid.to_owned());
+        self.ready.notify_one();
+    }
+
+    /// `tids` were just subscribed to: read their logs on (commits made
+    /// before the subscription were not announced to this node).
+    pub(crate) fn tenants(&self, tids: &[String]) {
+        self.pending.lock().tenants.extend(tids.iter().cloned());
+        self.ready.notify_one();
+    }
+
+    /// A tenant record of `tid` was written: load it if it is new here.
+    pub(crate) fn created(&self, tid: String) {
+        self.pending.lock().created.insert(tid);
+        self.ready.notify_one();
+    }
+
+    /// Read every held tenant's log and the list of tenants (after a
+    /// (re)subscription, and on the safety poll).
+    pub(crate) fn everything(&self) {
+        self.pending.lock().everything = true;
+        self.ready.notify_one();
+    }
+
+    /// The subscription went up (after [`everything`](Self::everything)
+    /// was asked) or down. Down wakes the sync at once: Redis went away
+    /// under every connection, and the store's is pinged from now on so
+    /// that it reconnects (see [`SharedLog::ping`]).
+    pub(crate) fn set_live(&self, live: bool) {
+        self.live.store(live, Ordering::SeqCst);
+        if !live {
+            self.ready.notify_one();
+        }
+    }
+
+    fn take(&self) -> Pending {
+        std::mem::take(&mut *self.pending.lock())
+    }
+
+    /// What a round failed to read, for the next one (no wake-up: the
+    /// round retries after [`RETRY`]).
+    fn put_back(&self, failed: Pending) {
+        self.pending.lock().merge(failed);
+    }
+}
+
 /// Runs until the node begins to stop.
-pub(crate) async fn run<L: SharedLog>(hub: Arc<Hub>, store: Arc<L>) {
+pub(crate) async fn run<L: SharedLog>(hub: Arc<Hub>, store: Arc<L>, wake: Arc<Wake>) {
     tokio::select! {
-        _ = follow(&hub, &*store) => {}
+        _ = follow(&hub, &*store, &wake) => {}
         _ = hub.stopping() => {}
     }
 }
 
-async fn follow<L: SharedLog>(hub: &Hub, store: &L) {
+async fn follow<L: SharedLog>(hub: &Hub, store: &L, wake: &Wake) {
     let mut cursors: HashMap<String, Cursor> = HashMap::new();
-    let mut tick = tokio::time::interval(POLL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    // The first tick is at once: the first round reads everything, as the
+    // tenants were loaded before the subscription existed.
+    let mut safety = tokio::time::interval(hub.config.directory_poll);
+    safety.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut lag = tokio::time::interval(LAG_TICK);
+    lag.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut retry = false;
     loop {
-        tick.tick().await;
-        // Everything committed before this moment is applied once every
-        // read below succeeds: `presence_directory_sync_lag_seconds` counts
-        // from the start of the last round that read everything.
-        let round = hub.now_ms();
-        // A new tenant is a directory write too: looked for every poll.
-        let mut complete = discover_tenants(hub, store, &mut cursors).await;
-        for tid in hub.tenant_ids() {
-            // A tenant loaded at start-up (or adopted) starts after the
-            // snapshot it was loaded from; one created here starts at 0, and
-            // its entries are all own ones, skipped.
-            let cur = cursors.entry(tid.clone()).or_insert_with(|| Cursor {
-                version: store.loaded_version(&tid).unwrap_or(0),
-                last_id: "0".into(),
-            });
-            if let Err(e) = catch_up(hub, store, &tid, cur).await {
-                tracing::warn!(tenant = %tid, error = %e, "directory sync failed; will retry");
-                complete = false;
-            }
+        let down = !wake.live.load(Ordering::SeqCst);
+        tokio::select! {
+            _ = safety.tick() => wake.everything(),
+            () = wake.ready.notified() => {}
+            _ = lag.tick() => {}
+            () = tokio::time::sleep(RETRY), if retry || down => {}
         }
-        if complete {
+        // Read before taking what is pending: live means every commit
+        // before this moment was announced, so it is pending now or done.
+        let live = wake.live.load(Ordering::SeqCst);
+        if !live {
+            // Keeps the store's connection reconnecting through an outage.
+            let _ = store.ping().await;
+        }
+        let round = hub.now_ms();
+        let todo = wake.take();
+        let everything = todo.everything;
+        let failed = sync(hub, store, &mut cursors, todo).await;
+        retry = !failed.is_empty();
+        if !retry && (live || everything) {
+            // `presence_directory_sync_lag_seconds` counts from the last
+            // moment everything committed before it was known applied.
             hub.metrics.directory_synced(round);
         }
+        if retry {
+            wake.put_back(failed);
+        }
     }
+}
+
+/// Reads what `todo` asks for; returns what failed.
+async fn sync<L: SharedLog>(
+    hub: &Hub,
+    store: &L,
+    cursors: &mut HashMap<String, Cursor>,
+    todo: Pending,
+) -> Pending {
+    let mut failed = Pending::default();
+    // A new tenant is a directory write too.
+    let created: Vec<String> = if todo.everything {
+        match store.tenant_ids().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list the tenants; will retry");
+                failed.everything = true;
+                Vec::new()
+            }
+        }
+    } else {
+        todo.created.into_iter().collect()
+    };
+    for tid in created {
+        if hub.tenant(&tid).is_some() {
+            continue;
+        }
+        if let Err(e) = discover(hub, store, cursors, &tid).await {
+            tracing::warn!(tenant = %tid, error = %e, "cannot load a new tenant");
+            failed.created.insert(tid);
+        }
+    }
+    let tenants: Vec<String> = if todo.everything {
+        hub.tenant_ids()
+    } else {
+        todo.tenants.into_iter().collect()
+    };
+    for tid in tenants {
+        if hub.tenant(&tid).is_none() {
+            continue;
+        }
+        // A tenant loaded at start-up (or adopted) starts after the
+        // snapshot it was loaded from; one created here starts at 0, and
+        // its entries are all own ones, skipped.
+        let cur = cursors.entry(tid.clone()).or_insert_with(|| Cursor {
+            version: store.loaded_version(&tid).unwrap_or(0),
+            last_id: "0".into(),
+        });
+        if let Err(e) = catch_up(hub, store, &tid, cur).await {
+            tracing::warn!(tenant = %tid, error = %e, "directory sync failed; will retry");
+            failed.tenants.insert(tid);
+        }
+    }
+    failed
 }
 
 async fn catch_up<L: SharedLog>(
@@ -205,47 +370,33 @@ fn reload(hub: &Hub, tid: &str, snapshot: Vec<Write>) {
     t.apply(&writes, hub.now_ms(), &hub.metrics);
 }
 
-/// Adopts the tenants other nodes created; false when the store could not
-/// list them or one could not be loaded.
-async fn discover_tenants<L: SharedLog>(
+/// Adopts a tenant another node created, from a snapshot (the log is read
+/// on from it once its channel is subscribed to: `Hub::adopt_tenant` tells
+/// the event follower).
+async fn discover<L: SharedLog>(
     hub: &Hub,
     store: &L,
     cursors: &mut HashMap<String, Cursor>,
-) -> bool {
-    let Ok(ids) = store.tenant_ids().await else {
-        return false;
-    };
-    let mut complete = true;
-    for tid in ids {
-        if hub.tenant(&tid).is_some() {
-            continue;
+    tid: &str,
+) -> Result<(), StoreError> {
+    let (writes, version) = store.snapshot(tid).await?;
+    if let Some(Write::Tenant(rec)) = writes.first() {
+        let mut dir = TenantDir::new(rec.clone());
+        for w in &writes {
+            dir.apply(w);
         }
-        match store.snapshot(&tid).await {
-            Ok((writes, version)) => {
-                if let Some(Write::Tenant(rec)) = writes.first() {
-                    let mut dir = TenantDir::new(rec.clone());
-                    for w in &writes {
-                        dir.apply(w);
-                    }
-                    // The log is read on from the snapshot: replaying the
-                    // entries it already holds would walk watchers through
-                    // every older state again.
-                    if hub.adopt_tenant(dir) {
-                        cursors.insert(
-                            tid.clone(),
-                            Cursor {
-                                version,
-                                last_id: "0".into(),
-                            },
-                        );
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::warn!(tenant = %tid, error = %e, "cannot load a new tenant");
-                complete = false;
-            }
+        // The log is read on from the snapshot: replaying the entries it
+        // already holds would walk watchers through every older state
+        // again.
+        if hub.adopt_tenant(dir) {
+            cursors.insert(
+                tid.to_owned(),
+                Cursor {
+                    version,
+                    last_id: "0".into(),
+                },
+            );
         }
     }
-    complete
+    Ok(())
 }

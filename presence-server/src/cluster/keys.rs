@@ -17,9 +17,12 @@
 pub const TENANTS_KEY: &str = "presence:tenants";
 /// Sorted set: node id → last heartbeat (ms).
 pub const NODES_KEY: &str = "presence:nodes";
-/// Channel every presence transition (and forced offline) is published on.
-/// In a Redis Cluster, PUBLISH reaches every node.
-pub const EVENTS_CHANNEL: &str = "presence:events";
+/// Channel a commit that writes a tenant's record announces the tenant id
+/// on, so nodes learn of tenants created elsewhere without polling
+/// [`TENANTS_KEY`]. Not tagged and published with plain `PUBLISH`: in a
+/// Redis Cluster it reaches every node through the cluster bus, which is
+/// fine at the rate tenants are created or renamed.
+pub const TENANT_CREATED_CHANNEL: &str = "presence:tenant_created";
 /// Separates the two ids of a compound field: team and user in a members
 /// field, user and node in a lease member (`'\31'` in the Lua scripts).
 /// Ids cannot hold control characters (`directory::valid_id`).
@@ -33,6 +36,16 @@ fn tenant_key(tid: &str, suffix: &str) -> String {
         .replace('{', "%7B")
         .replace('}', "%7D");
     format!("presence:{{{tag}}}:{suffix}")
+}
+
+/// A tenant's channel: every presence transition (and forced offline) of
+/// the tenant, from `presence.lua`, and a notice of every directory batch
+/// committed for it, from `commit.lua`. Tagged like the tenant's keys, so
+/// on a Redis Cluster it is a sharded channel of the tenant's slot
+/// (`SPUBLISH` from the scripts, `SSUBSCRIBE` by the nodes holding it):
+/// its messages stay on that shard.
+pub fn tenant_channel(tid: &str) -> String {
+    tenant_key(tid, "notify")
 }
 
 /// The directory keys of one tenant (`store/commit.lua`'s `KEYS`).
@@ -185,6 +198,7 @@ mod tests {
                 h.days.clone(),
             ])
             .chain([h.day(0)])
+            .chain([tenant_channel(tid)])
             .collect()
     }
 
@@ -215,11 +229,12 @@ mod tests {
                 "presence:{acme}:history_erased",
                 "presence:{acme}:history_days",
                 "presence:{acme}:history:0",
+                "presence:{acme}:notify",
             ]
         );
         assert_eq!(TENANTS_KEY, "presence:tenants");
         assert_eq!(NODES_KEY, "presence:nodes");
-        assert_eq!(EVENTS_CHANNEL, "presence:events");
+        assert_eq!(TENANT_CREATED_CHANNEL, "presence:tenant_created");
         assert_eq!(member_field("ops", "ann"), "ops\u{1f}ann");
         assert_eq!(split_member_field("ops\u{1f}ann"), Some(("ops", "ann")));
     }
@@ -237,7 +252,7 @@ mod tests {
                 k.replace("{acme}", "{<tid>}")
                     .replace("history:0", "history:<day>")
             })
-            .chain([TENANTS_KEY, NODES_KEY, EVENTS_CHANNEL].map(str::to_owned))
+            .chain([TENANTS_KEY, NODES_KEY, TENANT_CREATED_CHANNEL].map(str::to_owned))
         {
             assert!(
                 section.contains(&format!("| `{k}` |")),

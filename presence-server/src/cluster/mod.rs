@@ -9,8 +9,11 @@
 //!   backing off per tenant when Redis refuses one's call.
 //! - [`tasks`]: [`start`] (the one wiring of cluster mode, every task it
 //!   spawns) and [`leave`], the event follower, heartbeat and dead-node sweep.
+//! - [`notify`]: the subscription to the held tenants' channels and the
+//!   tenant-created channel (sharded pub/sub on a Redis Cluster).
 //! - [`directory_sync`]: replays other nodes' directory writes through the
-//!   [`directory_sync::SharedLog`] trait it owns.
+//!   [`directory_sync::SharedLog`] trait it owns, woken by the notices of
+//!   their commits.
 //!
 //! May use: `hub` (to reach tenants), `presence` (the tenant's entry
 //! points and the engine's types), `store::redis` and `store::redis_conn`,
@@ -20,6 +23,7 @@
 pub mod directory_sync;
 pub mod keys;
 pub mod link;
+pub(crate) mod notify;
 pub mod op_queue;
 pub mod ops;
 pub mod tasks;

@@ -12,7 +12,7 @@ use presence_protocol::Reason;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::keys::{PresenceKeys, EVENTS_CHANNEL};
+use crate::cluster::keys::{tenant_channel, PresenceKeys};
 use crate::store::redis_conn::RedisConn;
 
 /// One operation of `cluster/presence.lua`.
@@ -155,7 +155,8 @@ pub fn to_json(ops: &[PresenceOp]) -> String {
 }
 
 /// Runs one tenant's batch (`to_json` of its operations, in order);
-/// returns how many events the script published.
+/// returns how many events the script published on the tenant's channel
+/// (`keys::tenant_channel`).
 ///
 /// # Errors
 /// Whatever Redis answers: an outage, or an error of the script itself
@@ -171,7 +172,10 @@ pub async fn run_script(
     for k in keys.in_script_order() {
         call.key(k);
     }
-    call.arg(tenant).arg(EVENTS_CHANNEL).arg(ops_json);
+    call.arg(tenant)
+        .arg(tenant_channel(tenant))
+        .arg(ops_json)
+        .arg(conn.publish_command());
     call.invoke_async(conn).await
 }
 

@@ -16,7 +16,10 @@
 -- KEYS[5] events  stream the feed: id "0-<cursor>", field e = the event JSON
 --                 {"id":"<tid>:<uid>:<v>","cursor","tenant","user","status",
 --                  "at","v","reason"}
--- ARGV[1] tenant id, ARGV[2] channel, ARGV[3] JSON array of operations:
+-- ARGV[1] tenant id, ARGV[2] the tenant's channel, ARGV[4] how to publish on
+-- it: 'SPUBLISH' on a Redis Cluster (a sharded channel of the tenant's slot,
+-- so the message stays on this shard), 'PUBLISH' on a single Redis;
+-- ARGV[3] JSON array of operations:
 --   {"op":"claim","u":uid,"n":node,"until":ms,"seen":ms,"now":ms}
 --   {"op":"release","u":uid,"n":node,"at":ms,"seen":ms}
 --   {"op":"force","u":uid,"at":ms,"close":code|0,"why":reason}
@@ -32,6 +35,10 @@
 
 local leases, state, claims, seq, events = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local tenant, channel = ARGV[1], ARGV[2]
+local publish = ARGV[4] or 'PUBLISH'
+if publish ~= 'PUBLISH' and publish ~= 'SPUBLISH' then
+  return redis.error_reply('ERR presence: unknown publish command ' .. publish)
+end
 local ops = cjson.decode(ARGV[3])
 local published = 0
 
@@ -61,7 +68,7 @@ local function emit(u, st, reason, force, close, forced_at)
       user = u, status = status, at = st.since, v = st.v, reason = reason,
     }))
   end
-  redis.call('PUBLISH', channel, cjson.encode({
+  redis.call(publish, channel, cjson.encode({
     t = tenant, u = u, s = st.s, since = st.since, v = st.v, seen = st.seen,
     force = force or false, close = close or 0, cursor = cursor, reason = reason,
     at = forced_at or 0,

@@ -4,21 +4,27 @@
 //! `cluster::op_queue`, the event follower, the heartbeat and dead-node
 //! sweep, and directory sync); [`leave`] is the graceful end.
 //!
+//! The event follower subscribes to the channel of every tenant the node
+//! holds and to the tenant-created channel (`cluster::notify`); presence
+//! events it applies, directory notices and new tenants it hands to
+//! directory sync (`directory_sync::Wake`).
+//!
 //! Invariant: no tenant lock is held across a Redis call. Tenants only push
 //! into an unbounded queue; these tasks do the I/O and take a tenant lock
 //! only to apply what Redis said.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::AsyncCommands;
 
 use crate::auth::Verifier;
-use crate::cluster::keys::{PresenceKeys, EVENTS_CHANNEL, NODES_KEY};
+use crate::cluster::directory_sync::Wake;
+use crate::cluster::keys::{PresenceKeys, NODES_KEY};
 use crate::cluster::link::ClusterHandle;
-use crate::cluster::ops::{ClusterMsg, PresenceEvent, PresenceOp, StoredState};
+use crate::cluster::notify::{self, Incoming, Notice};
+use crate::cluster::ops::{ClusterMsg, PresenceOp, StoredState};
 use crate::cluster::{directory_sync, op_queue};
 use crate::config::Config;
 use crate::hub::Hub;
@@ -87,25 +93,21 @@ pub async fn start(
                 .with_label_values(&["presence"]),
         },
     ));
-    hub.spawn(follow_until_shutdown(hub.clone(), url.to_owned()));
-    hub.spawn(directory_sync::run(hub.clone(), store));
+    let wake = Arc::new(Wake::default());
+    hub.spawn(follow_until_shutdown(
+        hub.clone(),
+        url.to_owned(),
+        wake.clone(),
+    ));
+    hub.spawn(directory_sync::run(hub.clone(), store, wake));
     tracing::info!(%node, "cluster mode");
     Ok(hub)
 }
 
 /// Follows events and heartbeats until the node begins to stop.
-async fn follow_until_shutdown(hub: Arc<Hub>, url: String) {
-    // Pub/sub needs a connection of its own. In a Redis Cluster, PUBLISH
-    // reaches every node, so subscribing on the node of the URL suffices.
-    let client = match redis::Client::open(url.as_str()) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "invalid Redis URL");
-            return;
-        }
-    };
+async fn follow_until_shutdown(hub: Arc<Hub>, url: String, wake: Arc<Wake>) {
     tokio::select! {
-        _ = run_events(hub.clone(), client, url.clone()) => {}
+        _ = run_events(hub.clone(), url.clone(), wake) => {}
         _ = run_heartbeat(hub.clone(), url) => {}
         _ = hub.stopping() => {}
     }
@@ -124,48 +126,94 @@ pub(crate) async fn connect(url: &str) -> RedisConn {
     }
 }
 
-/// Follows the event channel; after every (re)subscription re-sends this
-/// node's claims and reloads the global state, so nodes agree again soon
-/// after Redis comes back.
-async fn run_events(hub: Arc<Hub>, client: redis::Client, url: String) {
+/// Follows the held tenants' channels; after every (re)subscription
+/// re-sends this node's claims, reloads the global state and has directory
+/// sync read everything, so nodes agree again soon after Redis comes back.
+/// A tenant added later (created here or adopted) is subscribed to, then
+/// resynced the same way on its own.
+async fn run_events(hub: Arc<Hub>, url: String, wake: Arc<Wake>) {
+    // Commands (the resync's reads) on a connection of their own, which
+    // reconnects by itself; pub/sub on another, rebuilt after every loss.
+    let mut conn = connect(&url).await;
     loop {
-        let mut pubsub = match client.get_async_pubsub().await {
-            Ok(p) => p,
+        let (mut sink, mut messages) = match notify::open(&url, conn.is_cluster()).await {
+            Ok(s) => s,
             Err(e) => {
                 tracing::warn!(error = %e, "redis pub/sub unreachable; retrying");
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
             }
         };
-        if let Err(e) = pubsub.subscribe(EVENTS_CHANNEL).await {
+        let mut held: HashSet<String> = hub.tenant_ids().into_iter().collect();
+        let all: Vec<String> = held.iter().cloned().collect();
+        if let Err(e) = sink.subscribe_tenants(&all).await {
             tracing::warn!(error = %e, "subscribe failed; retrying");
+            tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
-        if let Err(e) = resync(&hub, &url).await {
+        // Subscribed: from here on every commit is announced, so what the
+        // logs hold now is all directory sync has to read.
+        wake.everything();
+        if let Err(e) = resync(&hub, &mut conn, &all).await {
             tracing::warn!(error = %e, "resync failed; reconnecting");
+            tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
+        wake.set_live(true);
         // Joined: ready from now on, also through later outages (a node that
         // lost Redis keeps serving its own tabs; a load balancer must not
         // drop it).
         hub.set_cluster_ready(true);
         set_up(&hub, true);
-        let mut stream = pubsub.into_on_message();
-        while let Some(msg) = stream.next().await {
-            let Ok(payload) = msg.get_payload::<String>() else {
-                continue;
-            };
-            match serde_json::from_str::<PresenceEvent>(&payload) {
-                Ok(ev) => {
-                    if let Some(t) = hub.tenant(&ev.t) {
-                        t.lock().apply_event(&ev, hub.now_ms(), &hub.metrics);
+        loop {
+            tokio::select! {
+                incoming = messages.next() => match incoming {
+                    Some(Incoming::Tenant(payload)) => on_notice(&hub, &wake, &payload),
+                    Some(Incoming::Created(tid)) => {
+                        if hub.tenant(&tid).is_none() {
+                            wake.created(tid);
+                        }
+                    }
+                    Some(Incoming::Lost) | None => break,
+                },
+                () = hub.tenants_added() => {
+                    let added: Vec<String> = hub
+                        .tenant_ids()
+                        .into_iter()
+                        .filter(|t| !held.contains(t))
+                        .collect();
+                    if let Err(e) = sink.subscribe_tenants(&added).await {
+                        tracing::warn!(error = %e, "subscribe failed; resubscribing");
+                        break;
+                    }
+                    held.extend(added.iter().cloned());
+                    // What was committed or published before the
+                    // subscription was not announced here.
+                    wake.tenants(&added);
+                    if let Err(e) = resync(&hub, &mut conn, &added).await {
+                        tracing::warn!(error = %e, "resync failed; resubscribing");
+                        break;
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "bad presence event"),
             }
         }
+        wake.set_live(false);
         set_up(&hub, false);
         tracing::warn!("redis pub/sub connection lost; resubscribing");
+    }
+}
+
+/// One payload of a tenant's channel: a presence event is applied; a
+/// directory notice wakes directory sync for the tenant.
+fn on_notice(hub: &Hub, wake: &Wake, payload: &str) {
+    match serde_json::from_str::<Notice>(payload) {
+        Ok(Notice::Presence(ev)) => {
+            if let Some(t) = hub.tenant(&ev.t) {
+                t.lock().apply_event(&ev, hub.now_ms(), &hub.metrics);
+            }
+        }
+        Ok(Notice::Directory { t, .. }) => wake.tenant(&t),
+        Err(e) => tracing::warn!(error = %e, "bad message on a tenant channel"),
     }
 }
 
@@ -188,27 +236,19 @@ fn set_up(hub: &Hub, up: bool) {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-enum ResyncError {
-    #[error(transparent)]
-    Connect(#[from] RedisConnError),
-    #[error(transparent)]
-    Redis(#[from] redis::RedisError),
-}
-
-/// Re-claims what this node holds and catches up on every tenant's state.
-/// A tenant whose state Redis refuses to hand over (bad data) is skipped:
-/// its own calls back off, and it must not keep every other tenant from
-/// joining.
-async fn resync(hub: &Hub, url: &str) -> Result<(), ResyncError> {
-    let mut conn = RedisConn::connect(url).await?;
+/// Re-claims what this node holds of `tenants` and catches up on their
+/// state. A tenant whose state Redis refuses to hand over (bad data) is
+/// skipped: its own calls back off, and it must not keep every other tenant
+/// from joining.
+async fn resync(hub: &Hub, conn: &mut RedisConn, tenants: &[String]) -> redis::RedisResult<()> {
     let now = hub.now_ms();
-    for (tid, t) in hub.tenants_snapshot() {
+    for tid in tenants {
+        let Some(t) = hub.tenant(tid) else { continue };
         t.lock().reclaim(now);
-        let state = PresenceKeys::new(&tid).state;
+        let state = PresenceKeys::new(tid).state;
         let all: HashMap<String, String> = match conn.hgetall(&state).await {
             Ok(all) => all,
-            Err(e) if op_queue::is_outage(&e) => return Err(e.into()),
+            Err(e) if op_queue::is_outage(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!(tenant = %tid, error = %e, "cannot read a tenant's presence state");
                 continue;
@@ -219,7 +259,7 @@ async fn resync(hub: &Hub, url: &str) -> Result<(), ResyncError> {
             let Ok(st) = serde_json::from_str::<StoredState>(&raw) else {
                 continue;
             };
-            t.apply_event(&st.into_event(&tid, u), now, &hub.metrics);
+            t.apply_event(&st.into_event(tid, u), now, &hub.metrics);
         }
     }
     Ok(())

@@ -14,8 +14,11 @@
 //! their order within a tenant). Each part is one call of `store/commit.lua`,
 //! which checks key types before writing anything (Redis does not roll back a
 //! script that fails half-way), applies the writes, drops the memberships of
-//! deleted teams, `INCR`s the version and `XADD`s the log entry. So a tenant's
-//! part is all-or-nothing and its log has exactly the batches that happened.
+//! deleted teams, `INCR`s the version, `XADD`s the log entry and announces the
+//! new version on the tenant's channel (and a written tenant record on the
+//! tenant-created channel), which wakes the other nodes' directory sync. So
+//! a tenant's part is all-or-nothing, its log has exactly the batches that
+//! happened, and none goes unannounced.
 //!
 //! `SADD presence:tenants` runs *before* the script of a part that writes the
 //! tenant record: if the script then fails, the set names a tenant with no
@@ -51,7 +54,10 @@ use redis::streams::StreamReadReply;
 use redis::{RedisError, Script};
 
 use crate::cluster::directory_sync::{LogEntry, SharedLog};
-use crate::cluster::keys::{member_field, split_member_field, DirectoryKeys, TENANTS_KEY};
+use crate::cluster::keys::{
+    member_field, split_member_field, tenant_channel, DirectoryKeys, TENANTS_KEY,
+    TENANT_CREATED_CHANNEL,
+};
 use crate::directory::{
     PresenceRecord, TeamRecord, TenantRecord, UserRecord, WebhookRecord, Write,
 };
@@ -229,7 +235,13 @@ impl RedisStore {
         }
         let entry = json(&writes);
         let maxlen = log_maxlen(entry.len());
-        call.arg(&self.node).arg(entry).arg(maxlen);
+        call.arg(&self.node)
+            .arg(entry)
+            .arg(maxlen)
+            .arg(tid)
+            .arg(conn.publish_command())
+            .arg(tenant_channel(tid))
+            .arg(TENANT_CREATED_CHANNEL);
         for w in writes {
             let (op, field, value) = encode(w);
             call.arg(op).arg(field).arg(value);
@@ -512,6 +524,16 @@ impl SharedLog for RedisStore {
 
     fn tenant_ids(&self) -> StoreFuture<'_, Vec<String>> {
         Box::pin(RedisStore::tenant_ids(self))
+    }
+
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        Box::pin(async move {
+            let mut conn = self.conn.clone();
+            let _: String = bounded(redis::cmd("PING").query_async(&mut conn))
+                .await?
+                .map_err(from_redis)?;
+            Ok(())
+        })
     }
 
     fn take_committed_here(&self, tid: &str, v: u64) -> bool {

@@ -90,6 +90,20 @@ impl RedisConn {
     pub fn is_cluster(&self) -> bool {
         matches!(self, RedisConn::Cluster(_))
     }
+
+    /// How the scripts publish on a tenant's channel: `SPUBLISH` on a Redis
+    /// Cluster, so a tenant's messages stay on its slot's shard instead of
+    /// crossing the cluster bus to every node; plain `PUBLISH` on a single
+    /// Redis, where both reach the same subscribers at the same cost and
+    /// the crate's single-server pub/sub speaks only `SUBSCRIBE` (and a
+    /// single Redis older than 7 keeps working).
+    pub fn publish_command(&self) -> &'static str {
+        if self.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
 }
 
 /// Asks the node itself; a standalone server answers `cluster_enabled:0`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use presence_protocol::Reason;
 use presence_server::cluster_wire::{self as ops, PresenceEvent, PresenceOp, StoredState};
-use presence_server::cluster_wire::{PresenceKeys, EVENTS_CHANNEL};
+use presence_server::cluster_wire::{tenant_channel, PresenceKeys};
 use presence_server::RedisConn;
 use serde_json::{json, Value};
 
@@ -104,7 +104,7 @@ async fn presence_lua_publishes_and_stores_what_the_hub_reads() {
     let redis = RedisServer::start().await;
     let client = redis::Client::open(redis.url()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
-    pubsub.subscribe(EVENTS_CHANNEL).await.unwrap();
+    pubsub.subscribe(tenant_channel("acme")).await.unwrap();
     let mut conn = RedisConn::connect(&redis.url()).await.unwrap();
 
     let published = ops::run_script(
@@ -124,7 +124,7 @@ async fn presence_lua_publishes_and_stores_what_the_hub_reads() {
             .await
             .expect("event published")
             .expect("subscription open");
-        assert_eq!(msg.get_channel_name(), EVENTS_CHANNEL);
+        assert_eq!(msg.get_channel_name(), tenant_channel("acme"));
         let payload: String = msg.get_payload().unwrap();
         let got: Value = serde_json::from_str(&payload).unwrap();
         assert_eq!(&got, want, "event {i}");

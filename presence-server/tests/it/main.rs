@@ -13,6 +13,7 @@ mod bad_input;
 mod batch;
 mod check;
 mod cluster_backoff;
+mod cluster_channels;
 mod cluster_faults;
 mod cluster_presence;
 mod cluster_script;
