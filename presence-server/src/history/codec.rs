@@ -109,10 +109,26 @@ pub(crate) struct Piece {
 
 /// The pieces of a bucket of day `day`; `None` when the bytes are not
 /// what [`pieces`] writes.
+#[cfg(test)]
 pub(crate) fn decode(day: u32, bytes: &[u8]) -> Option<Vec<Piece>> {
+    let mut out = Vec::new();
+    decode_into(day, bytes, &mut out).then_some(out)
+}
+
+/// [`decode`], appending to `out`; `false` (and `out` as it was) when the
+/// bytes are not what [`pieces`] writes.
+pub(crate) fn decode_into(day: u32, bytes: &[u8], out: &mut Vec<Piece>) -> bool {
+    let len = out.len();
+    let ok = decode_each(day, bytes, out).is_some();
+    if !ok {
+        out.truncate(len);
+    }
+    ok
+}
+
+fn decode_each(day: u32, bytes: &[u8], out: &mut Vec<Piece>) -> Option<()> {
     let base = u64::from(day) * DAY_MS;
     let mut at = 0;
-    let mut out = Vec::new();
     while at < bytes.len() {
         let off = get_varint(bytes, &mut at)?;
         let len = get_varint(bytes, &mut at)?;
@@ -130,7 +146,7 @@ pub(crate) fn decode(day: u32, bytes: &[u8]) -> Option<Vec<Piece>> {
             reason,
         });
     }
-    Some(out)
+    Some(())
 }
 
 /// A user's pieces (any order) joined into intervals: a piece marked as

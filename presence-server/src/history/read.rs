@@ -42,11 +42,9 @@ pub(crate) async fn intervals(
     let asked = |u: &str| wanted.as_ref().is_none_or(|w| w.contains(u));
     let mut pieces: HashMap<String, Vec<Piece>> = HashMap::new();
     for (u, day, bytes) in read.buckets {
-        match codec::decode(day, &bytes) {
-            Some(p) => pieces.entry(u).or_default().extend(p),
-            None => {
-                tracing::warn!(tenant = %tid, user = %u, day, "a history bucket does not decode")
-            }
+        let list = pieces.entry(u).or_default();
+        if !codec::decode_into(day, &bytes, list) {
+            tracing::warn!(tenant = %tid, day, "a history bucket does not decode");
         }
     }
     let mut open = read.state.open;

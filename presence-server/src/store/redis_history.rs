@@ -21,6 +21,12 @@ use crate::history::codec;
 use crate::history::fold::Batch;
 use crate::store::{HistoryRead, HistoryState, StoreError};
 
+/// One day's buckets: (user, packed pieces).
+type Rows = Vec<(String, Vec<u8>)>;
+
+/// Days read at once by a report.
+const DAYS_IN_FLIGHT: usize = 8;
+
 /// KEYS 1 state, 2 open, 3 days, 4.. the day hashes.
 /// ARGV 1 expected cursor, 2 expected generation, 3 new cursor, then
 /// `n` + n users to clear, `n` + n (user, from) to open, `n` + n
@@ -152,43 +158,45 @@ impl RedisStore {
     ) -> Result<HistoryRead, StoreError> {
         let state = self.get_history_state(tenant).await?;
         let keys = HistoryKeys::new(tenant);
-        let mut conn = self.conn();
-        let mut buckets = Vec::new();
-        // Pipelines of at most a week of days, so one reply stays small.
-        let days: Vec<u32> = (first..=last).collect();
-        for chunk in days.chunks(7) {
-            if users.is_some_and(<[String]>::is_empty) {
-                break;
-            }
-            let mut pipe = redis::pipe();
-            for day in chunk {
-                match users {
-                    Some(us) => pipe.cmd("HMGET").arg(keys.day(*day)).arg(us),
-                    None => pipe.cmd("HGETALL").arg(keys.day(*day)),
+        if users.is_some_and(<[String]>::is_empty) {
+            return Ok(HistoryRead {
+                state,
+                buckets: Vec::new(),
+            });
+        }
+        // One call per day, several in flight on the multiplexed
+        // connection: Redis answers one while the hub parses the last, and
+        // no reply holds more than a day.
+        let calls = (first..=last).map(|day| {
+            let mut conn = self.conn();
+            let key = keys.day(day);
+            async move {
+                let rows: Rows = match users {
+                    Some(us) => {
+                        let got: Vec<Option<Vec<u8>>> =
+                            bounded(redis::cmd("HMGET").arg(&key).arg(us).query_async(&mut conn))
+                                .await?
+                                .map_err(from_redis)?;
+                        us.iter()
+                            .zip(got)
+                            .filter_map(|(u, b)| Some((u.clone(), b?)))
+                            .collect()
+                    }
+                    None => bounded(redis::cmd("HGETALL").arg(&key).query_async(&mut conn))
+                        .await?
+                        .map_err(from_redis)?,
                 };
+                Ok::<_, StoreError>((day, rows))
             }
-            match users {
-                Some(us) => {
-                    let got: Vec<Vec<Option<Vec<u8>>>> = bounded(pipe.query_async(&mut conn))
-                        .await?
-                        .map_err(from_redis)?;
-                    for (day, row) in chunk.iter().zip(got) {
-                        for (u, b) in us.iter().zip(row) {
-                            if let Some(b) = b {
-                                buckets.push((u.clone(), *day, b));
-                            }
-                        }
-                    }
-                }
-                None => {
-                    let got: Vec<Vec<(String, Vec<u8>)>> = bounded(pipe.query_async(&mut conn))
-                        .await?
-                        .map_err(from_redis)?;
-                    for (day, rows) in chunk.iter().zip(got) {
-                        buckets.extend(rows.into_iter().map(|(u, b)| (u, *day, b)));
-                    }
-                }
-            }
+        });
+        use futures_util::{StreamExt, TryStreamExt};
+        let days: Vec<(u32, Rows)> = futures_util::stream::iter(calls)
+            .buffered(DAYS_IN_FLIGHT)
+            .try_collect()
+            .await?;
+        let mut buckets = Vec::new();
+        for (day, rows) in days {
+            buckets.extend(rows.into_iter().map(|(u, b)| (u, day, b)));
         }
         Ok(HistoryRead { state, buckets })
     }
