@@ -7,7 +7,7 @@
 //!
 //! A fold is one script that checks the cursor and generation and writes
 //! everything or nothing, so two keepers (ownership moving between nodes)
-//! never store a batch twice. Reads are plain pipelines, state first: a
+//! never store a batch twice. Reads are plain calls, state first: a
 //! fold stored between the two reads is also in the feed's tail the reader
 //! folds again, and joining the same interval twice gives it once.
 
