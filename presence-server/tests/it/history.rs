@@ -134,6 +134,16 @@ async fn logged_out_period(d: &Deployment, uid: &str) {
     wait_status(d, uid, "offline").await;
 }
 
+async fn profile(d: &Deployment, uid: &str, profile: &str) {
+    d.admin()
+        .ok(
+            "PUT",
+            &format!("/v1/tenants/{T}/users/{uid}"),
+            json!({ "profile": profile }),
+        )
+        .await;
+}
+
 async fn team(d: &Deployment, id: &str, members: &[(&str, &str)]) {
     let a = d.admin();
     a.ok(
@@ -382,12 +392,7 @@ async fn the_report_adds_up_each_day_per_user_and_per_team_in_json_and_csv(d: &D
 async fn a_supervisor_reads_only_their_teams_and_others_are_refused(d: &Deployment) {
     d.seed(T, &["ann", "bob", "sue", "sam", "boss"]).await;
     let a = d.admin();
-    a.ok(
-        "PUT",
-        &format!("/v1/tenants/{T}/users/boss"),
-        json!({"profile": "admin"}),
-    )
-    .await;
+    profile(d, "boss", "admin").await;
     // sue supervises sales (ann); bob is in support, which sue does not
     // supervise; sam is a plain member of sales.
     team(
@@ -451,12 +456,7 @@ async fn a_supervisor_reads_only_their_teams_and_others_are_refused(d: &Deployme
     // deactivated user reads nothing and, having left their teams, is read
     // by administrators only.
     d.seed(T, &["rita", "bea", "ivy"]).await;
-    a.ok(
-        "PUT",
-        &format!("/v1/tenants/{T}/users/rita"),
-        json!({"profile": "restricted"}),
-    )
-    .await;
+    profile(d, "rita", "restricted").await;
     team(
         d,
         "support",
