@@ -26,6 +26,7 @@ pub mod link;
 pub(crate) mod notify;
 pub mod op_queue;
 pub mod ops;
+pub(crate) mod owner;
 pub mod tasks;
 
 pub use tasks::{leave, start, StartError};

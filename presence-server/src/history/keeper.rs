@@ -13,7 +13,6 @@
 //! (`history::read`), so no reader sees that lag.
 
 use std::collections::HashMap;
-use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,24 +38,7 @@ const GATHER: Duration = Duration::from_secs(1);
 
 /// Whether this node keeps `tid`'s history now.
 fn owns(hub: &Hub, tid: &str) -> bool {
-    if hub.cluster_handle().is_none() {
-        return true;
-    }
-    let now = hub.now_ms();
-    let me = hub.config.node_id.as_str();
-    let weight = |node: &str| {
-        // SipHash with fixed keys: the same on every node of one build.
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        (tid, node).hash(&mut h);
-        h.finish()
-    };
-    hub.cluster_nodes()
-        .iter()
-        .filter(|(_, beat)| now.saturating_sub(*beat) <= crate::cluster::tasks::DEAD_AFTER_MS)
-        .map(|(n, _)| n.as_str())
-        .chain([me])
-        .max_by_key(|n| (weight(n), *n))
-        == Some(me)
+    crate::cluster::owner::is_owner(hub, tid, crate::cluster::tasks::DEAD_AFTER_MS)
 }
 
 /// Runs until the node begins to stop.

@@ -73,6 +73,11 @@ impl Deployment {
         }
     }
 
+    /// The URL of the cluster's Redis (`None` on a single node).
+    pub fn redis_url(&self) -> Option<String> {
+        self.redis.as_ref().map(RedisServer::url)
+    }
+
     pub fn is_cluster(&self) -> bool {
         self.redis.is_some()
     }

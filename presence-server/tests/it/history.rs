@@ -17,6 +17,7 @@ suite!(
     config = test_config();
     an_attendant_s_periods_become_intervals_with_the_reason_each_ended,
     tabs_on_two_nodes_make_one_interval,
+    a_keeper_stores_what_the_feed_holds,
     the_report_adds_up_each_day_per_user_and_per_team_in_json_and_csv,
     a_supervisor_reads_only_their_teams_and_others_are_refused,
     an_erasure_removes_the_history_and_the_report_s_times,
@@ -206,6 +207,52 @@ async fn an_attendant_s_periods_become_intervals_with_the_reason_each_ended(d: &
             "node {i}: {h}"
         );
         assert!(at[3] - at[2] >= 1_500, "idle after the timeout: {at:?}");
+    }
+}
+
+/// Some node folds the feed into the store (not only the readers' fold of
+/// the tail): in a cluster the shared state's cursor reaches the feed's
+/// last event within a few seconds (the keeper gathers for one), whichever
+/// node owns the tenant; then the feed can be trimmed and the history
+/// stays.
+async fn a_keeper_stores_what_the_feed_holds(d: &Deployment) {
+    d.seed(T, &["ann"]).await;
+    logged_out_period(d, "ann").await;
+    let page = d
+        .admin()
+        .ok(
+            "GET",
+            &format!("/v1/tenants/{T}/events?limit=1000"),
+            Value::Null,
+        )
+        .await;
+    let last = page["next"].as_u64().unwrap();
+    let before = online_on(d, 0, "ann").await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    if let Some(url) = d.redis_url() {
+        let client = redis::Client::open(url).unwrap();
+        let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let cursor: Option<u64> = redis::cmd("HGET")
+                .arg(format!("presence:{{{T}}}:history_state"))
+                .arg("cursor")
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            if cursor >= Some(last) {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no keeper stored the feed: cursor {cursor:?}, feed {last}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Every node still reads the same.
+    for i in 0..d.len() {
+        assert_eq!(online_on(d, i, "ann").await, before, "node {i}");
     }
 }
 
