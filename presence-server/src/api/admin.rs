@@ -145,17 +145,8 @@ fn tenant_view(hub: &Hub, t: &Tenant) -> TenantView {
         id: t.dir.tenant.id.clone(),
         user_limit: t.dir.tenant.user_limit,
         event_retention_s: hub.event_retention_s(t),
-        time_zone: t
-            .dir
-            .tenant
-            .time_zone
-            .clone()
-            .unwrap_or_else(|| "UTC".to_owned()),
-        history_retention_days: t
-            .dir
-            .tenant
-            .history_retention_days
-            .unwrap_or(crate::history::DEFAULT_RETENTION_DAYS),
+        time_zone: t.dir.tenant.time_zone_name().to_owned(),
+        history_retention_days: t.dir.tenant.history_days(),
         stats: t.stats(),
     }
 }

@@ -5,6 +5,7 @@
 //! administrator: everyone; a supervisor: their teams' members); the admin
 //! key reads everything. Only the admin key and administrators erase.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use axum::extract::State;
@@ -27,7 +28,7 @@ use crate::api::openapi::{NotFound, StoreUnavailable, Unauthenticated};
 use crate::directory::DirectoryError;
 use crate::history::range::{self, RangeError, Span};
 use crate::history::report::{self, Report, ReportTeam, ReportUser};
-use crate::history::{read, Interval, DEFAULT_RETENTION_DAYS};
+use crate::history::{read, Interval};
 use crate::hub::Hub;
 use crate::presence::visibility::{history_scope, HistoryScope};
 
@@ -81,22 +82,13 @@ fn context(t: &crate::presence::tenant::Tenant, reader: &Reader) -> Result<Conte
         Reader::User(u) => history_scope(&t.dir, u),
     }
     .ok_or(ApiError::Forbidden(NOT_A_READER))?;
-    let tz_name = t
-        .dir
-        .tenant
-        .time_zone
-        .clone()
-        .unwrap_or_else(|| "UTC".to_owned());
+    let tz_name = t.dir.tenant.time_zone_name().to_owned();
     // Checked when it was set; a zone the database lost reads as UTC.
     let tz = jiff::tz::db().get(&tz_name).unwrap_or(TimeZone::UTC);
     Ok(Context {
         tz_name,
         tz,
-        retention_days: t
-            .dir
-            .tenant
-            .history_retention_days
-            .unwrap_or(DEFAULT_RETENTION_DAYS),
+        retention_days: t.dir.tenant.history_days(),
         scope,
     })
 }
@@ -273,7 +265,7 @@ async fn attendance(
             })
         }
     };
-    let (c, mut users, teams) = hub.read(&tid, |t| {
+    let (c, mut users, teams, deleted) = hub.read(&tid, |t| {
         let c = context(t, &reader)?;
         let dir = &t.dir;
         if let Some(team) = &q.team {
@@ -320,7 +312,16 @@ async fn attendance(
                 members: dir.members_of(&team.id).map(|(u, _)| u.clone()).collect(),
             })
             .collect();
-        Ok((c, users, teams))
+        let deleted: HashSet<String> = users
+            .iter()
+            .filter(|u| {
+                dir.users
+                    .get(&u.id)
+                    .is_some_and(|r| r.state == UserState::Deleted)
+            })
+            .map(|u| u.id.clone())
+            .collect();
+        Ok((c, users, teams, deleted))
     })??;
     let span = span(&hub, &c, q.from.as_deref(), q.to.as_deref())?;
     // Everyone's days when the report covers the tenant; for a team, a
@@ -329,14 +330,6 @@ async fn attendance(
         (q.user.is_some() || q.team.is_some() || c.scope != HistoryScope::Everyone)
             .then(|| users.iter().map(|u| u.id.clone()).collect());
     let mut found = read::intervals(&hub, &tid, span.from_ms, span.to_ms, only.as_deref()).await?;
-    let deleted: std::collections::HashSet<String> = hub.read(&tid, |t| {
-        t.dir
-            .users
-            .values()
-            .filter(|u| u.state == UserState::Deleted)
-            .map(|u| u.id.clone())
-            .collect()
-    })?;
     for u in &mut users {
         u.intervals = found.intervals.remove(&u.id).unwrap_or_default();
     }

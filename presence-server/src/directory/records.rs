@@ -29,6 +29,20 @@ pub struct TenantRecord {
     pub history_retention_days: Option<u32>,
 }
 
+impl TenantRecord {
+    /// The tenant's time zone as shown and used: its IANA name, `UTC` when
+    /// it set none.
+    pub fn time_zone_name(&self) -> &str {
+        self.time_zone.as_deref().unwrap_or("UTC")
+    }
+
+    /// How many days the tenant's history is kept (90 when it set none).
+    pub fn history_days(&self) -> u32 {
+        self.history_retention_days
+            .unwrap_or(crate::history::DEFAULT_RETENTION_DAYS)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserRecord {
     pub id: String,

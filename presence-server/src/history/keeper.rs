@@ -20,7 +20,6 @@ use tokio_util::sync::CancellationToken;
 
 use crate::history::codec::{day_of, DAY_MS};
 use crate::history::fold::{fold, Batch};
-use crate::history::DEFAULT_RETENTION_DAYS;
 use crate::hub::Hub;
 use crate::store::{EventRead, HistoryState, StoreError};
 
@@ -144,13 +143,7 @@ async fn step(hub: &Hub, tid: &str, state: &mut Option<HistoryState>) -> Result<
 
 /// The retention of a tenant's history, in days.
 pub(crate) fn retention_days(hub: &Hub, tid: &str) -> Option<u32> {
-    hub.read(tid, |t| {
-        t.dir
-            .tenant
-            .history_retention_days
-            .unwrap_or(DEFAULT_RETENTION_DAYS)
-    })
-    .ok()
+    hub.read(tid, |t| t.dir.tenant.history_days()).ok()
 }
 
 /// Removes, in the tenants this node owns, the buckets older than the
