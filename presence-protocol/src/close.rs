@@ -21,6 +21,10 @@ pub const GOING_AWAY: u16 = 1001;
 /// The tab could not keep up with its outbound frames (a slow dashboard); its
 /// queue was dropped instead of growing. Reconnect to get a fresh snapshot.
 pub const SLOW_CONSUMER: u16 = 1013;
+/// The same code (RFC 6455 "Try Again Later") when the hub could not get
+/// the tab's tenant ready in time (cluster mode, Redis away): reconnect
+/// after a backoff.
+pub const TRY_AGAIN_LATER: u16 = 1013;
 /// Another connection took over the same tab id (a reload raced its own close).
 pub const REPLACED: u16 = 4000;
 /// RFC 6455 §7.4.1: a frame that breaks the framing rules.

@@ -130,6 +130,9 @@ pub struct ServeArgs {
     /// Cluster mode: another node takes a dead deliverer's tenants over within this.
     #[arg(long, env = "PRESENCE_WEBHOOK_LEASE_MS", default_value_t = d::WEBHOOK_LEASE_MS)]
     pub webhook_lease_ms: u64,
+    /// Cluster mode: a tenant nothing on this node used for this long is unloaded here.
+    #[arg(long, env = "PRESENCE_TENANT_EVICT_AFTER_MS", default_value_t = d::TENANT_EVICT_AFTER_MS)]
+    pub tenant_evict_after_ms: u64,
     /// A tab silent on the wire this long is pinged.
     #[arg(long, env = "PRESENCE_PING_INTERVAL_MS", default_value_t = d::PING_INTERVAL_MS)]
     pub ping_interval_ms: u64,
@@ -242,6 +245,7 @@ impl ServeArgs {
             ("PRESENCE_WEBHOOK_RETRY_MIN_MS", self.webhook_retry_min_ms),
             ("PRESENCE_WEBHOOK_TIMEOUT_MS", self.webhook_timeout_ms),
             ("PRESENCE_WEBHOOK_LEASE_MS", self.webhook_lease_ms),
+            ("PRESENCE_TENANT_EVICT_AFTER_MS", self.tenant_evict_after_ms),
         ] {
             if v == 0 {
                 problems.push(ConfigError::Zero(name));
@@ -312,6 +316,8 @@ impl ServeArgs {
             event_retention: Duration::from_secs(self.event_retention_s),
             event_trim: Duration::from_millis(d::EVENT_TRIM_MS),
             directory_poll: Duration::from_millis(d::DIRECTORY_POLL_MS),
+            tenant_evict_after: Duration::from_millis(self.tenant_evict_after_ms),
+            tenant_load_timeout: Duration::from_millis(d::TENANT_LOAD_TIMEOUT_MS),
             webhooks: crate::config::WebhookSettings {
                 // Checked by `setting_problems` before this is built.
                 allowed_hosts: self.webhook_policy().unwrap_or_default(),

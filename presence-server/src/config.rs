@@ -57,6 +57,11 @@ pub mod defaults {
     /// directory version and of the tenant list, in case a notice on a
     /// channel was lost while the subscription looked up.
     pub const DIRECTORY_POLL_MS: u64 = 30_000;
+    /// `PRESENCE_TENANT_EVICT_AFTER_MS`: cluster mode, how long a tenant
+    /// stays loaded on a node with nothing using it there.
+    pub const TENANT_EVICT_AFTER_MS: u64 = 300_000;
+    /// Cluster mode: how long a tab's `hello` waits for its tenant to load.
+    pub const TENANT_LOAD_TIMEOUT_MS: u64 = 10_000;
     /// `PRESENCE_PING_INTERVAL_MS`.
     pub const PING_INTERVAL_MS: u64 = 25_000;
     /// `PRESENCE_PONG_TIMEOUT_MS`.
@@ -134,6 +139,15 @@ pub struct Config {
     /// woken by notices on the tenants' channels, and reads everything after
     /// every (re)subscription). Default is [`defaults::DIRECTORY_POLL_MS`].
     pub directory_poll: Duration,
+    /// Cluster mode: a tenant with no tab, no watcher, no reader of its
+    /// feed and no local claim on this node, unused for this long, is
+    /// evicted (its memory and its channel given up; loaded again when
+    /// something needs it). Default is [`defaults::TENANT_EVICT_AFTER_MS`].
+    pub tenant_evict_after: Duration,
+    /// Cluster mode: how long a tab's `hello` waits for its tenant to load
+    /// before the tab is told to come back (1013).
+    /// Default is [`defaults::TENANT_LOAD_TIMEOUT_MS`].
+    pub tenant_load_timeout: Duration,
     /// Webhook delivery (SPEC §10).
     pub webhooks: WebhookSettings,
 
@@ -260,6 +274,8 @@ impl Default for Config {
             event_retention: Duration::from_secs(d::EVENT_RETENTION_S),
             event_trim: ms(d::EVENT_TRIM_MS),
             directory_poll: ms(d::DIRECTORY_POLL_MS),
+            tenant_evict_after: ms(d::TENANT_EVICT_AFTER_MS),
+            tenant_load_timeout: ms(d::TENANT_LOAD_TIMEOUT_MS),
             webhooks: WebhookSettings::default(),
             ping_interval: ms(d::PING_INTERVAL_MS),
             pong_timeout: ms(d::PONG_TIMEOUT_MS),

@@ -31,6 +31,23 @@ use crate::tasks::Tasks;
 
 pub type TenantRef = Arc<Mutex<Tenant>>;
 
+/// Cluster mode: how a node comes to hold a tenant it does not
+/// (`cluster::residency`). A single node holds every tenant from the start
+/// and has none.
+pub(crate) trait Residency: Send + Sync + 'static {
+    /// Loads `tid` into `hub` (subscribed to its channel, its directory and
+    /// presence read); nothing when the store has no such tenant.
+    fn load<'a>(&'a self, hub: &'a Hub, tid: &'a str) -> crate::store::StoreFuture<'a, ()>;
+    /// The tenants that have (or had) webhooks.
+    fn webhook_tenants(&self) -> crate::store::StoreFuture<'_, Vec<String>>;
+    /// Notes whether `tid` has webhooks (so their owner loads it).
+    fn mark_webhook_tenant<'a>(
+        &'a self,
+        tid: &'a str,
+        has: bool,
+    ) -> crate::store::StoreFuture<'a, ()>;
+}
+
 /// Why an admin write did not happen. Nothing changed in either case.
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
@@ -46,6 +63,10 @@ pub struct Hub {
     admin_key: Option<String>,
     store: Arc<dyn Store>,
     tenants: RwLock<HashMap<String, TenantRef>>,
+    /// Cluster mode: loads tenants on demand.
+    residency: OnceLock<Arc<dyn Residency>>,
+    /// Tenants being loaded, one load at a time per tenant.
+    loading: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     write_lock: tokio::sync::Mutex<()>,
     pub metrics: Metrics,
     pub clock: Clock,
@@ -83,7 +104,9 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// Builds the hub from what the store holds.
+    /// Builds the hub from what the store holds: every tenant on a single
+    /// node; none in cluster mode, where tenants are loaded when needed
+    /// ([`resident`](Self::resident)).
     ///
     /// # Errors
     /// The store cannot be read.
@@ -95,7 +118,12 @@ impl Hub {
         cluster: Option<ClusterHandle>,
     ) -> Result<Arc<Hub>, StoreError> {
         let mut dirs: HashMap<String, TenantDir> = HashMap::new();
-        for w in store.load().await? {
+        let writes = if cluster.is_none() {
+            store.load().await?
+        } else {
+            Vec::new()
+        };
+        for w in writes {
             match &w {
                 Write::Tenant(t) => dirs
                     .entry(t.id.clone())
@@ -129,6 +157,8 @@ impl Hub {
             admin_key,
             store,
             tenants: RwLock::new(tenants),
+            residency: OnceLock::new(),
+            loading: Mutex::new(HashMap::new()),
             write_lock: tokio::sync::Mutex::new(()),
             metrics,
             clock: Clock::new(),
@@ -159,8 +189,84 @@ impl Hub {
         self.admin_key.as_deref()
     }
 
+    /// The tenant if this node holds it now (see [`resident`](Self::resident)).
     pub fn tenant(&self, tid: &str) -> Option<TenantRef> {
         self.tenants.read().get(tid).cloned()
+    }
+
+    /// Cluster mode: how tenants are loaded. Set once, by `cluster::start`.
+    pub(crate) fn set_residency(&self, r: Arc<dyn Residency>) {
+        let _ = self.residency.set(r);
+    }
+
+    pub(crate) fn residency(&self) -> Option<&Arc<dyn Residency>> {
+        self.residency.get()
+    }
+
+    /// The tenant, loaded first when this node does not hold it (cluster
+    /// mode); `None` when no such tenant exists. Every use of a tenant from
+    /// outside (a tab's `hello`, an admin call, a feed reader, a webhook
+    /// delivery) comes through here, which marks it used now.
+    ///
+    /// # Errors
+    /// Cluster mode: Redis did not answer the load.
+    pub async fn resident(&self, tid: &str) -> Result<Option<TenantRef>, StoreError> {
+        if let Some(t) = self.touch(tid) {
+            return Ok(Some(t));
+        }
+        let Some(r) = self.residency.get().cloned() else {
+            return Ok(None);
+        };
+        let gate = self
+            .loading
+            .lock()
+            .entry(tid.to_owned())
+            .or_default()
+            .clone();
+        let out = async {
+            let _one = gate.lock().await;
+            if let Some(t) = self.touch(tid) {
+                return Ok(Some(t));
+            }
+            r.load(self, tid).await?;
+            Ok(self.touch(tid))
+        }
+        .await;
+        let mut loading = self.loading.lock();
+        // Ours and the map's: nobody else waits on it.
+        if Arc::strong_count(&gate) <= 2 {
+            loading.remove(tid);
+        }
+        out
+    }
+
+    fn touch(&self, tid: &str) -> Option<TenantRef> {
+        let t = self.tenant(tid)?;
+        t.lock().touched = self.now_ms();
+        Some(t)
+    }
+
+    /// Cluster mode: drops `tid` from this node if `unused` says so under
+    /// its lock; `then` runs before anyone can see it gone (a load of it
+    /// waits on the map lock), so what it queues comes before anything a
+    /// new load queues. Returns whether it went.
+    pub(crate) fn evict_if(
+        &self,
+        tid: &str,
+        unused: impl FnOnce(&Tenant) -> bool,
+        then: impl FnOnce(),
+    ) -> bool {
+        let mut map = self.tenants.write();
+        let Some(t) = map.get(tid) else {
+            return false;
+        };
+        if !unused(&t.lock()) {
+            return false;
+        }
+        map.remove(tid);
+        self.metrics.tenants_resident.set(map.len() as i64);
+        then();
+        true
     }
 
     /// Every tenant with its id, taken at once (no lock held afterwards).
@@ -322,28 +428,26 @@ impl Hub {
                     &self.feed,
                     0,
                 );
+                t.lock().touched = self.now_ms();
                 map.insert(tid.to_owned(), t);
+                self.metrics.tenants_resident.set(map.len() as i64);
                 self.tenants_added.notify_one();
                 Ok(true)
             }
         }
     }
 
-    /// Cluster mode: a tenant another node created. Kept if this node
-    /// created it meanwhile (its own copy is as new).
-    /// Returns whether it was adopted.
+    /// Cluster mode: a tenant loaded from Redis. Kept if this node created
+    /// it meanwhile (its own copy is as new). Returns whether it was adopted.
     pub fn adopt_tenant(&self, dir: TenantDir) -> bool {
         let mut map = self.tenants.write();
         match map.entry(dir.tenant.id.clone()) {
             std::collections::hash_map::Entry::Occupied(_) => false,
             std::collections::hash_map::Entry::Vacant(e) => {
-                e.insert(new_tenant(
-                    dir,
-                    &self.config,
-                    self.cluster.as_ref(),
-                    &self.feed,
-                    0,
-                ));
+                let t = new_tenant(dir, &self.config, self.cluster.as_ref(), &self.feed, 0);
+                t.lock().touched = self.now_ms();
+                e.insert(t);
+                self.metrics.tenants_resident.set(map.len() as i64);
                 self.tenants_added.notify_one();
                 true
             }

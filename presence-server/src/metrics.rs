@@ -160,6 +160,10 @@ pub struct Metrics {
     pub cluster_nodes: IntGauge,
     /// Cluster mode: presence operations queued and not yet in Redis.
     pub cluster_pending_operations: IntGauge,
+    /// Cluster mode: tenants this node holds now (loaded, not evicted).
+    pub tenants_resident: IntGauge,
+    /// Cluster mode: tenants this node evicted (unused for long).
+    pub tenants_evicted: IntCounter,
     /// Cluster mode: set at scrape time from `directory_synced_at_ms`.
     directory_sync_lag_seconds: Gauge,
     /// Cluster mode: wall-clock ms at which the last directory sync round
@@ -241,6 +245,15 @@ impl Metrics {
             "presence_cluster_pending_operations",
             "Cluster mode: presence operations queued on this node and not yet in Redis.",
         );
+        let tenants_resident = cluster_gauge(
+            "presence_tenants_resident",
+            "Cluster mode: tenants this node holds now (loaded when needed, evicted when unused).",
+        );
+        let tenants_evicted = IntCounter::new(
+            "presence_tenants_evicted_total",
+            "Cluster mode: tenants this node evicted after nothing used them for PRESENCE_TENANT_EVICT_AFTER_MS.",
+        )
+        .expect("valid metric name");
         let directory_sync_lag_seconds = Gauge::new(
             "presence_directory_sync_lag_seconds",
             "Cluster mode: this node has applied every directory write committed more than this long ago.",
@@ -251,6 +264,8 @@ impl Metrics {
             register(Box::new(redis_connected.clone()));
             register(Box::new(cluster_nodes.clone()));
             register(Box::new(cluster_pending_operations.clone()));
+            register(Box::new(tenants_resident.clone()));
+            register(Box::new(tenants_evicted.clone()));
             register(Box::new(directory_sync_lag_seconds.clone()));
         }
         // RSS, open files, CPU seconds, threads: read from /proc at scrape.
@@ -327,6 +342,8 @@ impl Metrics {
             redis_connected,
             cluster_nodes,
             cluster_pending_operations,
+            tenants_resident,
+            tenants_evicted,
             directory_sync_lag_seconds,
             directory_synced_at_ms: AtomicU64::new(0),
             registry,

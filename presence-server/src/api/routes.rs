@@ -31,10 +31,37 @@ use crate::hub::Hub;
 pub fn app(hub: Arc<Hub>) -> Router {
     let (router, _) = documented().split_for_parts();
     router
+        .route_layer(axum::middleware::from_fn_with_state(
+            hub.clone(),
+            load_tenant,
+        ))
         // Applies to the routes added so far, so it comes after all of them.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NoRoute })
         .with_state(hub)
+}
+
+/// A route under `/v1/tenants/{tid}` uses the tenant: in cluster mode it is
+/// loaded here first when this node does not hold it (`Hub::resident`), so
+/// a handler finds it held; a tenant that does not exist is left to the
+/// handler's 404.
+async fn load_tenant(
+    axum::extract::State(hub): axum::extract::State<Arc<Hub>>,
+    params: Result<axum::extract::RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let tid = params.ok().and_then(|p| {
+        p.iter()
+            .find_map(|(k, v)| (k == "tid").then(|| v.to_owned()))
+    });
+    if let Some(tid) = tid {
+        if let Err(e) = hub.resident(&tid).await {
+            return ApiError::from(e).into_response();
+        }
+    }
+    next.run(req).await
 }
 
 /// Every route with its documentation: the router `app` serves and the

@@ -1,15 +1,15 @@
 //! Cluster mode: applies the directory writes other nodes committed, by
-//! tailing each tenant's log in Redis, and picks up tenants created
-//! elsewhere.
+//! tailing the log in Redis of each tenant this node holds.
 //!
 //! Nothing is polled while the subscription is up: a commit announces the
-//! tenant's new version on the tenant's channel, and a written tenant
-//! record its id on the tenant-created channel (`store/commit.lua`); the
-//! event follower (`cluster/tasks.rs`) hands both to [`Wake`], which wakes
-//! the tail of that tenant's log (or loads the new tenant). Every
-//! (re)subscription asks for everything (each held tenant's log and the
-//! list of tenants), as does a slow safety poll (`Config::directory_poll`,
+//! tenant's new version on the tenant's channel (`store/commit.lua`); the
+//! event follower (`cluster/tasks.rs`) hands it to [`Wake`], which wakes
+//! the tail of that tenant's log. Every (re)subscription asks for every
+//! held tenant's log, as does a slow safety poll (`Config::directory_poll`,
 //! 30 s by default), so a lost message cannot strand a node for longer.
+//! A tenant is read from the version of the snapshot it was loaded from
+//! (`cluster::residency`); one evicted and loaded again starts over from
+//! its new snapshot.
 //!
 //! Every log entry is applied in log order. A node applies its own write as
 //! soon as Redis acknowledges it, so its state is "the log up to the cursor,
@@ -64,9 +64,6 @@ pub trait SharedLog: Send + Sync + 'static {
     /// are the state of (no entry at or below it needs replaying).
     fn snapshot<'a>(&'a self, tid: &'a str) -> StoreFuture<'a, (Vec<Write>, u64)>;
 
-    /// Every tenant id in the store.
-    fn tenant_ids(&self) -> StoreFuture<'_, Vec<String>>;
-
     /// One cheap round trip. Sent while the subscription is down: nothing
     /// else may use the store's connection then (nothing is polled), and a
     /// connection that gave up reconnecting fails the first command after
@@ -92,10 +89,13 @@ const LAG_TICK: Duration = Duration::from_secs(1);
 struct Cursor {
     version: u64,
     last_id: String,
+    /// The tenant as loaded when this cursor started: a tenant evicted and
+    /// loaded again is another one, read from its own snapshot.
+    of: std::sync::Weak<parking_lot::Mutex<crate::presence::tenant::Tenant>>,
 }
 
 /// What directory sync has been asked to read, filled by the event follower
-/// (notices, new tenants, a (re)subscription) and by the safety poll.
+/// (notices, a (re)subscription), by loads and by the safety poll.
 #[derive(Debug, Default)]
 pub(crate) struct Wake {
     pending: parking_lot::Mutex<Pending>,
@@ -109,20 +109,17 @@ pub(crate) struct Wake {
 struct Pending {
     /// Held tenants whose log may have new entries.
     tenants: HashSet<String>,
-    /// Tenants announced as created (loaded unless held already).
-    created: HashSet<String>,
-    /// Every held tenant's log, and the list of tenants.
+    /// Every held tenant's log.
     everything: bool,
 }
 
 impl Pending {
     fn is_empty(&self) -> bool {
-        !self.everything && self.tenants.is_empty() && self.created.is_empty()
+        !self.everything && self.tenants.is_empty()
     }
 
     fn merge(&mut self, other: Pending) {
         self.tenants.extend(other.tenants);
-        self.created.extend(other.created);
         self.everything |= other.everything;
     }
 }
@@ -134,21 +131,15 @@ impl Wake {
         self.ready.notify_one();
     }
 
-    /// `tids` were just subscribed to: read their logs on (commits made
-    /// before the subscription were not announced to this node).
+    /// `tids` were just subscribed to or loaded: read their logs on
+    /// (commits made before were not announced to this node).
     pub(crate) fn tenants(&self, tids: &[String]) {
         self.pending.lock().tenants.extend(tids.iter().cloned());
         self.ready.notify_one();
     }
 
-    /// A tenant record of `tid` was written: load it if it is new here.
-    pub(crate) fn created(&self, tid: String) {
-        self.pending.lock().created.insert(tid);
-        self.ready.notify_one();
-    }
-
-    /// Read every held tenant's log and the list of tenants (after a
-    /// (re)subscription, and on the safety poll).
+    /// Read every held tenant's log (after a (re)subscription, and on the
+    /// safety poll).
     pub(crate) fn everything(&self) {
         self.pending.lock().everything = true;
         self.ready.notify_one();
@@ -232,50 +223,46 @@ async fn sync<L: SharedLog>(
     todo: Pending,
 ) -> Pending {
     let mut failed = Pending::default();
-    // A new tenant is a directory write too.
-    let created: Vec<String> = if todo.everything {
-        match store.tenant_ids().await {
-            Ok(ids) => ids,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot list the tenants; will retry");
-                failed.everything = true;
-                Vec::new()
-            }
-        }
-    } else {
-        todo.created.into_iter().collect()
-    };
-    for tid in created {
-        if hub.tenant(&tid).is_some() {
-            continue;
-        }
-        if let Err(e) = discover(hub, store, cursors, &tid).await {
-            tracing::warn!(tenant = %tid, error = %e, "cannot load a new tenant");
-            failed.created.insert(tid);
-        }
-    }
     let tenants: Vec<String> = if todo.everything {
+        // Evicted tenants' cursors go with them.
+        cursors.retain(|tid, c| hub.tenant(tid).is_some_and(|t| is_of(c, &t)));
         hub.tenant_ids()
     } else {
         todo.tenants.into_iter().collect()
     };
     for tid in tenants {
-        if hub.tenant(&tid).is_none() {
+        let Some(t) = hub.tenant(&tid) else {
             continue;
+        };
+        // A tenant starts after the snapshot it was loaded from; one
+        // created here starts at 0, and its entries are all own ones,
+        // skipped.
+        let cur = cursors
+            .entry(tid.clone())
+            .or_insert_with(|| fresh(store, &tid, &t));
+        if !is_of(cur, &t) {
+            *cur = fresh(store, &tid, &t);
         }
-        // A tenant loaded at start-up (or adopted) starts after the
-        // snapshot it was loaded from; one created here starts at 0, and
-        // its entries are all own ones, skipped.
-        let cur = cursors.entry(tid.clone()).or_insert_with(|| Cursor {
-            version: store.loaded_version(&tid).unwrap_or(0),
-            last_id: "0".into(),
-        });
         if let Err(e) = catch_up(hub, store, &tid, cur).await {
             tracing::warn!(tenant = %tid, error = %e, "directory sync failed; will retry");
             failed.tenants.insert(tid);
         }
     }
     failed
+}
+
+/// Whether `c` is a cursor of the tenant as held now.
+fn is_of(c: &Cursor, t: &crate::hub::TenantRef) -> bool {
+    c.of.upgrade().is_some_and(|held| Arc::ptr_eq(&held, t))
+}
+
+/// A cursor at the snapshot `t` was loaded from.
+fn fresh<L: SharedLog>(store: &L, tid: &str, t: &crate::hub::TenantRef) -> Cursor {
+    Cursor {
+        version: store.loaded_version(tid).unwrap_or(0),
+        last_id: "0".into(),
+        of: Arc::downgrade(t),
+    }
 }
 
 async fn catch_up<L: SharedLog>(
@@ -368,35 +355,4 @@ fn reload(hub: &Hub, tid: &str, snapshot: Vec<Write>) {
         }
     }
     t.apply(&writes, hub.now_ms(), &hub.metrics);
-}
-
-/// Adopts a tenant another node created, from a snapshot (the log is read
-/// on from it once its channel is subscribed to: `Hub::adopt_tenant` tells
-/// the event follower).
-async fn discover<L: SharedLog>(
-    hub: &Hub,
-    store: &L,
-    cursors: &mut HashMap<String, Cursor>,
-    tid: &str,
-) -> Result<(), StoreError> {
-    let (writes, version) = store.snapshot(tid).await?;
-    if let Some(Write::Tenant(rec)) = writes.first() {
-        let mut dir = TenantDir::new(rec.clone());
-        for w in &writes {
-            dir.apply(w);
-        }
-        // The log is read on from the snapshot: replaying the entries it
-        // already holds would walk watchers through every older state
-        // again.
-        if hub.adopt_tenant(dir) {
-            cursors.insert(
-                tid.to_owned(),
-                Cursor {
-                    version,
-                    last_id: "0".into(),
-                },
-            );
-        }
-    }
-    Ok(())
 }

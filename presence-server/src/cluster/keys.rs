@@ -17,6 +17,21 @@
 pub const TENANTS_KEY: &str = "presence:tenants";
 /// Sorted set: node id → last heartbeat (ms).
 pub const NODES_KEY: &str = "presence:nodes";
+/// Sorted set: a node that left gracefully (its claim name) → the last
+/// lease end it handed off (ms): its registry's tenants are swept until
+/// then, as its leases end at their scores.
+pub const LEFT_KEY: &str = "presence:left";
+/// Set of the tenants that have (or had) webhooks, so the node that owns
+/// one's delivery loads it without every node holding every tenant.
+/// Added to before a batch that writes a webhook; a tenant found with none
+/// is taken out by the owner that holds it.
+pub const WEBHOOK_TENANTS_KEY: &str = "presence:webhook_tenants";
+/// The registry of node `node` (its claim name): the tenants where it may
+/// hold a lease, kept by its operation queue (`cluster::op_queue`), read by
+/// the sweep of a dead or departed node. Untagged.
+pub fn node_tenants(node: &str) -> String {
+    format!("presence:node:{node}:tenants")
+}
 /// Channel a commit that writes a tenant's record announces the tenant id
 /// on, so nodes learn of tenants created elsewhere without polling
 /// [`TENANTS_KEY`]. Not tagged and published with plain `PUBLISH`: in a
@@ -234,6 +249,9 @@ mod tests {
         );
         assert_eq!(TENANTS_KEY, "presence:tenants");
         assert_eq!(NODES_KEY, "presence:nodes");
+        assert_eq!(LEFT_KEY, "presence:left");
+        assert_eq!(WEBHOOK_TENANTS_KEY, "presence:webhook_tenants");
+        assert_eq!(node_tenants("n1#ab"), "presence:node:n1#ab:tenants");
         assert_eq!(TENANT_CREATED_CHANNEL, "presence:tenant_created");
         assert_eq!(member_field("ops", "ann"), "ops\u{1f}ann");
         assert_eq!(split_member_field("ops\u{1f}ann"), Some(("ops", "ann")));
@@ -252,7 +270,17 @@ mod tests {
                 k.replace("{acme}", "{<tid>}")
                     .replace("history:0", "history:<day>")
             })
-            .chain([TENANTS_KEY, NODES_KEY, TENANT_CREATED_CHANNEL].map(str::to_owned))
+            .chain(
+                [
+                    TENANTS_KEY,
+                    NODES_KEY,
+                    LEFT_KEY,
+                    WEBHOOK_TENANTS_KEY,
+                    TENANT_CREATED_CHANNEL,
+                ]
+                .map(str::to_owned),
+            )
+            .chain([node_tenants("<node>")])
         {
             assert!(
                 section.contains(&format!("| `{k}` |")),

@@ -11,6 +11,9 @@
 //!   spawns) and [`leave`], the event follower, heartbeat and dead-node sweep.
 //! - [`notify`]: the subscription to the held tenants' channels and the
 //!   tenant-created channel (sharded pub/sub on a Redis Cluster).
+//! - [`residency`]: a tenant loaded when something needs it here, evicted
+//!   when nothing did for a while, and the slow duties of tenants no node
+//!   holds.
 //! - [`directory_sync`]: replays other nodes' directory writes through the
 //!   [`directory_sync::SharedLog`] trait it owns, woken by the notices of
 //!   their commits.
@@ -27,6 +30,7 @@ pub(crate) mod notify;
 pub mod op_queue;
 pub mod ops;
 pub(crate) mod owner;
+pub(crate) mod residency;
 pub mod tasks;
 
 pub use tasks::{leave, start, StartError};

@@ -155,6 +155,18 @@ impl Sink {
     }
 }
 
+impl Sink {
+    /// Unsubscribes from the channel of `tid` (a tenant this node evicted).
+    pub(crate) async fn unsubscribe_tenant(&mut self, tid: &str) -> Result<(), SubscribeError> {
+        let ch = tenant_channel(tid);
+        match self {
+            Sink::Single(s) => bounded(s.unsubscribe(ch)).await?,
+            Sink::Cluster(c) => bounded(c.sunsubscribe(ch)).await?,
+        }
+        Ok(())
+    }
+}
+
 impl Messages {
     /// The next message; `None` when the connection is gone (as
     /// [`Incoming::Lost`]).

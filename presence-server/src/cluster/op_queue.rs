@@ -15,8 +15,15 @@
 //! A `Flush` is answered once every operation queued before it reached
 //! Redis; a tenant whose calls keep failing therefore holds it, and the one
 //! caller (shutdown's `cluster::leave`) waits for it with a deadline.
+//!
+//! The queue also keeps the node's registry (`keys::node_tenants`): the
+//! tenants where this node may hold a lease. A tenant is added before the
+//! first call that claims in it, and removed only after an `Unregister`
+//! with nothing queued before it and no claim after it, so the registry
+//! always covers every lease of the node in Redis. The dead-node sweep
+//! reads it (`cluster::tasks`), so no node sweeps tenants it never heard of.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use prometheus::{Histogram, IntGauge};
@@ -24,7 +31,9 @@ use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
+use crate::cluster::keys::node_tenants;
 use crate::cluster::ops::{self, ClusterMsg, PresenceOp};
+use crate::store::redis_conn::RedisConn;
 
 /// How long the whole queue waits after Redis was unreachable.
 pub(crate) const OUTAGE_RETRY: Duration = Duration::from_millis(200);
@@ -43,6 +52,9 @@ struct TenantOps {
     /// The last wait, while the tenant's calls keep failing.
     backoff: Option<Duration>,
     retry_at: Option<Instant>,
+    /// An `Unregister` came after the last claim: once `ops` is empty the
+    /// tenant leaves the node's registry.
+    unregister: bool,
 }
 
 /// Everything queued and not yet delivered; pure (time passed in).
@@ -53,13 +65,20 @@ pub(crate) struct Pending {
     /// Flushes in arrival order, each with the first place it does not
     /// wait for.
     flushes: VecDeque<(u64, oneshot::Sender<()>)>,
+    /// A `Reregister` came: the registry is written again before each
+    /// tenant's next claim.
+    reregister: bool,
 }
 
 impl Pending {
     pub fn push(&mut self, m: ClusterMsg) {
         match m {
             ClusterMsg::Op { tenant, op } => {
-                let ops = &mut self.tenants.entry(tenant).or_default().ops;
+                let t = self.tenants.entry(tenant).or_default();
+                if matches!(op, PresenceOp::Claim { .. }) {
+                    t.unregister = false;
+                }
+                let ops = &mut t.ops;
                 // The heartbeat queues a sweep per tenant every second: while
                 // a tenant's calls keep failing, consecutive sweeps become one
                 // (the later time, every dead node), so its queue stays
@@ -111,6 +130,10 @@ impl Pending {
                 ops.push_back((seq, op));
             }
             ClusterMsg::Flush(done) => self.flushes.push_back((self.next_seq, done)),
+            ClusterMsg::Reregister => self.reregister = true,
+            ClusterMsg::Unregister { tenant } => {
+                self.tenants.entry(tenant).or_default().unregister = true;
+            }
         }
     }
 
@@ -141,8 +164,19 @@ impl Pending {
         self.tenants.values().filter_map(|t| t.retry_at).min()
     }
 
+    /// Whether the tenant's next call claims (so the tenant must be in the
+    /// node's registry first).
+    pub fn claims(&self, tenant: &str) -> bool {
+        self.tenants.get(tenant).is_some_and(|t| {
+            t.ops
+                .iter()
+                .take(MAX_OPS_PER_CALL)
+                .any(|(_, op)| matches!(op, PresenceOp::Claim { .. }))
+        })
+    }
+
     /// The tenant's next call: its oldest operations as the script's JSON,
-    /// and how many they are.
+    /// and how many they are (0: only its unregistration is left).
     pub fn batch(&self, tenant: &str) -> (String, usize) {
         let Some(t) = self.tenants.get(tenant) else {
             return ("[]".into(), 0);
@@ -162,11 +196,18 @@ impl Pending {
             t.ops.drain(..n.min(t.ops.len()));
             t.backoff = None;
             t.retry_at = None;
-            if t.ops.is_empty() {
+            if t.ops.is_empty() && !t.unregister {
                 self.tenants.remove(tenant);
             }
         }
         self.answer_flushes();
+    }
+
+    /// The tenant left the node's registry (its queue was empty).
+    pub fn unregistered(&mut self, tenant: &str) {
+        if self.tenants.get(tenant).is_some_and(|t| t.ops.is_empty()) {
+            self.tenants.remove(tenant);
+        }
     }
 
     /// Redis refused the tenant's call: it waits, longer each time.
@@ -231,9 +272,17 @@ pub(crate) struct Gauges {
 
 /// Drains the queue until every sender is gone and what they queued is
 /// delivered (or, with the hub gone, Redis stopped taking it).
-pub(crate) async fn run(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>, m: Gauges) {
+pub(crate) async fn run(
+    url: String,
+    node: std::sync::Arc<str>,
+    mut rx: mpsc::UnboundedReceiver<ClusterMsg>,
+    m: Gauges,
+) {
     let script = ops::script();
     let mut conn = crate::cluster::tasks::connect(&url).await;
+    let registry = node_tenants(&node);
+    // Tenants this task put in the registry (and did not take out).
+    let mut registered: HashSet<String> = HashSet::new();
     let mut pending = Pending::default();
     let mut open = true;
     loop {
@@ -244,6 +293,9 @@ pub(crate) async fn run(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>
         // channel drained: everything not yet in Redis is in `pending`.
         m.pending.set(pending.len() as i64);
         pending.answer_flushes();
+        if std::mem::take(&mut pending.reregister) {
+            registered.clear();
+        }
         let ready = pending.ready(Instant::now());
         if ready.is_empty() {
             if !open && pending.is_empty() {
@@ -262,6 +314,33 @@ pub(crate) async fn run(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>
         let mut failed = false;
         for tenant in ready {
             let (json, n) = pending.batch(&tenant);
+            let registration = if n == 0 {
+                registry_call(&mut conn, "SREM", &registry, &tenant).await
+            } else if pending.claims(&tenant) && !registered.contains(&tenant) {
+                registry_call(&mut conn, "SADD", &registry, &tenant).await
+            } else {
+                Ok(())
+            };
+            if let Err(e) = registration {
+                if is_outage(&e) {
+                    tracing::warn!(error = %e, "redis unreachable for the node's registry; retrying");
+                    tokio::time::sleep(OUTAGE_RETRY).await;
+                    failed = true;
+                    break;
+                }
+                let wait = pending.refused(&tenant, Instant::now());
+                tracing::warn!(error = %e, tenant, ?wait, "the node's registry refused a tenant; retrying it later");
+                failed = true;
+                continue;
+            }
+            if n == 0 {
+                registered.remove(&tenant);
+                pending.unregistered(&tenant);
+                continue;
+            }
+            if pending.claims(&tenant) {
+                registered.insert(tenant.clone());
+            }
             let started = std::time::Instant::now();
             match ops::run_script(&script, &mut conn, &tenant, &json).await {
                 Ok(_) => {
@@ -288,6 +367,21 @@ pub(crate) async fn run(url: String, mut rx: mpsc::UnboundedReceiver<ClusterMsg>
             return;
         }
     }
+}
+
+/// `SADD` or `SREM` of `tenant` in the node's registry.
+async fn registry_call(
+    conn: &mut RedisConn,
+    cmd: &str,
+    registry: &str,
+    tenant: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd(cmd)
+        .arg(registry)
+        .arg(tenant)
+        .query_async::<i64>(conn)
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]
@@ -424,6 +518,38 @@ mod tests {
         let mut idle = flush(&mut p);
         p.answer_flushes();
         assert!(idle.try_recv().is_ok(), "nothing queued: answered at once");
+    }
+
+    #[test]
+    fn a_tenant_leaves_the_registry_after_what_was_queued_and_not_when_claimed_again() {
+        let claim = |until| ClusterMsg::Op {
+            tenant: "t".into(),
+            op: PresenceOp::Claim {
+                u: "ann".into(),
+                n: "n1".into(),
+                until,
+                seen: 0,
+                now: 0,
+            },
+        };
+        let unregister = || ClusterMsg::Unregister { tenant: "t".into() };
+        let mut p = Pending::default();
+        p.push(claim(10));
+        assert!(p.claims("t"));
+        p.push(op("t", 1));
+        p.push(unregister());
+        assert_eq!(p.batch("t").1, 2, "the operations go first");
+        p.delivered("t", 2);
+        assert!(!p.claims("t"));
+        assert_eq!(p.ready(Instant::now()), ["t"], "then the unregistration");
+        assert_eq!(p.batch("t").1, 0);
+        p.unregistered("t");
+        assert!(p.is_empty());
+        // A claim after the unregistration keeps the tenant registered.
+        p.push(unregister());
+        p.push(claim(20));
+        p.delivered("t", 1);
+        assert!(p.is_empty(), "nothing left: no unregistration");
     }
 
     #[test]

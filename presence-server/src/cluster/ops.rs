@@ -140,6 +140,14 @@ pub enum ClusterMsg {
     Op { tenant: String, op: PresenceOp },
     /// Answer once every operation queued before this one reached Redis.
     Flush(tokio::sync::oneshot::Sender<()>),
+    /// This node holds no claim in the tenant any more (it evicts it):
+    /// once everything queued for it is in Redis, take the tenant out of
+    /// the node's registry (`keys::node_tenants`), unless a claim came
+    /// after this.
+    Unregister { tenant: String },
+    /// The node's registry was lost (the others took this node for dead):
+    /// write it again before each tenant's next claim.
+    Reregister,
 }
 
 /// `presence.lua`, loaded once per task (EVALSHA, with a fallback to EVAL

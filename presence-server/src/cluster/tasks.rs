@@ -21,11 +21,12 @@ use redis::AsyncCommands;
 
 use crate::auth::Verifier;
 use crate::cluster::directory_sync::Wake;
-use crate::cluster::keys::{PresenceKeys, NODES_KEY};
+use crate::cluster::keys::{node_tenants, PresenceKeys, LEFT_KEY, NODES_KEY};
 use crate::cluster::link::ClusterHandle;
 use crate::cluster::notify::{self, Incoming, Notice};
 use crate::cluster::ops::{ClusterMsg, PresenceOp, StoredState};
-use crate::cluster::{directory_sync, op_queue};
+use crate::cluster::owner::owner_among;
+use crate::cluster::{directory_sync, op_queue, residency};
 use crate::config::Config;
 use crate::hub::Hub;
 use crate::store::redis::RedisStore;
@@ -64,7 +65,7 @@ pub async fn start(
     node: &str,
 ) -> Result<Arc<Hub>, StartError> {
     let conn = RedisConn::connect(url).await.map_err(StartError::Connect)?;
-    let store = Arc::new(RedisStore::new(conn, node));
+    let store = Arc::new(RedisStore::new(conn.clone(), node));
     let (handle, ops) = ClusterHandle::new(node, config.idle_timeout);
     let loaded_at = crate::clock::Clock::new().now_ms();
     let hub = Hub::new(config, verifier, admin_key, store.clone(), Some(handle))
@@ -84,6 +85,7 @@ pub async fn start(
     // reaches Redis; it is dropped at the shutdown deadline.
     hub.spawn(op_queue::run(
         url.to_owned(),
+        node.into(),
         ops,
         op_queue::Gauges {
             pending: hub.metrics.cluster_pending_operations.clone(),
@@ -94,20 +96,36 @@ pub async fn start(
         },
     ));
     let wake = Arc::new(Wake::default());
+    let (subs, subs_rx) = tokio::sync::mpsc::unbounded_channel();
+    let loader = Arc::new(residency::Loader::new(
+        store.clone(),
+        conn.clone(),
+        subs,
+        wake.clone(),
+    ));
+    hub.set_residency(loader.clone());
     hub.spawn(follow_until_shutdown(
         hub.clone(),
         url.to_owned(),
         wake.clone(),
+        subs_rx,
     ));
-    hub.spawn(directory_sync::run(hub.clone(), store, wake));
+    hub.spawn(directory_sync::run(hub.clone(), store.clone(), wake));
+    hub.spawn(residency::evict(hub.clone(), loader));
+    hub.spawn(residency::idle_duties(hub.clone(), store));
     tracing::info!(%node, "cluster mode");
     Ok(hub)
 }
 
 /// Follows events and heartbeats until the node begins to stop.
-async fn follow_until_shutdown(hub: Arc<Hub>, url: String, wake: Arc<Wake>) {
+async fn follow_until_shutdown(
+    hub: Arc<Hub>,
+    url: String,
+    wake: Arc<Wake>,
+    subs: tokio::sync::mpsc::UnboundedReceiver<Subscription>,
+) {
     tokio::select! {
-        _ = run_events(hub.clone(), url.clone(), wake) => {}
+        _ = run_events(hub.clone(), url.clone(), wake, subs) => {}
         _ = run_heartbeat(hub.clone(), url) => {}
         _ = hub.stopping() => {}
     }
@@ -126,12 +144,28 @@ pub(crate) async fn connect(url: &str) -> RedisConn {
     }
 }
 
+/// What residency asks of the event follower (`cluster::residency`).
+#[derive(Debug)]
+pub(crate) enum Subscription {
+    /// Subscribe to the tenant's channel (before it is loaded); answers
+    /// whether Redis confirmed it.
+    Add(String, tokio::sync::oneshot::Sender<bool>),
+    /// The tenant was evicted: unsubscribe unless it is held again.
+    Remove(String),
+}
+
 /// Follows the held tenants' channels; after every (re)subscription
 /// re-sends this node's claims, reloads the global state and has directory
 /// sync read everything, so nodes agree again soon after Redis comes back.
-/// A tenant added later (created here or adopted) is subscribed to, then
-/// resynced the same way on its own.
-async fn run_events(hub: Arc<Hub>, url: String, wake: Arc<Wake>) {
+/// A tenant loaded later is subscribed to before it is read
+/// ([`Subscription::Add`]); one created here is subscribed to, then
+/// resynced the same way on its own; an evicted one is unsubscribed from.
+async fn run_events(
+    hub: Arc<Hub>,
+    url: String,
+    wake: Arc<Wake>,
+    mut subs: tokio::sync::mpsc::UnboundedReceiver<Subscription>,
+) {
     // Commands (the resync's reads) on a connection of their own, which
     // reconnects by itself; pub/sub on another, rebuilt after every loss.
     let mut conn = connect(&url).await;
@@ -159,6 +193,7 @@ async fn run_events(hub: Arc<Hub>, url: String, wake: Arc<Wake>) {
             tokio::time::sleep(Duration::from_millis(250)).await;
             continue;
         }
+        after_rejoin(&hub, &all);
         wake.set_live(true);
         // Joined: ready from now on, also through later outages (a node that
         // lost Redis keeps serving its own tabs; a load balancer must not
@@ -169,12 +204,35 @@ async fn run_events(hub: Arc<Hub>, url: String, wake: Arc<Wake>) {
             tokio::select! {
                 incoming = messages.next() => match incoming {
                     Some(Incoming::Tenant(payload)) => on_notice(&hub, &wake, &payload),
+                    // A node loads a tenant when it needs it, not when it is created.
                     Some(Incoming::Created(tid)) => {
-                        if hub.tenant(&tid).is_none() {
-                            wake.created(tid);
-                        }
+                        tracing::trace!(tenant = %tid, "tenant created elsewhere; loaded here when needed");
                     }
                     Some(Incoming::Lost) | None => break,
+                },
+                Some(sub) = subs.recv() => match sub {
+                    Subscription::Add(tid, done) => {
+                        if held.contains(&tid) {
+                            let _ = done.send(true);
+                            continue;
+                        }
+                        if let Err(e) = sink.subscribe_tenants(std::slice::from_ref(&tid)).await {
+                            let _ = done.send(false);
+                            tracing::warn!(error = %e, "subscribe failed; resubscribing");
+                            break;
+                        }
+                        held.insert(tid);
+                        let _ = done.send(true);
+                    }
+                    Subscription::Remove(tid) => {
+                        if hub.tenant(&tid).is_some() || !held.remove(&tid) {
+                            continue;
+                        }
+                        if let Err(e) = sink.unsubscribe_tenant(&tid).await {
+                            tracing::warn!(error = %e, "unsubscribe failed; resubscribing");
+                            break;
+                        }
+                    }
                 },
                 () = hub.tenants_added() => {
                     let added: Vec<String> = hub
@@ -200,6 +258,48 @@ async fn run_events(hub: Arc<Hub>, url: String, wake: Arc<Wake>) {
         wake.set_live(false);
         set_up(&hub, false);
         tracing::warn!("redis pub/sub connection lost; resubscribing");
+    }
+}
+
+/// After every (re)subscription: Redis may have come back without its
+/// last writes (a restart that lost them), with leases that no node holds
+/// any more (a release it lost). They are not in any registry the leader
+/// sweeps while their nodes live, so the held tenants are swept here, now
+/// and once every lease written before has run out; and the registry is
+/// written again before the next claims.
+fn after_rejoin(hub: &Arc<Hub>, tenants: &[String]) {
+    let Some(handle) = hub.cluster_handle() else {
+        return;
+    };
+    let _ = handle.ops.send(ClusterMsg::Reregister);
+    if tenants.is_empty() {
+        return;
+    }
+    sweep_all(handle, hub.now_ms(), tenants);
+    // The longest lease a claim sets: the local deadline plus two renewals.
+    let longest = hub.config.idle_timeout + Duration::from_millis(2 * handle.renew_ms) + HEARTBEAT;
+    let later = hub.clone();
+    let handle = handle.clone();
+    let tenants = tenants.to_vec();
+    hub.spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep(longest) => sweep_all(&handle, later.now_ms(), &tenants),
+            _ = later.stopping() => {}
+        }
+    });
+}
+
+/// Queues a sweep of due leases in each of `tenants`.
+fn sweep_all(handle: &ClusterHandle, now: u64, tenants: &[String]) {
+    for tid in tenants {
+        let _ = handle.ops.send(ClusterMsg::Op {
+            tenant: tid.clone(),
+            op: PresenceOp::Sweep {
+                now,
+                dead: HashMap::new(),
+                silent: BTreeSet::new(),
+            },
+        });
     }
 }
 
@@ -240,7 +340,11 @@ fn set_up(hub: &Hub, up: bool) {
 /// state. A tenant whose state Redis refuses to hand over (bad data) is
 /// skipped: its own calls back off, and it must not keep every other tenant
 /// from joining.
-async fn resync(hub: &Hub, conn: &mut RedisConn, tenants: &[String]) -> redis::RedisResult<()> {
+pub(crate) async fn resync(
+    hub: &Hub,
+    conn: &mut RedisConn,
+    tenants: &[String],
+) -> redis::RedisResult<()> {
     let now = hub.now_ms();
     for tid in tenants {
         let Some(t) = hub.tenant(tid) else { continue };
@@ -265,7 +369,16 @@ async fn resync(hub: &Hub, conn: &mut RedisConn, tenants: &[String]) -> redis::R
     Ok(())
 }
 
-/// Heartbeats this node and asks every tenant to sweep due and dead leases.
+/// Heartbeats this node; on the sweep leader, sweeps the tenants of every
+/// node that is late, dead or departed.
+///
+/// Only those tenants can hold a lease that ends without its node saying
+/// so: a live node releases its own claims at its local deadlines. Which
+/// tenants they are is in each node's registry (`keys::node_tenants`, kept
+/// by `op_queue`), so an idle cluster sends heartbeats and nothing else,
+/// however many tenants it has. The leader is one node, chosen by
+/// rendezvous hashing over the nodes whose heartbeat is on time; while two
+/// nodes disagree both sweep, which is harmless (a sweep is idempotent).
 async fn run_heartbeat(hub: Arc<Hub>, url: String) {
     let mut conn = connect(&url).await;
     let Some(handle) = hub.cluster_handle() else {
@@ -277,27 +390,45 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
     loop {
         tick.tick().await;
         let now = hub.now_ms();
-        let beat: redis::RedisResult<Vec<(String, f64)>> = async {
-            conn.zadd::<_, _, _, ()>(NODES_KEY, &*handle.node, now)
-                .await?;
-            conn.zrange_withscores(NODES_KEY, 0, -1).await
+        type Beat = (i64, Vec<(String, f64)>, Vec<(String, f64)>);
+        let beat: redis::RedisResult<Beat> = async {
+            let added: i64 = conn.zadd(NODES_KEY, &*handle.node, now).await?;
+            let nodes = conn.zrange_withscores(NODES_KEY, 0, -1).await?;
+            let left = conn.zrange_withscores(LEFT_KEY, 0, -1).await?;
+            Ok((added, nodes, left))
         }
         .await;
-        let nodes = match beat {
-            Ok(n) => n,
+        let (added, nodes, left) = match beat {
+            Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "heartbeat failed");
                 continue;
             }
         };
+        if added > 0 {
+            // Not in the set (the first beat, or the others took this node
+            // for dead and removed it with its registry): the registry is
+            // written again before the next claim of every tenant.
+            let _ = handle.ops.send(ClusterMsg::Reregister);
+        }
         hub.set_cluster_nodes(nodes.iter().map(|(n, t)| (n.clone(), *t as u64)).collect());
         let alive = nodes
             .iter()
             .filter(|(_, last)| now.saturating_sub(*last as u64) <= DEAD_AFTER_MS)
             .count();
         hub.metrics.cluster_nodes.set(alive as i64);
+        let on_time = nodes
+            .iter()
+            .filter(|(_, last)| now.saturating_sub(*last as u64) <= SILENT_AFTER_MS)
+            .map(|(n, _)| n.as_str())
+            .chain([&*handle.node]);
+        if owner_among(SWEEP_DUTY, on_time) != Some(&*handle.node) {
+            continue;
+        }
         let mut dead = HashMap::new();
         let mut silent = BTreeSet::new();
+        // Nodes whose registry's tenants are swept this round.
+        let mut late = Vec::new();
         for (node, last) in nodes {
             let last = last as u64;
             if now.saturating_sub(last) <= SILENT_AFTER_MS {
@@ -306,19 +437,37 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
             if now.saturating_sub(last) <= DEAD_AFTER_MS {
                 // Not dead yet, but a lease of its that ends now ends
                 // because the node did not release it: the feed says so.
-                silent.insert(node);
+                silent.insert(node.clone());
+                late.push(node);
                 continue;
             }
             // A dead node's users interacted at the latest one heartbeat
             // after its last one: they go offline a timeout after that.
             let cutoff = last + HEARTBEAT.as_millis() as u64 + idle_ms;
             if now > cutoff + 60_000 {
-                let _: redis::RedisResult<()> = conn.zrem(NODES_KEY, &node).await;
+                // Its leases ended at the cutoff, a minute ago.
+                forget_node(&mut conn, NODES_KEY, &node).await;
             } else {
-                dead.insert(node, cutoff);
+                dead.insert(node.clone(), cutoff);
+                late.push(node);
             }
         }
-        for tid in hub.tenant_ids() {
+        for (node, until) in left {
+            // Its leases end at their scores, all by `until`.
+            if now > until as u64 + 5_000 {
+                forget_node(&mut conn, LEFT_KEY, &node).await;
+            } else {
+                late.push(node);
+            }
+        }
+        let mut tenants = BTreeSet::new();
+        for node in &late {
+            match conn.smembers::<_, Vec<String>>(node_tenants(node)).await {
+                Ok(ts) => tenants.extend(ts),
+                Err(e) => tracing::warn!(error = %e, %node, "cannot read a node's registry"),
+            }
+        }
+        for tid in tenants {
             let _ = handle.ops.send(ClusterMsg::Op {
                 tenant: tid,
                 op: PresenceOp::Sweep {
@@ -331,10 +480,21 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
     }
 }
 
+/// The name the sweep leader is chosen by (`cluster::owner`).
+const SWEEP_DUTY: &str = "\u{1f}sweep";
+
+/// A node whose leases have all ended: its registry and its entry in `set`
+/// go.
+async fn forget_node(conn: &mut RedisConn, set: &str, node: &str) {
+    let _: redis::RedisResult<()> = conn.del(node_tenants(node)).await;
+    let _: redis::RedisResult<()> = conn.zrem(set, node).await;
+}
+
 /// Graceful shutdown: leases cut to exact deadlines, queued operations
 /// flushed (for at most 3 s: a tenant whose calls Redis keeps refusing
-/// would hold the flush), and this node removed from the heartbeat set (its
-/// claims then end at their scores instead of at a dead node's cutoff).
+/// would hold the flush), and this node moved from the heartbeat set to
+/// the departed ones (its claims then end at their scores instead of at a
+/// dead node's cutoff, swept by the leader).
 pub async fn leave(hub: &Hub, url: &str) {
     let Some(handle) = hub.cluster_handle() else {
         return;
@@ -348,6 +508,10 @@ pub async fn leave(hub: &Hub, url: &str) {
         let _ = tokio::time::timeout(Duration::from_secs(3), flushed).await;
     }
     if let Ok(mut conn) = RedisConn::connect(url).await {
+        // Departed before removed, so the sweep leader always knows whose
+        // registry to sweep: the handed-off leases end by then.
+        let until = now + hub.config.idle_timeout.as_millis() as u64;
+        let _: redis::RedisResult<()> = conn.zadd(LEFT_KEY, &*handle.node, until).await;
         let _: redis::RedisResult<()> = conn.zrem(NODES_KEY, &*handle.node).await;
     }
 }

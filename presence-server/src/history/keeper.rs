@@ -1,11 +1,16 @@
-//! Each node folds the feed of the tenants it owns into the stored history.
+//! Each node folds the feed of the tenants it holds into the stored history.
 //!
-//! Ownership: a single node owns every tenant; in a cluster each tenant
-//! goes to one of the live nodes by rendezvous hashing of (tenant, node)
-//! over the heartbeat's members, so a node joining or dying moves only its
-//! share. Two nodes may both think they own a tenant for a heartbeat (views
-//! differ); the store's check of the cursor makes one of them store and the
-//! other reload, so that costs work, never correctness.
+//! A single node holds and owns every tenant. In a cluster a tenant is held
+//! by the nodes that serve it (`cluster::residency`), and each has a keeper;
+//! its owner (rendezvous hashing of (tenant, node) over the heartbeat's
+//! members) folds after [`GATHER`], the others only [`LATE`] later, reading
+//! the stored state again first, so they find the owner's fold and do
+//! nothing unless the owner does not hold the tenant. When two fold the
+//! same events, the store's check of the cursor makes one of them store and
+//! the other reload, so that costs work, never correctness. What happens in
+//! a tenant no node holds (a dead node's users ended by the sweep) is
+//! folded by its owner's hourly round (`residency::idle_duties`), or at the
+//! next load.
 //!
 //! A keeper waits on the tenant's feed watch (moved by every commit or
 //! published event), then lets events gather for a second, so a busy
@@ -34,6 +39,9 @@ const BACKOFF: Duration = Duration::from_millis(500);
 /// rate of transitions (on a single node each is a redb transaction on
 /// the committer's disk). Readers never see the lag: they fold the tail.
 const GATHER: Duration = Duration::from_secs(1);
+/// How much later than the owner a keeper that does not own its tenant
+/// looks at the feed.
+const LATE: Duration = Duration::from_secs(5);
 
 /// Whether this node keeps `tid`'s history now.
 fn owns(hub: &Hub, tid: &str) -> bool {
@@ -50,16 +58,16 @@ pub(crate) async fn run(hub: Arc<Hub>) {
             _ = tick.tick() => {}
             _ = hub.stopping() => break,
         }
-        let ids = hub.tenant_ids();
+        let ids: std::collections::HashSet<String> = hub.tenant_ids().into_iter().collect();
         keepers.retain(|tid, token| {
-            let keep = ids.contains(tid) && owns(&hub, tid);
+            let keep = ids.contains(tid);
             if !keep {
                 token.cancel();
             }
             keep
         });
         for tid in ids {
-            if keepers.contains_key(&tid) || !owns(&hub, &tid) {
+            if keepers.contains_key(&tid) {
                 continue;
             }
             let token = CancellationToken::new();
@@ -80,6 +88,10 @@ async fn keep(hub: Arc<Hub>, tid: String, stop: CancellationToken) {
     };
     let mut state: Option<HistoryState> = None;
     while !stop.is_cancelled() {
+        if !owns(&hub, &tid) {
+            // The owner may have folded: see what it stored.
+            state = None;
+        }
         let step = step(&hub, &tid, &mut state).await;
         match step {
             Ok(true) => continue,
@@ -89,8 +101,13 @@ async fn keep(hub: Arc<Hub>, tid: String, stop: CancellationToken) {
                     _ = stop.cancelled() => return,
                     _ = hub.stopping() => return,
                 }
+                let wait = if owns(&hub, &tid) {
+                    GATHER
+                } else {
+                    GATHER + LATE
+                };
                 tokio::select! {
-                    _ = tokio::time::sleep(GATHER) => {}
+                    _ = tokio::time::sleep(wait) => {}
                     _ = stop.cancelled() => return,
                     _ = hub.stopping() => return,
                 }
@@ -141,6 +158,17 @@ async fn step(hub: &Hub, tid: &str, state: &mut Option<HistoryState>) -> Result<
     Ok(true)
 }
 
+/// Folds everything the feed of `tid` holds after the stored cursor (a
+/// tenant no keeper runs for).
+///
+/// # Errors
+/// The store failed; what was folded before stays folded.
+pub(crate) async fn catch_up(hub: &Hub, tid: &str) -> Result<(), StoreError> {
+    let mut state = None;
+    while step(hub, tid, &mut state).await? {}
+    Ok(())
+}
+
 /// The retention of a tenant's history, in days.
 pub(crate) fn retention_days(hub: &Hub, tid: &str) -> Option<u32> {
     hub.read(tid, |t| t.dir.tenant.history_days()).ok()
@@ -157,8 +185,13 @@ pub(crate) async fn trim(hub: &Hub) -> Result<u64, StoreError> {
         let Some(days) = retention_days(hub, &tid) else {
             continue;
         };
-        let oldest = now.saturating_sub(u64::from(days) * DAY_MS + DAY_MS);
-        removed += hub.store().trim_history(&tid, day_of(oldest)).await?;
+        removed += trim_one(hub, &tid, days, now).await?;
     }
     Ok(removed)
+}
+
+/// Removes `tid`'s buckets older than `days` (and one more UTC day).
+pub(crate) async fn trim_one(hub: &Hub, tid: &str, days: u32, now: u64) -> Result<u64, StoreError> {
+    let oldest = now.saturating_sub(u64::from(days) * DAY_MS + DAY_MS);
+    hub.store().trim_history(tid, day_of(oldest)).await
 }

@@ -54,6 +54,8 @@ enum End {
     NotHello(String),
     BadToken(AuthError),
     UnknownTenant,
+    /// Cluster mode: the tenant could not be loaded in time (Redis away).
+    TenantUnavailable,
     UnknownUser,
     NotActive,
     TooManyTabs,
@@ -101,6 +103,9 @@ impl End {
             End::NotHello(why) => Close(close::UNAUTHENTICATED, why.into()),
             End::BadToken(e) => Close(close::UNAUTHENTICATED, token_refusal(&e).into()),
             End::UnknownTenant => Close(close::FORBIDDEN, "unknown tenant".into()),
+            End::TenantUnavailable => {
+                Close(close::TRY_AGAIN_LATER, "tenant unavailable; retry".into())
+            }
             End::UnknownUser => Close(close::FORBIDDEN, "unknown user".into()),
             End::NotActive => Close(close::FORBIDDEN, "user is not active".into()),
             End::TooManyTabs => Close(close::TOO_MANY_TABS, "too many tabs for this user".into()),
@@ -385,7 +390,16 @@ async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         log_refusal(&e, "hello");
         End::BadToken(e)
     })?;
-    let tenant = hub.tenant(&claims.tid).ok_or(End::UnknownTenant)?;
+    // Cluster mode: the tenant may not be held here yet; the tab waits for
+    // its load (bounded) rather than being refused.
+    let tenant = tokio::time::timeout(hub.config.tenant_load_timeout, hub.resident(&claims.tid))
+        .await
+        .map_err(|_| End::TenantUnavailable)?
+        .map_err(|e| {
+            tracing::warn!(tenant = %claims.tid, error = %e, "cannot load the tenant for a tab");
+            End::TenantUnavailable
+        })?
+        .ok_or(End::UnknownTenant)?;
     let out = Outbox::new(hub.next_conn_id(), hub.config.outbound_queue);
     {
         let mut t = tenant.lock();

@@ -153,6 +153,11 @@ impl TenantFeed {
     pub fn watch(&self) -> watch::Receiver<u64> {
         self.visible.subscribe()
     }
+
+    /// How many readers' handles are held.
+    pub fn readers(&self) -> usize {
+        self.visible.receiver_count()
+    }
 }
 
 #[cfg(test)]

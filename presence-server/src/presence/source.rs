@@ -425,7 +425,9 @@ mod tests {
                     assert_eq!(tenant, "acme");
                     out.push(op);
                 }
-                ClusterMsg::Flush(_) => panic!("a tenant never flushes"),
+                ClusterMsg::Flush(_) | ClusterMsg::Unregister { .. } | ClusterMsg::Reregister => {
+                    panic!("a tenant only queues operations")
+                }
             }
         }
         out

@@ -65,6 +65,9 @@ pub struct Tenant {
     /// The transition feed: cursors, and on a single node the events (and
     /// so the deltas) waiting for the store.
     feed: TenantFeed,
+    /// When something from outside last used the tenant (`Hub::resident`),
+    /// ms; cluster mode evicts a tenant unused for long.
+    pub(crate) touched: u64,
 }
 
 fn frame(msg: &ServerMessage) -> Frame {
@@ -85,7 +88,19 @@ impl Tenant {
             tabs: HashMap::new(),
             watchers: HashMap::new(),
             feed,
+            touched: 0,
         }
+    }
+
+    /// Whether anything on this node holds on to the tenant: a tab, a
+    /// watcher, a local claim (a user whose local deadline is ahead), or a
+    /// reader of its feed other than the history keeper (`keepers`: how
+    /// many of those readers are the keeper's).
+    pub(crate) fn in_use(&self, keepers: usize) -> bool {
+        !self.tabs.is_empty()
+            || self.watchers.values().any(|w| !w.is_empty())
+            || self.source.next_deadline().is_some()
+            || self.feed.readers() > keepers
     }
 
     /// A user's presence as rosters and the API show it: the local engine on

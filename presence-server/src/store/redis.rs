@@ -56,7 +56,7 @@ use redis::{RedisError, Script};
 use crate::cluster::directory_sync::{LogEntry, SharedLog};
 use crate::cluster::keys::{
     member_field, split_member_field, tenant_channel, DirectoryKeys, TENANTS_KEY,
-    TENANT_CREATED_CHANNEL,
+    TENANT_CREATED_CHANNEL, WEBHOOK_TENANTS_KEY,
 };
 use crate::directory::{
     PresenceRecord, TeamRecord, TenantRecord, UserRecord, WebhookRecord, Write,
@@ -149,9 +149,64 @@ impl RedisStore {
         self.conn.clone()
     }
 
-    /// The version of the snapshot `load` returned for `tid`, if it did.
+    /// The version of the snapshot `tid` was last loaded from, if it was.
     pub fn loaded_version(&self, tid: &str) -> Option<u64> {
         self.loaded.lock().get(tid).copied()
+    }
+
+    /// `tid` is being loaded from the snapshot of version `v`
+    /// (`cluster::residency`), where its log reader starts.
+    pub(crate) fn note_loaded(&self, tid: &str, v: u64) {
+        self.loaded.lock().insert(tid.to_owned(), v);
+    }
+
+    /// A tenant's record alone (its settings), without its directory.
+    ///
+    /// # Errors
+    /// As [`snapshot`](Self::snapshot).
+    pub(crate) async fn tenant_record(
+        &self,
+        tid: &str,
+    ) -> Result<Option<TenantRecord>, StoreError> {
+        let key = DirectoryKeys::new(tid).tenant;
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = bounded(redis::cmd("GET").arg(&key).query_async(&mut conn))
+            .await?
+            .map_err(from_redis)?;
+        raw.map(|r| parse::<TenantRecord>(&key, &r)).transpose()
+    }
+
+    /// The tenants that have (or had) webhooks (`keys::WEBHOOK_TENANTS_KEY`).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis does not answer in time.
+    pub(crate) async fn webhook_tenants(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        bounded(
+            redis::cmd("SMEMBERS")
+                .arg(WEBHOOK_TENANTS_KEY)
+                .query_async(&mut conn),
+        )
+        .await?
+        .map_err(from_redis)
+    }
+
+    /// Adds `tid` to (or takes it from) the tenants with webhooks.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when Redis does not answer in time.
+    pub(crate) async fn mark_webhook_tenant(&self, tid: &str, has: bool) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let cmd = if has { "SADD" } else { "SREM" };
+        bounded(
+            redis::cmd(cmd)
+                .arg(WEBHOOK_TENANTS_KEY)
+                .arg(tid)
+                .query_async::<i64>(&mut conn),
+        )
+        .await?
+        .map_err(from_redis)?;
+        Ok(())
     }
 
     /// The tenant's version: how many batches were committed for it.
@@ -381,6 +436,11 @@ impl Store for RedisStore {
             }
             let mut versions = Vec::new();
             for (tid, ws) in &parts {
+                // Named before the webhook exists, so its owner always
+                // finds it (a name left over costs a look, nothing else).
+                if ws.iter().any(|w| matches!(w, Write::Webhook { .. })) {
+                    self.mark_webhook_tenant(tid, true).await?;
+                }
                 versions.push((*tid, self.commit_tenant(tid, ws).await?));
             }
             // Recorded only once the whole batch is in: a caller that gets
@@ -520,10 +580,6 @@ impl SharedLog for RedisStore {
 
     fn snapshot<'a>(&'a self, tid: &'a str) -> StoreFuture<'a, (Vec<Write>, u64)> {
         Box::pin(RedisStore::snapshot(self, tid))
-    }
-
-    fn tenant_ids(&self) -> StoreFuture<'_, Vec<String>> {
-        Box::pin(RedisStore::tenant_ids(self))
     }
 
     fn ping(&self) -> StoreFuture<'_, ()> {

@@ -4,6 +4,11 @@
 //! tenant's deliverers here before another node can take it, so at most one
 //! node delivers a tenant's webhooks at a time (SPEC §10); a node that
 //! stops gives its leases back, so the next one takes over at once.
+//!
+//! In cluster mode a node holds only the tenants it serves
+//! (`cluster::residency`): every [`DISCOVER`] it loads the tenants with
+//! webhooks that it owns (rendezvous hashing over the live nodes), so every
+//! tenant's webhooks have a node trying to deliver them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,6 +24,8 @@ use crate::webhook::target::PolicyResolver;
 /// How often webhooks added or removed are noticed without a wake-up
 /// (another node's `PUT` arrives through the directory log).
 const SCAN: Duration = Duration::from_millis(500);
+/// Cluster mode: how often the tenants with webhooks are listed.
+const DISCOVER: Duration = Duration::from_secs(5);
 
 struct TenantRun {
     /// Cancels every deliverer of the tenant (lease lost or no webhooks).
@@ -55,11 +62,16 @@ pub(crate) async fn run(hub: Arc<Hub>) {
     let mut runs: HashMap<String, TenantRun> = HashMap::new();
     let mut tick = tokio::time::interval(SCAN.min(renew));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut discovered: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = tick.tick() => {}
             _ = hub.webhooks_changed() => {}
             _ = hub.stopping() => break,
+        }
+        if discovered.is_none_or(|at| at.elapsed() >= DISCOVER) {
+            discovered = Some(Instant::now());
+            discover(&hub).await;
         }
         let mut seen = Vec::new();
         for (tid, t) in hub.tenants_snapshot() {
@@ -79,6 +91,13 @@ pub(crate) async fn run(hub: Arc<Hub>) {
             if due {
                 match hub.store().lease_webhooks(&tid, &holder, lease).await {
                     Ok(true) => {
+                        if !runs.contains_key(&tid) {
+                            if let Some(r) = hub.residency() {
+                                // Named again (an owner that found none may
+                                // have taken the name out as this was written).
+                                let _ = r.mark_webhook_tenant(&tid, true).await;
+                            }
+                        }
                         let r = runs.entry(tid.clone()).or_insert_with(|| TenantRun {
                             token: CancellationToken::new(),
                             held_until: now,
@@ -149,5 +168,38 @@ pub(crate) async fn run(hub: Arc<Hub>) {
     for (tid, r) in runs {
         r.token.cancel();
         let _ = hub.store().release_webhooks(&tid, &holder).await;
+    }
+}
+
+/// Cluster mode: loads the tenants with webhooks this node owns; takes out
+/// of the list the ones it finds without any (a webhook written since is
+/// seen here through directory sync, and named again when its lease is
+/// taken).
+async fn discover(hub: &Hub) {
+    let Some(r) = hub.residency() else {
+        return;
+    };
+    let tenants = match r.webhook_tenants().await {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the tenants with webhooks");
+            return;
+        }
+    };
+    for tid in tenants {
+        if !crate::cluster::owner::is_owner(hub, &tid, crate::cluster::tasks::DEAD_AFTER_MS) {
+            continue;
+        }
+        let none = match hub.resident(&tid).await {
+            Ok(Some(t)) => t.lock().dir.webhooks.is_empty(),
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(tenant = %tid, error = %e, "cannot load a tenant with webhooks");
+                continue;
+            }
+        };
+        if none {
+            let _ = r.mark_webhook_tenant(&tid, false).await;
+        }
     }
 }

@@ -32,6 +32,7 @@ mod presence;
 mod presence_query;
 mod process;
 mod redis_store;
+mod residency;
 mod router;
 mod session_protocol;
 mod shutdown_deadline;
