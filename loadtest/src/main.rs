@@ -14,6 +14,7 @@ mod deltas;
 mod expiry;
 mod fanout;
 mod idle;
+mod million;
 mod proc_stats;
 mod report;
 mod scaleout;
@@ -154,6 +155,36 @@ enum Scenario {
     Soak(soak::Args),
     #[command(hide = true)]
     SoakWorker(soak::Share),
+    /// One tab per user of a filled many-tenant directory (`tenants`),
+    /// tenant t's tabs on hub t % hubs, opened by worker processes: connect
+    /// rate, memory per tab (hub, kernel, box), Redis and hub CPU at idle;
+    /// then `--active-pct` of each tenant's users interact once while a
+    /// dashboard watches each of `--sample` tenants (0 missing, 0 spurious).
+    Million {
+        #[arg(long, default_value_t = 10_000)]
+        tenants: usize,
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        #[arg(long, default_value_t = 20)]
+        sample: usize,
+        #[arg(long, default_value_t = 5)]
+        active_pct: usize,
+        #[arg(long, default_value_t = 30)]
+        idle_secs: u64,
+        #[arg(long, default_value = "redis://127.0.0.1:6379/")]
+        redis_url: String,
+    },
+    #[command(hide = true)]
+    MillionWorker {
+        #[arg(long)]
+        users: usize,
+        #[arg(long)]
+        from: usize,
+        #[arg(long)]
+        to: usize,
+        #[arg(long)]
+        active: usize,
+    },
     #[command(hide = true)]
     ScaleoutWorker {
         #[arg(long)]
@@ -178,6 +209,10 @@ enum Scenario {
         /// The Redis the hubs share, for its idle commands and memory.
         #[arg(long)]
         redis_url: Option<String>,
+        /// Tenants each hub is made to hold before the idle window (hub h
+        /// the `h * serve ..` ones), as if it served their tabs.
+        #[arg(long, default_value_t = 0)]
+        serve: usize,
     },
     /// The ERP's directory sync: `--memberships` in one `POST .../batch`
     /// (users and teams made first), timed with the dashboards (one per
@@ -250,7 +285,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let needs_pids = !matches!(
         cli.scenario,
-        Scenario::ScaleoutWorker { .. } | Scenario::SoakWorker(_) | Scenario::ClusterCost { .. }
+        Scenario::ScaleoutWorker { .. }
+            | Scenario::MillionWorker { .. }
+            | Scenario::SoakWorker(_)
+            | Scenario::ClusterCost { .. }
     );
     if needs_pids && cli.hub_pid.len() != cli.hub.len() {
         anyhow::bail!("give one --hub-pid per --hub (RSS and CPU are read from /proc)");
@@ -344,6 +382,28 @@ async fn main() -> anyhow::Result<()> {
             one_process(share.indices().count())?;
             soak::worker(&ctx, share).await
         }
+        Scenario::Million {
+            tenants: n,
+            users,
+            sample,
+            active_pct,
+            idle_secs,
+            redis_url,
+        } => {
+            if sample == 0 || sample > n || active_pct == 0 || active_pct > 100 {
+                anyhow::bail!("1 to --tenants sampled tenants, 1 to 100 % active");
+            }
+            million::run(&ctx, n, users, sample, active_pct, idle_secs, &redis_url).await
+        }
+        Scenario::MillionWorker {
+            users,
+            from,
+            to,
+            active,
+        } => {
+            one_process(to.saturating_sub(from))?;
+            million::worker(&ctx, users, from, to, active).await
+        }
         Scenario::ScaleoutWorker { from, to } => {
             one_process(to.saturating_sub(from))?;
             scaleout::worker(&ctx, from, to).await
@@ -354,11 +414,24 @@ async fn main() -> anyhow::Result<()> {
             skip_fill,
             idle_secs,
             redis_url,
+            serve,
         } => {
             if n == 0 || n > 100_000 || users == 0 || users > 10_000 {
                 anyhow::bail!("1 to 100,000 tenants of 1 to 10,000 users");
             }
-            tenants::run(&ctx, n, users, skip_fill, idle_secs, redis_url.as_deref()).await
+            if serve * ctx.hubs.len() > n {
+                anyhow::bail!("--serve {serve} on each hub needs more tenants than {n}");
+            }
+            tenants::run(
+                &ctx,
+                n,
+                users,
+                skip_fill,
+                idle_secs,
+                redis_url.as_deref(),
+                serve,
+            )
+            .await
         }
         Scenario::BulkSync {
             users,

@@ -4,7 +4,9 @@
 //! commands per second and memory, while nothing happens.
 //!
 //! With `--skip-fill` it only measures (hubs restarted on a filled Redis:
-//! the start-up time is the shell's, see BENCHMARKS.md).
+//! the start-up time is the shell's, see BENCHMARKS.md). With `--serve N`
+//! each hub is first made to hold N tenants of its own (an admin read of
+//! each loads it there), as a node serving those tenants' tabs would.
 
 use std::time::{Duration, Instant};
 
@@ -26,6 +28,9 @@ struct Report {
     users_per_tenant: usize,
     fill_secs: Option<f64>,
     idle_secs: f64,
+    served_per_hub: usize,
+    /// `presence_tenants_resident` of each hub during the idle window.
+    hub_resident_tenants: Vec<Option<f64>>,
     hub_rss_kib: Vec<u64>,
     hub_cpu_per_sec: f64,
     redis_ops_per_sec: Option<f64>,
@@ -33,7 +38,7 @@ struct Report {
 }
 
 /// The id of tenant `i`.
-fn tenant(i: usize) -> String {
+pub(crate) fn tenant(i: usize) -> String {
     format!("t{i:05}")
 }
 
@@ -85,6 +90,7 @@ pub async fn run(
     skip_fill: bool,
     idle_secs: u64,
     redis_url: Option<&str>,
+    serve: usize,
 ) -> anyhow::Result<()> {
     let fill_secs = if skip_fill {
         None
@@ -117,6 +123,28 @@ pub async fn run(
         ),
         None => None,
     };
+    // Each hub holds its own `serve` tenants.
+    let http = reqwest::Client::new();
+    for (h, hub) in ctx.hubs.iter().enumerate() {
+        let reads: Vec<anyhow::Result<()>> = stream::iter(h * serve..(h + 1) * serve)
+            .map(|i| {
+                let http = &http;
+                async move {
+                    let url = format!("http://{hub}/v1/tenants/{}", tenant(i % tenants));
+                    let r = http.get(url).bearer_auth(&ctx.admin_key).send().await?;
+                    if !r.status().is_success() {
+                        bail!("GET tenant {i}: {}", r.status());
+                    }
+                    Ok(())
+                }
+            })
+            .buffer_unordered(IN_FLIGHT)
+            .collect()
+            .await;
+        if let Some(e) = reads.into_iter().find_map(Result::err) {
+            return Err(e);
+        }
+    }
     // Let the fill's after-effects settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let before = Usage::read(&ctx.pids)?;
@@ -137,11 +165,26 @@ pub async fn run(
         }
         None => (None, None),
     };
+    let mut hub_resident_tenants = Vec::new();
+    for hub in &ctx.hubs {
+        let text = http
+            .get(format!("http://{hub}/metrics"))
+            .send()
+            .await?
+            .text()
+            .await?;
+        hub_resident_tenants.push(text.lines().find_map(|l| {
+            l.strip_prefix("presence_tenants_resident ")
+                .and_then(|v| v.trim().parse().ok())
+        }));
+    }
     let report = Report {
         tenants,
         users_per_tenant: users,
         fill_secs,
         idle_secs: secs,
+        served_per_hub: serve,
+        hub_resident_tenants,
         hub_rss_kib: ctx
             .pids
             .iter()
@@ -166,6 +209,10 @@ pub async fn run(
                     .map(|k| k / 1024)
                     .collect::<Vec<_>>()
             ),
+        ),
+        (
+            "tenants held per hub",
+            format!("{:?}", report.hub_resident_tenants),
         ),
         (
             "hub CPU at idle",

@@ -281,3 +281,62 @@ mod tests {
         assert_eq!(close_code(&io::Error::other("other")), None);
     }
 }
+
+/// Keeps a tab open on as little memory as it can: no read buffer while
+/// idle (a few bytes kept only when a frame arrived split), pings answered,
+/// everything else dropped. When `go` fires, `frame` is written once (a
+/// user who interacts once, then goes idle). Ends when the hub closes the
+/// tab or the task is aborted.
+pub async fn hold_lean(
+    tab: Tab,
+    go: Option<tokio::sync::watch::Receiver<bool>>,
+    frame: &'static [u8],
+) {
+    let Tab {
+        reader, mut writer, ..
+    } = tab;
+    let Reader { mut rd, buf, start } = reader;
+    let mut pending: Vec<u8> = buf[start..].to_vec();
+    drop(buf);
+    let mut go = go;
+    loop {
+        let mut chunk = [0u8; 256];
+        let n = tokio::select! {
+            r = rd.read(&mut chunk) => match r {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            },
+            changed = async {
+                match go.as_mut() {
+                    Some(g) => g.changed().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                if changed.is_ok() && writer.write_all(frame).await.is_err() {
+                    return;
+                }
+                go = None;
+                continue;
+            }
+        };
+        pending.extend_from_slice(&chunk[..n]);
+        let mut used = 0;
+        while let Ok(Some((f, len))) = parse(&pending[used..]) {
+            used += len;
+            match f {
+                Frame::Ping(p) => {
+                    if writer.write_all(&pong_frame(&p)).await.is_err() {
+                        return;
+                    }
+                }
+                Frame::Close(_) => return,
+                _ => {}
+            }
+        }
+        if used == pending.len() {
+            pending = Vec::new();
+        } else {
+            pending.drain(..used);
+        }
+    }
+}

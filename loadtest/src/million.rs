@@ -1,0 +1,475 @@
+//! `million`: one authenticated tab per user of a many-tenant directory
+//! (issue #14: 10,000 tenants × 100 users), over as many hub processes as
+//! the open-files limit needs, opened by worker processes (a process holds
+//! at most ~19,900 sockets here). Tenant `t`'s tabs go to hub `t % hubs`,
+//! as a load balancer hashing on the tenant would send them, so each hub
+//! holds its own tenants only.
+//!
+//! Measured: the connect rate; each hub's RSS per tab; the kernel's memory
+//! per socket (`/proc/net/sockstat`, and the slab caches a socket uses);
+//! the box's memory in use; Redis's memory and commands per second while
+//! the tabs sit idle; the hubs' idle CPU per tab per second. Then a share
+//! of each tenant's users interact once and go idle again, while an
+//! administrator of each of a sample of tenants watches its directory:
+//! every dashboard must see exactly those users go online once and offline
+//! once (nothing missing, nothing spurious).
+//!
+//! The tenants must exist (`loadtest tenants` fills them with the same
+//! ids).
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::common::{activity_frame, hello, Usage};
+use crate::dashboard::{self, Shared};
+use crate::fanout::NO_PROOF_MS;
+use crate::report::emit;
+use crate::tenants::tenant;
+use crate::Ctx;
+
+/// Tabs per worker process: under the 20,000 open files of a process.
+const PER_WORKER: usize = 18_000;
+/// The slab caches a loopback TCP connection's two sockets use.
+const SOCKET_SLABS: &[&str] = &[
+    "TCP",
+    "sock_inode_cache",
+    "dentry",
+    "filp",
+    "eventpoll_epi",
+    "eventpoll_pwq",
+    "skbuff_head_cache",
+    "tcp_bind_bucket",
+    "ep_head",
+];
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub hubs: usize,
+    pub workers: usize,
+    pub tenants: usize,
+    pub users_per_tenant: usize,
+    pub tabs: usize,
+    pub connect_secs: f64,
+    pub tabs_per_sec: f64,
+    pub hub_rss_total_mib: f64,
+    pub hub_rss_per_tab_kib: f64,
+    pub worker_rss_total_mib: f64,
+    pub sockets_in_use: i64,
+    pub tcp_mem_pages: i64,
+    pub slab_bytes_per_socket: f64,
+    pub slab_per_cache_mib: HashMap<String, f64>,
+    pub box_in_use_before_mib: f64,
+    pub box_in_use_after_mib: f64,
+    pub redis_used_memory_mib: f64,
+    pub idle_secs: f64,
+    pub redis_ops_per_sec_idle: f64,
+    pub hub_cpu_per_sec_idle: f64,
+    pub hub_cpu_us_per_tab_sec_idle: f64,
+    pub sampled_tenants: usize,
+    pub active_per_tenant: usize,
+    pub online_seen_secs: f64,
+    pub offline_seen_secs: f64,
+    pub missing: u64,
+    pub spurious: u64,
+}
+
+/// The worker side: opens the tabs of global users `from..to` (user `g` is
+/// `u{g % users}` of tenant `g / users`, on hub `tenant % hubs`), says
+/// `ready`, then on `go` has each user whose index is below `active` send
+/// one proof of interaction; ends (closing every tab) on `close` or at the
+/// end of its input.
+pub async fn worker(
+    ctx: &Ctx,
+    users: usize,
+    from: usize,
+    to: usize,
+    active: usize,
+) -> anyhow::Result<()> {
+    let mut hellos = Vec::with_capacity(to - from);
+    let mut hubs = Vec::with_capacity(to - from);
+    for g in from..to {
+        let (t, u) = (g / users, g % users);
+        hellos.push((
+            hello(ctx.tokens.mint(&tenant(t), &format!("u{u}")), NO_PROOF_MS),
+            Vec::new(),
+        ));
+        hubs.push(ctx.hubs[t % ctx.hubs.len()]);
+    }
+    // One hub per tab, in the tabs' order (`Plan::open` takes tab i to
+    // hub i % hubs); sources in turn, shifted by the slice.
+    let mut plan = ctx.plan();
+    plan.hubs = hubs;
+    let s = plan.sources.len();
+    plan.sources.rotate_left(from % s);
+    let opened = plan.open(hellos, &ctx.stop, "worker").await?;
+    let n = opened.tabs.iter().flatten().count();
+    println!("ready {n} {:.3}", opened.secs);
+    let frame: &'static [u8] = Box::leak(activity_frame(0).into_boxed_slice());
+    let (go_tx, go_rx) = watch::channel(false);
+    let holders: Vec<_> = opened
+        .tabs
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, tab)| {
+            let tab = tab?;
+            let go = ((from + i) % users < active).then(|| go_rx.clone());
+            Some(tokio::spawn(crate::wire::hold_lean(tab, go, frame)))
+        })
+        .collect();
+    drop(go_rx);
+    let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    while let Some(line) = lines.recv().await {
+        match line.trim() {
+            "go" => {
+                let _ = go_tx.send(true);
+                println!("went");
+            }
+            "close" => break,
+            _ => {}
+        }
+    }
+    for h in holders {
+        h.abort();
+    }
+    println!("closed");
+    Ok(())
+}
+
+/// `/proc/net/sockstat`'s TCP `inuse` and `mem` (pages).
+fn sockstat() -> anyhow::Result<(i64, i64)> {
+    let text = std::fs::read_to_string("/proc/net/sockstat")?;
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("TCP:"))
+        .context("no TCP line in sockstat")?;
+    let f: Vec<&str> = line.split_whitespace().collect();
+    let field = |name: &str| -> i64 {
+        f.iter()
+            .position(|x| *x == name)
+            .and_then(|i| f.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    Ok((field("inuse"), field("mem")))
+}
+
+/// Bytes held by each of [`SOCKET_SLABS`] (objects × object size).
+fn slabs() -> anyhow::Result<HashMap<String, i64>> {
+    let text = std::fs::read_to_string("/proc/slabinfo").context("read /proc/slabinfo (root)")?;
+    let mut out = HashMap::new();
+    for l in text.lines().skip(2) {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 4 || !SOCKET_SLABS.contains(&f[0]) {
+            continue;
+        }
+        let (objs, size): (i64, i64) = (f[2].parse()?, f[3].parse()?);
+        *out.entry(f[0].to_owned()).or_insert(0) += objs * size;
+    }
+    Ok(out)
+}
+
+/// `MemTotal - MemAvailable`, MiB.
+fn box_in_use_mib() -> anyhow::Result<f64> {
+    let text = std::fs::read_to_string("/proc/meminfo")?;
+    let kib = |name: &str| -> anyhow::Result<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no {name} in meminfo"))
+    };
+    Ok((kib("MemTotal:")? - kib("MemAvailable:")?) / 1024.0)
+}
+
+/// Sends `line` to every worker and waits for each to answer `expect`.
+fn tell_all(
+    children: &mut [std::process::Child],
+    outs: &mut [BufReader<std::process::ChildStdout>],
+    line: &str,
+    expect: &str,
+) -> anyhow::Result<()> {
+    for c in children.iter_mut() {
+        if let Some(i) = c.stdin.as_mut() {
+            writeln!(i, "{line}")?;
+            i.flush()?;
+        }
+    }
+    for out in outs.iter_mut() {
+        let mut l = String::new();
+        out.read_line(&mut l)?;
+        anyhow::ensure!(l.trim() == expect, "a worker answered {l:?} to {line}");
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+pub async fn run(
+    ctx: &Ctx,
+    tenants: usize,
+    users: usize,
+    sample: usize,
+    active_pct: usize,
+    idle_secs: u64,
+    redis_url: &str,
+) -> anyhow::Result<()> {
+    let active = (users * active_pct).div_ceil(100);
+    // Sampled tenants get an administrator (one more user than the fill's
+    // limit), who watches the directory from a dashboard.
+    let sampled: Vec<usize> = (0..sample).map(|i| i * tenants / sample).collect();
+    let admin = ctx.admin();
+    for &t in &sampled {
+        admin.tenant(&tenant(t), users + 1).await?;
+        admin
+            .users(&tenant(t), &[("w".to_owned(), "admin")])
+            .await?;
+    }
+    let (done_tx, done_rx) = watch::channel(false);
+    let mut boards = Vec::new();
+    for &t in &sampled {
+        let shared = Shared::new(users);
+        let b = dashboard::open_all(ctx, &tenant(t), &["w".to_owned()], users, &shared, &done_rx)
+            .await?;
+        boards.push((shared, b.handles));
+    }
+    let mut redis = redis::Client::open(redis_url)?
+        .get_multiplexed_async_connection()
+        .await?;
+    let before = Usage::read(&ctx.pids)?;
+    let (sock0, _) = sockstat()?;
+    let slab0 = slabs()?;
+    let box0 = box_in_use_mib()?;
+    // Workers, each with its slice.
+    let total = tenants * users;
+    let workers = total.div_ceil(PER_WORKER);
+    let exe = std::env::current_exe()?;
+    let hubs: Vec<String> = ctx.hubs.iter().map(|h| h.to_string()).collect();
+    let sources: Vec<String> = ctx.sources.iter().map(|s| s.to_string()).collect();
+    let mut children = Vec::new();
+    let started = Instant::now();
+    for w in 0..workers {
+        let (from, to) = (w * PER_WORKER, ((w + 1) * PER_WORKER).min(total));
+        children.push(
+            Command::new(&exe)
+                .arg("--hub")
+                .arg(hubs.join(","))
+                .arg("--sources")
+                .arg(sources.join(","))
+                .arg("--in-flight")
+                .arg(ctx.in_flight.to_string())
+                .arg("million-worker")
+                .args(["--users", &users.to_string()])
+                .args(["--from", &from.to_string(), "--to", &to.to_string()])
+                .args(["--active", &active.to_string()])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()?,
+        );
+    }
+    let mut outs = Vec::new();
+    let mut opened = 0usize;
+    for c in &mut children {
+        let mut out = BufReader::new(c.stdout.take().expect("piped"));
+        let mut line = String::new();
+        out.read_line(&mut line)?;
+        let n: usize = line
+            .strip_prefix("ready ")
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("a worker failed: {line:?}"))?;
+        opened += n;
+        eprintln!(
+            "{opened} tabs open after {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        outs.push(out);
+    }
+    let connect_secs = started.elapsed().as_secs_f64();
+    // Settle (the last handshakes' garbage), then the idle window.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let at_rest = Usage::read(&ctx.pids)?;
+    let c0 = crate::cluster_cost::redis_commands(&mut redis).await?.0;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let idle = t0.elapsed().as_secs_f64();
+    let c1 = crate::cluster_cost::redis_commands(&mut redis).await?.0;
+    let after = Usage::read(&ctx.pids)?;
+    let (sock1, tcp_mem) = sockstat()?;
+    let slab1 = slabs()?;
+    let box1 = box_in_use_mib()?;
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut redis)
+        .await?;
+    let redis_mem = info
+        .lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    let worker_rss: u64 = children
+        .iter()
+        .filter_map(|c| crate::proc_stats::rss_kib(c.id()).ok())
+        .sum();
+    let sockets = sock1 - sock0;
+    let slab_delta: HashMap<String, f64> = slab1
+        .iter()
+        .map(|(k, v)| {
+            let d = v - slab0.get(k).copied().unwrap_or(0);
+            (k.clone(), d as f64 / 1_048_576.0)
+        })
+        .collect();
+    let slab_total: f64 = slab_delta.values().sum::<f64>() * 1_048_576.0;
+    let hub_cpu = after.cpu_since(&at_rest) / idle;
+    // The active share of every tenant interacts once.
+    for (shared, _) in &boards {
+        shared
+            .measuring
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    let went = Instant::now();
+    tell_all(&mut children, &mut outs, "go", "went")?;
+    let want = |online: bool| {
+        boards.iter().all(|(s, _)| {
+            let (on, off) = s.counts();
+            if online {
+                on >= active
+            } else {
+                off >= active
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while !want(true) && Instant::now() < deadline && !ctx.stop.stopped() {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let online_seen = went.elapsed().as_secs_f64();
+    while !want(false) && Instant::now() < deadline && !ctx.stop.stopped() {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let offline_seen = went.elapsed().as_secs_f64();
+    // A little longer: a spurious late transition would show.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = done_tx.send(true);
+    let (mut missing, mut spurious) = (0u64, 0u64);
+    for (_, handles) in boards {
+        for h in handles {
+            let seen = h.await?;
+            let (on, off) = (seen.online_deltas as i64, seen.offline_deltas as i64);
+            let want = active as i64;
+            missing += ((want - on).max(0) + (want - off).max(0)) as u64;
+            spurious += ((on - want).max(0) + (off - want).max(0)) as u64;
+            for (i, at) in seen.offline_arrival_ms.iter().enumerate() {
+                if i >= active && *at > 0 {
+                    spurious += 1;
+                }
+            }
+        }
+    }
+    tell_all(&mut children, &mut outs, "close", "closed")?;
+    for c in &mut children {
+        let _ = c.wait();
+    }
+    let rss_total: u64 = after.rss_total_kib();
+    let rss_before: u64 = before.rss_total_kib();
+    let r = Report {
+        hubs: ctx.hubs.len(),
+        workers,
+        tenants,
+        users_per_tenant: users,
+        tabs: opened,
+        connect_secs,
+        tabs_per_sec: opened as f64 / connect_secs,
+        hub_rss_total_mib: rss_total as f64 / 1024.0,
+        hub_rss_per_tab_kib: rss_total.saturating_sub(rss_before) as f64 / opened.max(1) as f64,
+        worker_rss_total_mib: worker_rss as f64 / 1024.0,
+        sockets_in_use: sockets,
+        tcp_mem_pages: tcp_mem,
+        slab_bytes_per_socket: slab_total / sockets.max(1) as f64,
+        slab_per_cache_mib: slab_delta,
+        box_in_use_before_mib: box0,
+        box_in_use_after_mib: box1,
+        redis_used_memory_mib: redis_mem / 1_048_576.0,
+        idle_secs: idle,
+        redis_ops_per_sec_idle: c1.saturating_sub(c0).saturating_sub(1) as f64 / idle,
+        hub_cpu_per_sec_idle: hub_cpu,
+        hub_cpu_us_per_tab_sec_idle: hub_cpu * 1e6 / opened.max(1) as f64,
+        sampled_tenants: sampled.len(),
+        active_per_tenant: active,
+        online_seen_secs: online_seen,
+        offline_seen_secs: offline_seen,
+        missing,
+        spurious,
+    };
+    emit(
+        "million",
+        ctx.stop.stopped() || opened < total,
+        &[
+            ("hubs / workers", format!("{} / {}", r.hubs, r.workers)),
+            (
+                "tabs",
+                format!("{} in {:.1} s ({:.0}/s)", r.tabs, r.connect_secs, r.tabs_per_sec),
+            ),
+            (
+                "hub RSS",
+                format!(
+                    "{:.0} MiB in all, {:.2} KiB per tab",
+                    r.hub_rss_total_mib, r.hub_rss_per_tab_kib
+                ),
+            ),
+            ("load generator RSS", format!("{:.0} MiB", r.worker_rss_total_mib)),
+            (
+                "kernel",
+                format!(
+                    "{} sockets, {:.0} B of slab per socket, TCP mem {} pages",
+                    r.sockets_in_use, r.slab_bytes_per_socket, r.tcp_mem_pages
+                ),
+            ),
+            (
+                "box in use",
+                format!("{:.0} → {:.0} MiB", r.box_in_use_before_mib, r.box_in_use_after_mib),
+            ),
+            (
+                "Redis at idle",
+                format!(
+                    "{:.0} commands/s, {:.1} MiB",
+                    r.redis_ops_per_sec_idle, r.redis_used_memory_mib
+                ),
+            ),
+            (
+                "hub CPU at idle",
+                format!(
+                    "{:.3} s/s, {:.3} µs per tab per s",
+                    r.hub_cpu_per_sec_idle, r.hub_cpu_us_per_tab_sec_idle
+                ),
+            ),
+            (
+                "active phase",
+                format!(
+                    "{} users of each of {} watched tenants: online seen after {:.1} s, offline after {:.1} s; missing {}, spurious {}",
+                    r.active_per_tenant,
+                    r.sampled_tenants,
+                    r.online_seen_secs,
+                    r.offline_seen_secs,
+                    r.missing,
+                    r.spurious
+                ),
+            ),
+        ],
+        &r,
+        ctx.out.as_deref(),
+    )
+}
