@@ -69,6 +69,8 @@ pub struct Report {
     pub redis_used_memory_mib: f64,
     pub idle_secs: f64,
     pub redis_ops_per_sec_idle: f64,
+    /// Calls per command during the idle window (`INFO commandstats`).
+    pub redis_idle_calls: HashMap<String, i64>,
     pub hub_cpu_per_sec_idle: f64,
     pub hub_cpu_us_per_tab_sec_idle: f64,
     pub sampled_tenants: usize,
@@ -195,6 +197,29 @@ fn box_in_use_mib() -> anyhow::Result<f64> {
     Ok((kib("MemTotal:")? - kib("MemAvailable:")?) / 1024.0)
 }
 
+/// Calls per command so far (`INFO commandstats`).
+async fn command_calls(
+    redis: &mut redis::aio::MultiplexedConnection,
+) -> anyhow::Result<HashMap<String, i64>> {
+    let text: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(redis)
+        .await?;
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), calls))
+        })
+        .collect())
+}
+
 /// Sends `line` to every worker and waits for each to answer `expect`.
 fn tell_all(
     children: &mut [std::process::Child],
@@ -302,11 +327,18 @@ pub async fn run(
     // Settle (the last handshakes' garbage), then the idle window.
     tokio::time::sleep(Duration::from_secs(5)).await;
     let at_rest = Usage::read(&ctx.pids)?;
+    let calls0 = command_calls(&mut redis).await?;
     let c0 = crate::cluster_cost::redis_commands(&mut redis).await?.0;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs(idle_secs)).await;
     let idle = t0.elapsed().as_secs_f64();
     let c1 = crate::cluster_cost::redis_commands(&mut redis).await?.0;
+    let calls1 = command_calls(&mut redis).await?;
+    let redis_idle_calls: HashMap<String, i64> = calls1
+        .iter()
+        .map(|(k, v)| (k.clone(), v - calls0.get(k).copied().unwrap_or(0)))
+        .filter(|(k, v)| *v > 0 && k != "info")
+        .collect();
     let after = Usage::read(&ctx.pids)?;
     let (sock1, tcp_mem) = sockstat()?;
     let slab1 = slabs()?;
@@ -405,6 +437,7 @@ pub async fn run(
         redis_used_memory_mib: redis_mem / 1_048_576.0,
         idle_secs: idle,
         redis_ops_per_sec_idle: c1.saturating_sub(c0).saturating_sub(1) as f64 / idle,
+        redis_idle_calls,
         hub_cpu_per_sec_idle: hub_cpu,
         hub_cpu_us_per_tab_sec_idle: hub_cpu * 1e6 / opened.max(1) as f64,
         sampled_tenants: sampled.len(),

@@ -240,48 +240,6 @@ async fn open_on(stream: TcpStream, hub: SocketAddr, hello: &[u8]) -> io::Result
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn frames_round_trip_through_the_parser_once_unmasked() {
-        for n in [0usize, 5, 125, 126, 300, 70_000] {
-            let payload = vec![b'x'; n];
-            let f = text_frame(&payload);
-            // The server's view: the same frame without mask bit and key.
-            let mut server = vec![f[0], f[1] & 0x7f];
-            let head = match n {
-                n if n < 126 => 2,
-                n if n <= u16::MAX as usize => 4,
-                _ => 10,
-            };
-            server.extend_from_slice(&f[2..head]);
-            server.extend_from_slice(&f[head + 4..]);
-            let (frame, used) = parse(&server).unwrap().unwrap();
-            assert_eq!(used, server.len());
-            assert!(matches!(frame, Frame::Text(t) if t == payload));
-            assert!(parse(&server[..server.len() - 1]).unwrap().is_none() || n == 0);
-        }
-    }
-
-    #[test]
-    fn pings_are_read_with_their_payload_and_pongs_echo_it() {
-        let (frame, used) = parse(&[0x89, 2, b'h', b'i', 0x81]).unwrap().unwrap();
-        assert_eq!(used, 4);
-        assert!(matches!(frame, Frame::Ping(p) if p == b"hi"));
-        assert_eq!(pong_frame(b"hi"), vec![0x8A, 0x82, 0, 0, 0, 0, b'h', b'i']);
-    }
-
-    #[test]
-    fn a_close_code_survives_inside_an_io_error() {
-        let e = io::Error::other(Closed(4008));
-        assert_eq!(close_code(&e), Some(4008));
-        assert_eq!(e.to_string(), "closed by the hub with 4008");
-        assert_eq!(close_code(&io::Error::other("other")), None);
-    }
-}
-
 /// Keeps a tab open on as little memory as it can: no read buffer while
 /// idle (a few bytes kept only when a frame arrived split), pings answered,
 /// everything else dropped. When `go` fires, `frame` is written once (a
@@ -324,11 +282,7 @@ pub async fn hold_lean(
         while let Ok(Some((f, len))) = parse(&pending[used..]) {
             used += len;
             match f {
-                Frame::Ping(p) => {
-                    if writer.write_all(&pong_frame(&p)).await.is_err() {
-                        return;
-                    }
-                }
+                Frame::Ping(p) if writer.write_all(&pong_frame(&p)).await.is_err() => return,
                 Frame::Close(_) => return,
                 _ => {}
             }
@@ -338,5 +292,47 @@ pub async fn hold_lean(
         } else {
             pending.drain(..used);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_through_the_parser_once_unmasked() {
+        for n in [0usize, 5, 125, 126, 300, 70_000] {
+            let payload = vec![b'x'; n];
+            let f = text_frame(&payload);
+            // The server's view: the same frame without mask bit and key.
+            let mut server = vec![f[0], f[1] & 0x7f];
+            let head = match n {
+                n if n < 126 => 2,
+                n if n <= u16::MAX as usize => 4,
+                _ => 10,
+            };
+            server.extend_from_slice(&f[2..head]);
+            server.extend_from_slice(&f[head + 4..]);
+            let (frame, used) = parse(&server).unwrap().unwrap();
+            assert_eq!(used, server.len());
+            assert!(matches!(frame, Frame::Text(t) if t == payload));
+            assert!(parse(&server[..server.len() - 1]).unwrap().is_none() || n == 0);
+        }
+    }
+
+    #[test]
+    fn pings_are_read_with_their_payload_and_pongs_echo_it() {
+        let (frame, used) = parse(&[0x89, 2, b'h', b'i', 0x81]).unwrap().unwrap();
+        assert_eq!(used, 4);
+        assert!(matches!(frame, Frame::Ping(p) if p == b"hi"));
+        assert_eq!(pong_frame(b"hi"), vec![0x8A, 0x82, 0, 0, 0, 0, b'h', b'i']);
+    }
+
+    #[test]
+    fn a_close_code_survives_inside_an_io_error() {
+        let e = io::Error::other(Closed(4008));
+        assert_eq!(close_code(&e), Some(4008));
+        assert_eq!(e.to_string(), "closed by the hub with 4008");
+        assert_eq!(close_code(&io::Error::other("other")), None);
     }
 }

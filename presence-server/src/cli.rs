@@ -315,6 +315,7 @@ impl ServeArgs {
             shutdown_grace: Duration::from_millis(self.shutdown_grace_ms),
             event_retention: Duration::from_secs(self.event_retention_s),
             event_trim: Duration::from_millis(d::EVENT_TRIM_MS),
+            cluster_duties: Duration::from_millis(d::CLUSTER_DUTIES_MS),
             directory_poll: Duration::from_millis(d::DIRECTORY_POLL_MS),
             tenant_evict_after: Duration::from_millis(self.tenant_evict_after_ms),
             tenant_load_timeout: Duration::from_millis(d::TENANT_LOAD_TIMEOUT_MS),

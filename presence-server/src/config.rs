@@ -60,6 +60,9 @@ pub mod defaults {
     /// `PRESENCE_TENANT_EVICT_AFTER_MS`: cluster mode, how long a tenant
     /// stays loaded on a node with nothing using it there.
     pub const TENANT_EVICT_AFTER_MS: u64 = 300_000;
+    /// Cluster mode: how often the owned tenants' retention and history
+    /// duties run.
+    pub const CLUSTER_DUTIES_MS: u64 = 3_600_000;
     /// Cluster mode: how long a tab's `hello` waits for its tenant to load.
     pub const TENANT_LOAD_TIMEOUT_MS: u64 = 10_000;
     /// `PRESENCE_PING_INTERVAL_MS`.
@@ -131,9 +134,16 @@ pub struct Config {
     /// How long a tenant's transition feed keeps events when the tenant
     /// sets no `event_retention_s`. Default is [`defaults::EVENT_RETENTION_S`].
     pub event_retention: Duration,
-    /// How often events past their retention are removed.
+    /// How often events past their retention are removed (a single node;
+    /// a cluster node: [`cluster_duties`](Self::cluster_duties)).
     /// Default is [`defaults::EVENT_TRIM_MS`].
     pub event_trim: Duration,
+    /// Cluster mode: how often a node trims the feed and the history of
+    /// every tenant it owns, held or not, and folds into history what no
+    /// keeper folded (`cluster::residency::idle_duties`): a retention of
+    /// days needs no trim a minute, and a cluster of 10,000 tenants no
+    /// per-tenant traffic while idle. Default is [`defaults::CLUSTER_DUTIES_MS`].
+    pub cluster_duties: Duration,
     /// Cluster mode: how often directory sync reads every held tenant's
     /// version and the tenant list although no notice asked for it (it is
     /// woken by notices on the tenants' channels, and reads everything after
@@ -273,6 +283,7 @@ impl Default for Config {
             shutdown_grace: ms(d::SHUTDOWN_GRACE_MS),
             event_retention: Duration::from_secs(d::EVENT_RETENTION_S),
             event_trim: ms(d::EVENT_TRIM_MS),
+            cluster_duties: ms(d::CLUSTER_DUTIES_MS),
             directory_poll: ms(d::DIRECTORY_POLL_MS),
             tenant_evict_after: ms(d::TENANT_EVICT_AFTER_MS),
             tenant_load_timeout: ms(d::TENANT_LOAD_TIMEOUT_MS),

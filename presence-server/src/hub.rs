@@ -539,7 +539,8 @@ impl Hub {
         loop {
             tokio::select! {
                 _ = tick.tick() => self.expire_due(),
-                _ = trim.tick() => {
+                // A cluster node trims in `cluster::residency::idle_duties`.
+                _ = trim.tick(), if self.cluster.is_none() => {
                     if let Err(e) = self.trim_events().await {
                         tracing::warn!(error = %e, "could not trim the transition feed");
                     }

@@ -172,7 +172,7 @@ fn status(page: &mut String, hub: &Hub) {
          <dt>node</dt><dd id=\"node\">{node}</dd>\
          <dt>mode</dt><dd id=\"mode\">{mode}</dd>\
          <dt>readiness</dt><dd id=\"ready\" data-ready=\"{ready}\">{ready_text}</dd>\
-         <dt>tenants</dt><dd id=\"tenants\">{tenants}</dd>",
+         <dt>tenants held</dt><dd id=\"tenants\">{tenants}</dd>",
         version = env!("CARGO_PKG_VERSION"),
         node = escape(&node),
         ready_text = if ready {

@@ -11,9 +11,10 @@
 //!   `Config::tenant_evict_after` (no tab, watcher, feed reader or local
 //!   claim; not a tenant whose webhooks this node owns): unsubscribed, and
 //!   taken out of this node's lease registry once its releases are in.
-//! - [`idle_duties`]: the slow duties of tenants that no node may hold
-//!   (the feed's and the history's retention, the history's fold of what
-//!   happened while nobody held it), on each tenant's owner, hourly.
+//! - [`idle_duties`]: the slow duties of every tenant, held or not (the
+//!   feed's and the history's retention, the history's fold of what
+//!   happened while no node held it), on each tenant's owner, every
+//!   `Config::cluster_duties` (an hour by default).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -29,9 +30,6 @@ use crate::hub::{Hub, Residency};
 use crate::store::redis::RedisStore;
 use crate::store::redis_conn::RedisConn;
 use crate::store::{StoreError, StoreFuture, Unavailable};
-
-/// The idle duties run this many trim periods apart (an hour by default).
-const IDLE_DUTY_PERIODS: u32 = 60;
 
 /// Loads tenants for `Hub::resident`.
 pub(crate) struct Loader {
@@ -161,12 +159,11 @@ pub(crate) async fn evict(hub: Arc<Hub>, loader: Arc<Loader>) {
     }
 }
 
-/// The slow duties of every tenant this node owns but does not hold (a
-/// held one has them done by `Hub::run_background` and its keeper): the
-/// feed's and the history's retention, and the history's fold of what
-/// happened while no node held it (a dead node's users ended by the sweep).
+/// The slow duties of every tenant this node owns, held or not: the feed's
+/// and the history's retention, and the history's fold of what happened
+/// while no node held it (a dead node's users ended by the sweep).
 pub(crate) async fn idle_duties(hub: Arc<Hub>, store: Arc<RedisStore>) {
-    let period = hub.config.event_trim * IDLE_DUTY_PERIODS;
+    let period = hub.config.cluster_duties;
     let first = tokio::time::Instant::now() + period;
     let mut tick = tokio::time::interval_at(first, period);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -185,7 +182,7 @@ pub(crate) async fn idle_duties(hub: Arc<Hub>, store: Arc<RedisStore>) {
 pub(crate) async fn idle_round(hub: &Hub, store: &RedisStore) -> Result<(), StoreError> {
     let now = hub.now_ms();
     for tid in store.tenant_ids().await? {
-        if hub.tenant(&tid).is_some() || !owns(hub, &tid) {
+        if !owns(hub, &tid) {
             continue;
         }
         let Some(rec) = store.tenant_record(&tid).await? else {

@@ -290,39 +290,55 @@ async fn an_idle_cluster_of_many_tenants_sends_redis_heartbeats_only() {
 }
 
 #[tokio::test]
-async fn a_crashed_nodes_users_go_offline_although_no_other_node_holds_their_tenant() {
+async fn a_crashed_nodes_users_go_offline_and_into_history_although_no_other_node_holds_their_tenant(
+) {
     let redis = RedisServer::start().await;
-    let a = TestHub::clustered(resident_config(), &redis.url(), "A").await;
-    let mut b = TestHub::clustered(resident_config(), &redis.url(), "B").await;
+    let config = presence_server::Config {
+        cluster_duties: Duration::from_millis(300),
+        ..resident_config()
+    };
+    let a = TestHub::clustered(config.clone(), &redis.url(), "A").await;
+    let mut b = TestHub::clustered(config, &redis.url(), "B").await;
     a.seed("acme", &["ann"]).await;
     let mut ann = Tab::open(b.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
     ann.activity(0).await;
     holds_within(&a, 0.0, Duration::from_secs(5)).await;
     let crashed_at = now_ms();
     b.crash();
-    // A does not hold acme; its sweep of B's registry ends ann's lease.
+    // A does not hold acme (nothing here asks it to): its sweep of B's
+    // registry ends ann's lease, and its duties fold that into history.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-    let ev = loop {
-        let (_, page) = a
-            .admin()
-            .call("GET", "/v1/tenants/acme/events?after=0", None)
-            .await;
-        let last = page["events"]
-            .as_array()
-            .and_then(|e| e.iter().rev().find(|e| e["user"] == "ann").cloned());
+    let (ev, seq) = loop {
+        let mut range = redis::cmd("XRANGE");
+        range.arg("presence:{acme}:events").arg("-").arg("+");
+        let entries: Vec<(String, Vec<(String, String)>)> =
+            query(redis.port, range).await.unwrap_or_default();
+        let last: Option<Value> = entries
+            .iter()
+            .filter_map(|(_, f)| serde_json::from_str::<Value>(&f.first()?.1).ok())
+            .filter(|e| e["user"] == "ann")
+            .last();
+        let mut get = redis::cmd("HGET");
+        get.arg("presence:{acme}:history_state").arg("cursor");
+        let folded: Option<u64> = query(redis.port, get).await.flatten();
         if let Some(ev) = last.filter(|e| e["status"] == "offline") {
-            break ev;
+            let cursor = ev["cursor"].as_u64().unwrap();
+            if folded == Some(cursor) {
+                break (ev, cursor);
+            }
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "ann still online 15 s after her node crashed: {page}"
+            "15 s after her node crashed: events {entries:?}, history at {folded:?}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(ev["reason"], "node_lost", "{ev}");
+    assert!(seq >= 2, "online, then offline: {ev}");
     let at = ev["at"].as_u64().unwrap();
     assert!(
         at <= crashed_at + 1_500 + 2_000,
         "ended at her cutoff, not when it was noticed: {ev}"
     );
+    assert_eq!(resident(&a).await, 0.0, "A never loaded acme for it");
 }

@@ -387,6 +387,7 @@ async fn a_receiver_away_past_the_retention_is_marked_failing(d: &Deployment) {
 fn trimming_config() -> Config {
     Config {
         event_trim: Duration::from_millis(200),
+        cluster_duties: Duration::from_millis(200),
         ..webhook_config()
     }
 }
