@@ -315,9 +315,9 @@ async fn a_crashed_nodes_users_go_offline_and_into_history_although_no_other_nod
             query(redis.port, range).await.unwrap_or_default();
         let last: Option<Value> = entries
             .iter()
+            .rev()
             .filter_map(|(_, f)| serde_json::from_str::<Value>(&f.first()?.1).ok())
-            .filter(|e| e["user"] == "ann")
-            .last();
+            .find(|e| e["user"] == "ann");
         let mut get = redis::cmd("HGET");
         get.arg("presence:{acme}:history_state").arg("cursor");
         let folded: Option<u64> = query(redis.port, get).await.flatten();
