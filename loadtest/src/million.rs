@@ -57,6 +57,9 @@ pub struct Report {
     pub tabs: usize,
     pub connect_secs: f64,
     pub tabs_per_sec: f64,
+    /// Handshakes the hub answered with 1013 (tenant not ready in time),
+    /// tried again after a backoff.
+    pub handshakes_retried: u64,
     pub hub_rss_total_mib: f64,
     pub hub_rss_per_tab_kib: f64,
     pub worker_rss_total_mib: f64,
@@ -111,7 +114,11 @@ pub async fn worker(
     plan.sources.rotate_left(from % s);
     let opened = plan.open(hellos, &ctx.stop, "worker").await?;
     let n = opened.tabs.iter().flatten().count();
-    println!("ready {n} {:.3}", opened.secs);
+    println!(
+        "ready {n} {:.3} {}",
+        opened.secs,
+        crate::tabs::RETRIED.load(std::sync::atomic::Ordering::Relaxed)
+    );
     let frame: &'static [u8] = Box::leak(activity_frame(0).into_boxed_slice());
     let (go_tx, go_rx) = watch::channel(false);
     let holders: Vec<_> = opened
@@ -307,15 +314,20 @@ pub async fn run(
     }
     let mut outs = Vec::new();
     let mut opened = 0usize;
+    let mut retried = 0u64;
     for c in &mut children {
         let mut out = BufReader::new(c.stdout.take().expect("piped"));
         let mut line = String::new();
         out.read_line(&mut line)?;
-        let n: usize = line
+        let f: Vec<&str> = line
             .strip_prefix("ready ")
-            .and_then(|r| r.split_whitespace().next())
+            .map(|r| r.split_whitespace().collect())
+            .unwrap_or_default();
+        let n: usize = f
+            .first()
             .and_then(|n| n.parse().ok())
             .ok_or_else(|| anyhow::anyhow!("a worker failed: {line:?}"))?;
+        retried += f.get(2).and_then(|r| r.parse::<u64>().ok()).unwrap_or(0);
         opened += n;
         eprintln!(
             "{opened} tabs open after {:.1} s",
@@ -425,6 +437,7 @@ pub async fn run(
         tabs: opened,
         connect_secs,
         tabs_per_sec: opened as f64 / connect_secs,
+        handshakes_retried: retried,
         hub_rss_total_mib: rss_total as f64 / 1024.0,
         hub_rss_per_tab_kib: rss_total.saturating_sub(rss_before) as f64 / opened.max(1) as f64,
         worker_rss_total_mib: worker_rss as f64 / 1024.0,
@@ -454,7 +467,10 @@ pub async fn run(
             ("hubs / workers", format!("{} / {}", r.hubs, r.workers)),
             (
                 "tabs",
-                format!("{} in {:.1} s ({:.0}/s)", r.tabs, r.connect_secs, r.tabs_per_sec),
+                format!(
+                    "{} in {:.1} s ({:.0}/s), {} handshakes retried after 1013",
+                    r.tabs, r.connect_secs, r.tabs_per_sec, r.handshakes_retried
+                ),
             ),
             (
                 "hub RSS",

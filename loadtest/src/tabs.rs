@@ -10,6 +10,13 @@ use anyhow::Context;
 use crate::control::{bar, Stop};
 use crate::wire::{self, Tab};
 
+/// Handshakes a tab tries again after a 1013 (growing waits, 250 ms more
+/// each time: about 25 s in all).
+const RETRIES: u64 = 14;
+
+/// Handshakes tried again after a 1013, over the process.
+pub static RETRIED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Where tabs go: hubs and source addresses in turn, with at most
 /// `in_flight` handshakes at once.
 pub struct Plan {
@@ -50,9 +57,22 @@ impl Plan {
                 if stop.stopped() {
                     return Ok(None);
                 }
-                let mut tab = wire::open(hub, source, &hello)
-                    .await
-                    .with_context(|| format!("tab {i} to {hub} from {source}"))?;
+                // 1013 at the handshake: the hub could not get the tenant
+                // ready in time (cluster mode, loading under a connect
+                // storm); a browser's SDK comes back after a backoff, so
+                // does this tab.
+                let mut attempt = 0;
+                let mut tab = loop {
+                    match wire::open(hub, source, &hello).await {
+                        Err(e) if wire::close_code(&e) == Some(1013) && attempt < RETRIES => {
+                            attempt += 1;
+                            RETRIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            tokio::time::sleep(std::time::Duration::from_millis(250 * attempt))
+                                .await;
+                        }
+                        r => break r.with_context(|| format!("tab {i} to {hub} from {source}"))?,
+                    }
+                };
                 if !extra.is_empty() {
                     use tokio::io::AsyncWriteExt;
                     tab.writer.write_all(&extra).await?;

@@ -210,30 +210,19 @@ async fn run_events(
                     }
                     Some(Incoming::Lost) | None => break,
                 },
-                Some(sub) = subs.recv() => match sub {
-                    Subscription::Add(tid, done) => {
-                        if held.contains(&tid) {
-                            let _ = done.send(true);
-                            continue;
-                        }
-                        if let Err(e) = sink.subscribe_tenants(std::slice::from_ref(&tid)).await {
-                            let _ = done.send(false);
-                            tracing::warn!(error = %e, "subscribe failed; resubscribing");
-                            break;
-                        }
-                        held.insert(tid);
-                        let _ = done.send(true);
+                Some(first) = subs.recv() => {
+                    // Every request waiting now in one go: a connect storm
+                    // loads hundreds of tenants at once, one subscription
+                    // round trip each would queue them behind each other.
+                    let mut batch = vec![first];
+                    while let Ok(more) = subs.try_recv() {
+                        batch.push(more);
                     }
-                    Subscription::Remove(tid) => {
-                        if hub.tenant(&tid).is_some() || !held.remove(&tid) {
-                            continue;
-                        }
-                        if let Err(e) = sink.unsubscribe_tenant(&tid).await {
-                            tracing::warn!(error = %e, "unsubscribe failed; resubscribing");
-                            break;
-                        }
+                    if let Err(e) = apply_subscriptions(&hub, &mut sink, &mut held, batch).await {
+                        tracing::warn!(error = %e, "subscription change failed; resubscribing");
+                        break;
                     }
-                },
+                }
                 () = hub.tenants_added() => {
                     let added: Vec<String> = hub
                         .tenant_ids()
@@ -259,6 +248,47 @@ async fn run_events(
         set_up(&hub, false);
         tracing::warn!("redis pub/sub connection lost; resubscribing");
     }
+}
+
+/// Carries out residency's requests in order: the removals of evicted
+/// tenants (unless held again) and the additions, subscribed in one go and
+/// answered once Redis confirmed them (or failed: then every waiting load
+/// is told, and the caller resubscribes).
+async fn apply_subscriptions(
+    hub: &Hub,
+    sink: &mut notify::Sink,
+    held: &mut HashSet<String>,
+    batch: Vec<Subscription>,
+) -> Result<(), notify::SubscribeError> {
+    let mut adds: Vec<(String, tokio::sync::oneshot::Sender<bool>)> = Vec::new();
+    for sub in batch {
+        match sub {
+            Subscription::Add(tid, done) => adds.push((tid, done)),
+            Subscription::Remove(tid) => {
+                // Removals first: a tenant both evicted and being loaded
+                // again ends subscribed, by its addition below.
+                if hub.tenant(&tid).is_none() && held.remove(&tid) {
+                    sink.unsubscribe_tenant(&tid).await?;
+                }
+            }
+        }
+    }
+    let new: Vec<String> = {
+        let mut seen = HashSet::new();
+        adds.iter()
+            .map(|(t, _)| t.clone())
+            .filter(|t| !held.contains(t) && seen.insert(t.clone()))
+            .collect()
+    };
+    let result = sink.subscribe_tenants(&new).await;
+    let ok = result.is_ok();
+    if ok {
+        held.extend(new);
+    }
+    for (_, done) in adds {
+        let _ = done.send(ok);
+    }
+    result
 }
 
 /// After every (re)subscription: Redis may have come back without its
