@@ -100,38 +100,61 @@ pub async fn worker(
     let mut hubs = Vec::with_capacity(to - from);
     for g in from..to {
         let (t, u) = (g / users, g % users);
-        hellos.push((
-            hello(ctx.tokens.mint(&tenant(t), &format!("u{u}")), NO_PROOF_MS),
-            Vec::new(),
+        hellos.push(hello(
+            ctx.tokens.mint(&tenant(t), &format!("u{u}")),
+            NO_PROOF_MS,
         ));
         hubs.push(ctx.hubs[t % ctx.hubs.len()]);
     }
-    // One hub per tab, in the tabs' order (`Plan::open` takes tab i to
-    // hub i % hubs); sources in turn, shifted by the slice.
-    let mut plan = ctx.plan();
-    plan.hubs = hubs;
-    let s = plan.sources.len();
-    plan.sources.rotate_left(from % s);
-    let opened = plan.open(hellos, &ctx.stop, "worker").await?;
-    let n = opened.tabs.iter().flatten().count();
-    println!(
-        "ready {n} {:.3} {}",
-        opened.secs,
-        crate::tabs::RETRIED.load(std::sync::atomic::Ordering::Relaxed)
-    );
+    // Each tab is held (its pings answered) from the moment it is open:
+    // a slice takes minutes to open, longer than the hub waits for a pong.
     let frame: &'static [u8] = Box::leak(activity_frame(0).into_boxed_slice());
     let (go_tx, go_rx) = watch::channel(false);
-    let holders: Vec<_> = opened
-        .tabs
+    let gate = std::sync::Arc::new(tokio::sync::Semaphore::new(ctx.in_flight.max(1)));
+    let (done_tx, mut done) = tokio::sync::mpsc::unbounded_channel::<anyhow::Result<()>>();
+    let started = Instant::now();
+    let s = ctx.sources.len();
+    let total = hellos.len();
+    let holders: Vec<_> = hellos
         .into_iter()
+        .zip(hubs)
         .enumerate()
-        .filter_map(|(i, tab)| {
-            let tab = tab?;
+        .map(|(i, (hello, hub))| {
+            let source = ctx.sources[(from + i) % s];
+            let gate = gate.clone();
+            let done = done_tx.clone();
             let go = ((from + i) % users < active).then(|| go_rx.clone());
-            Some(tokio::spawn(crate::wire::hold_lean(tab, go, frame)))
+            tokio::spawn(async move {
+                let permit = gate.acquire_owned().await;
+                let tab = crate::tabs::open_retrying(hub, source, &hello).await;
+                drop(permit);
+                match tab {
+                    Ok(tab) => {
+                        let _ = done.send(Ok(()));
+                        drop(done);
+                        crate::wire::hold_lean(tab, go, frame).await;
+                    }
+                    Err(e) => {
+                        let _ = done.send(Err(e.context(format!("tab {} to {hub}", from + i))));
+                    }
+                }
+            })
         })
         .collect();
-    drop(go_rx);
+    drop((go_rx, done_tx));
+    let mut n = 0;
+    while n < total {
+        match done.recv().await {
+            Some(r) => r?,
+            None => break,
+        }
+        n += 1;
+    }
+    println!(
+        "ready {n} {:.3} {}",
+        started.elapsed().as_secs_f64(),
+        crate::tabs::RETRIED.load(std::sync::atomic::Ordering::Relaxed)
+    );
     let (line_tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
     std::thread::spawn(move || {
         for line in std::io::stdin().lock().lines() {

@@ -93,6 +93,23 @@ impl Plan {
     }
 }
 
+/// Opens a tab; a 1013 at the handshake (the hub could not get the tenant
+/// ready in time: cluster mode, loading under a connect storm) is tried
+/// again after a backoff, as a browser's SDK does.
+pub async fn open_retrying(hub: SocketAddr, source: IpAddr, hello: &[u8]) -> anyhow::Result<Tab> {
+    let mut attempt = 0;
+    loop {
+        match wire::open(hub, source, hello).await {
+            Err(e) if wire::close_code(&e) == Some(1013) && attempt < RETRIES => {
+                attempt += 1;
+                RETRIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(std::time::Duration::from_millis(250 * attempt)).await;
+            }
+            r => return Ok(r?),
+        }
+    }
+}
+
 /// Keeps a tab open, reading and discarding what the hub sends, until the
 /// hub closes it or the task is aborted.
 pub fn hold(tab: Tab) -> tokio::task::JoinHandle<()> {
