@@ -40,7 +40,7 @@ async fn watcher(h: &TestHub, tenant: &str) -> Tab {
     w
 }
 
-async fn put_boss(h: &TestHub, tenant: &str) {
+pub(crate) async fn put_boss(h: &TestHub, tenant: &str) {
     h.admin()
         .ok(
             "PUT",

@@ -13,6 +13,7 @@ use presence_protocol::{ServerMessage, Status};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::cluster_channels::put_boss;
 use crate::redis_support::{query, RedisServer};
 use crate::support::*;
 
@@ -58,16 +59,6 @@ async fn subscribers(redis: &RedisServer, tenant: &str) -> i64 {
         Some(redis::Value::Int(n)) => *n,
         other => panic!("NUMSUB answered {other:?}"),
     }
-}
-
-async fn put_boss(h: &TestHub, tenant: &str) {
-    h.admin()
-        .ok(
-            "PUT",
-            &format!("/v1/tenants/{tenant}/users/boss"),
-            json!({"name": "Boss", "email": "b@x", "profile": "admin"}),
-        )
-        .await;
 }
 
 /// An administrator's tab on `h` watching `tenant`'s directory, with the
@@ -159,19 +150,33 @@ async fn an_unused_tenant_is_evicted_everywhere_and_a_reload_sees_what_happened_
     assert_eq!(entry("dee").map(|e| e.status), Some(Status::Online));
     assert_eq!(entry("ann").map(|e| e.status), Some(Status::Offline));
     // And follows it again: a write through A reaches B's watcher within 1 s.
-    a.admin()
+    write_reaches(&a, &mut wb, "eve", "Eve").await;
+}
+
+/// Writes user `uid` named `name` into acme through `via`; `w` sees the
+/// write within 1 s.
+async fn write_reaches(via: &TestHub, w: &mut Tab, uid: &str, name: &str) {
+    via.admin()
         .ok(
             "PUT",
-            "/v1/tenants/acme/users/eve",
-            json!({"name": "Eve", "email": "e@x"}),
+            &format!("/v1/tenants/acme/users/{uid}"),
+            json!({"name": name, "email": format!("{uid}@x")}),
         )
         .await;
     tokio::time::timeout(
         Duration::from_secs(1),
-        wb.recv_until(|m| matches!(m, ServerMessage::User { user, .. } if user.id == "eve")),
+        w.recv_until(|m| {
+            matches!(m, ServerMessage::User { user, .. }
+                if user.id == uid && user.name.as_deref() == Some(name))
+        }),
     )
     .await
-    .expect("B's watcher got eve within 1 s");
+    .unwrap_or_else(|_| {
+        panic!(
+            "the watcher saw {uid} written through {} within 1 s",
+            via.addr
+        )
+    });
 }
 
 #[tokio::test]
@@ -183,21 +188,7 @@ async fn a_write_through_a_node_that_does_not_hold_the_tenant_reaches_the_one_th
     put_boss(&a, "acme").await;
     let (mut wb, _) = watcher(&b, "acme").await;
     holds_within(&a, 0.0, Duration::from_secs(5)).await;
-    a.admin()
-        .ok(
-            "PUT",
-            "/v1/tenants/acme/users/ann",
-            json!({"name": "Ann Renamed", "email": "a@x"}),
-        )
-        .await;
-    tokio::time::timeout(
-        Duration::from_secs(1),
-        wb.recv_until(
-            |m| matches!(m, ServerMessage::User { user, .. } if user.name.as_deref() == Some("Ann Renamed")),
-        ),
-    )
-    .await
-    .expect("B's watcher saw the write made through A within 1 s");
+    write_reaches(&a, &mut wb, "ann", "Ann Renamed").await;
 }
 
 #[tokio::test]
