@@ -140,7 +140,7 @@ pub struct Config {
     pub event_trim: Duration,
     /// Cluster mode: how often a node trims the feed and the history of
     /// every tenant it owns, held or not, and folds into history what no
-    /// keeper folded (`cluster::residency::idle_duties`): a retention of
+    /// keeper folded (`cluster::residency::owner_duties`): a retention of
     /// days needs no trim a minute, and a cluster of 10,000 tenants no
     /// per-tenant traffic while idle. Default is [`defaults::CLUSTER_DUTIES_MS`].
     pub cluster_duties: Duration,

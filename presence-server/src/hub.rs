@@ -18,6 +18,7 @@ use tokio_util::sync::WaitForCancellationFuture;
 use crate::auth::Verifier;
 use crate::clock::Clock;
 use crate::cluster::link::ClusterHandle;
+use crate::cluster::ops::PresenceEvent;
 use crate::config::Config;
 use crate::directory::DirectoryError;
 use crate::directory::{TenantDir, Write};
@@ -421,37 +422,46 @@ impl Hub {
                 Ok(false)
             }
             None => {
-                let t = new_tenant(
-                    TenantDir::new(rec),
-                    &self.config,
-                    self.cluster.as_ref(),
-                    &self.feed,
-                    0,
-                );
-                t.lock().touched = self.now_ms();
-                map.insert(tid.to_owned(), t);
-                self.metrics.tenants_resident.set(map.len() as i64);
-                self.tenants_added.notify_one();
+                self.insert_new(&mut map, TenantDir::new(rec), &[]);
                 Ok(true)
             }
         }
     }
 
-    /// Cluster mode: a tenant loaded from Redis. Kept if this node created
-    /// it meanwhile (its own copy is as new). Returns whether it was adopted.
-    pub fn adopt_tenant(&self, dir: TenantDir) -> bool {
+    /// Cluster mode: a tenant loaded from Redis, with the global presence
+    /// `states` read for it. Kept if this node created it meanwhile (its own
+    /// copy is as new). Returns whether it was adopted.
+    pub(crate) fn adopt_tenant(&self, dir: TenantDir, states: &[PresenceEvent]) -> bool {
         let mut map = self.tenants.write();
-        match map.entry(dir.tenant.id.clone()) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
-            std::collections::hash_map::Entry::Vacant(e) => {
-                let t = new_tenant(dir, &self.config, self.cluster.as_ref(), &self.feed, 0);
-                t.lock().touched = self.now_ms();
-                e.insert(t);
-                self.metrics.tenants_resident.set(map.len() as i64);
-                self.tenants_added.notify_one();
-                true
-            }
+        if map.contains_key(&dir.tenant.id) {
+            return false;
         }
+        self.insert_new(&mut map, dir, states);
+        true
+    }
+
+    /// Puts a tenant this node did not hold into `map`, used now and with
+    /// `states` applied before anyone can see it; the event follower
+    /// subscribes to its channel unless it did already.
+    fn insert_new(
+        &self,
+        map: &mut HashMap<String, TenantRef>,
+        dir: TenantDir,
+        states: &[PresenceEvent],
+    ) {
+        let id = dir.tenant.id.clone();
+        let t = new_tenant(dir, &self.config, self.cluster.as_ref(), &self.feed, 0);
+        {
+            let now = self.now_ms();
+            let mut t = t.lock();
+            for ev in states {
+                t.apply_event(ev, now, &self.metrics);
+            }
+            t.touched = now;
+        }
+        map.insert(id, t);
+        self.metrics.tenants_resident.set(map.len() as i64);
+        self.tenants_added.notify_one();
     }
 
     async fn commit(&self, writes: Vec<Write>) -> Result<(), StoreError> {
@@ -492,11 +502,9 @@ impl Hub {
         self.feed_commit.lock().await
     }
 
-    /// How long tenant `tid`'s feed keeps events.
-    pub fn event_retention_s(&self, t: &Tenant) -> u64 {
-        t.dir
-            .tenant
-            .event_retention_s
+    /// How long the feed of the tenant with record `rec` keeps events.
+    pub fn event_retention_s(&self, rec: &crate::directory::TenantRecord) -> u64 {
+        rec.event_retention_s
             .unwrap_or(self.config.event_retention.as_secs())
     }
 
@@ -539,7 +547,7 @@ impl Hub {
         loop {
             tokio::select! {
                 _ = tick.tick() => self.expire_due(),
-                // A cluster node trims in `cluster::residency::idle_duties`.
+                // A cluster node trims in `cluster::residency::owner_duties`.
                 _ = trim.tick(), if self.cluster.is_none() => {
                     if let Err(e) = self.trim_events().await {
                         tracing::warn!(error = %e, "could not trim the transition feed");

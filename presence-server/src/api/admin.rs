@@ -144,7 +144,7 @@ fn tenant_view(hub: &Hub, t: &Tenant) -> TenantView {
     TenantView {
         id: t.dir.tenant.id.clone(),
         user_limit: t.dir.tenant.user_limit,
-        event_retention_s: hub.event_retention_s(t),
+        event_retention_s: hub.event_retention_s(&t.dir.tenant),
         time_zone: t.dir.tenant.time_zone_name().to_owned(),
         history_retention_days: t.dir.tenant.history_days(),
         stats: t.stats(),

@@ -314,31 +314,36 @@ pub(crate) async fn run(
         let mut failed = false;
         for tenant in ready {
             let (json, n) = pending.batch(&tenant);
+            // The registry first: SADD before the first claim's call, SREM
+            // once only the unregistration is left.
+            let claims = n > 0 && pending.claims(&tenant);
             let registration = if n == 0 {
-                registry_call(&mut conn, "SREM", &registry, &tenant).await
-            } else if pending.claims(&tenant) && !registered.contains(&tenant) {
-                registry_call(&mut conn, "SADD", &registry, &tenant).await
+                Some("SREM")
+            } else if claims && !registered.contains(&tenant) {
+                Some("SADD")
             } else {
-                Ok(())
+                None
             };
-            if let Err(e) = registration {
-                if is_outage(&e) {
-                    tracing::warn!(error = %e, "redis unreachable for the node's registry; retrying");
-                    tokio::time::sleep(OUTAGE_RETRY).await;
+            if let Some(cmd) = registration {
+                if let Err(e) = registry_call(&mut conn, cmd, &registry, &tenant).await {
+                    if is_outage(&e) {
+                        tracing::warn!(error = %e, "redis unreachable for the node's registry; retrying");
+                        tokio::time::sleep(OUTAGE_RETRY).await;
+                        failed = true;
+                        break;
+                    }
+                    let wait = pending.refused(&tenant, Instant::now());
+                    tracing::warn!(error = %e, tenant, ?wait, "the node's registry refused a tenant; retrying it later");
                     failed = true;
-                    break;
+                    continue;
                 }
-                let wait = pending.refused(&tenant, Instant::now());
-                tracing::warn!(error = %e, tenant, ?wait, "the node's registry refused a tenant; retrying it later");
-                failed = true;
-                continue;
             }
             if n == 0 {
                 registered.remove(&tenant);
                 pending.unregistered(&tenant);
                 continue;
             }
-            if pending.claims(&tenant) {
+            if claims {
                 registered.insert(tenant.clone());
             }
             let started = std::time::Instant::now();

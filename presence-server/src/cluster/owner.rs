@@ -25,9 +25,10 @@ pub(crate) fn owner_among<'a>(
 }
 
 /// Whether this node owns `tid` now: always on a single node; in a
-/// cluster, among itself and the nodes whose last heartbeat is at most
-/// `fresh_ms` old.
-pub(crate) fn is_owner(hub: &Hub, tid: &str, fresh_ms: u64) -> bool {
+/// cluster, among itself and the nodes not yet taken for dead (last
+/// heartbeat at most `DEAD_AFTER_MS` old).
+pub(crate) fn is_owner(hub: &Hub, tid: &str) -> bool {
+    let fresh_ms = crate::cluster::tasks::DEAD_AFTER_MS;
     let Some(handle) = hub.cluster_handle() else {
         return true;
     };

@@ -11,7 +11,7 @@
 //!   `Config::tenant_evict_after` (no tab, watcher, feed reader or local
 //!   claim; not a tenant whose webhooks this node owns): unsubscribed, and
 //!   taken out of this node's lease registry once its releases are in.
-//! - [`idle_duties`]: the slow duties of every tenant, held or not (the
+//! - [`owner_duties`]: the slow duties of every tenant, held or not (the
 //!   feed's and the history's retention, the history's fold of what
 //!   happened while no node held it), on each tenant's owner, every
 //!   `Config::cluster_duties` (an hour by default).
@@ -24,7 +24,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::cluster::directory_sync::Wake;
 use crate::cluster::ops::ClusterMsg;
-use crate::cluster::tasks::{resync, Subscription, DEAD_AFTER_MS};
+use crate::cluster::owner::is_owner;
+use crate::cluster::tasks::{resync, stored_states, Subscription};
 use crate::directory::{TenantDir, Write};
 use crate::hub::{Hub, Residency};
 use crate::store::redis::RedisStore;
@@ -73,15 +74,21 @@ impl Loader {
         for w in &writes {
             dir.apply(w);
         }
+        let redis = |e| StoreError::Unavailable(Unavailable::Redis(e));
+        let mut conn = self.conn.clone();
+        // Presence is in the tenant before anyone sees it (a tab joining
+        // meanwhile would get a snapshot of everyone offline, then see them
+        // come online).
+        let states = stored_states(&mut conn, tid).await.map_err(redis)?;
         self.store.note_loaded(tid, version);
-        if hub.adopt_tenant(dir) {
-            // Commits between the snapshot and now were announced to a
-            // tenant that was not held yet.
+        if hub.adopt_tenant(dir, &states) {
+            // Commits and transitions between the reads and now were
+            // announced to a tenant that was not held yet: read on (an
+            // event applies only if newer).
             self.wake.tenants(&[tid.to_owned()]);
-            let mut conn = self.conn.clone();
             resync(hub, &mut conn, &[tid.to_owned()])
                 .await
-                .map_err(|e| StoreError::Unavailable(Unavailable::Redis(e)))?;
+                .map_err(redis)?;
         }
         Ok(())
     }
@@ -99,11 +106,6 @@ impl Residency for Loader {
     fn mark_webhook_tenant<'a>(&'a self, tid: &'a str, has: bool) -> StoreFuture<'a, ()> {
         Box::pin(self.store.mark_webhook_tenant(tid, has))
     }
-}
-
-/// Whether this node owns `tid`'s background duties (among the live nodes).
-fn owns(hub: &Hub, tid: &str) -> bool {
-    crate::cluster::owner::is_owner(hub, tid, DEAD_AFTER_MS)
 }
 
 /// Evicts unused tenants until the node begins to stop.
@@ -128,7 +130,7 @@ pub(crate) async fn evict(hub: Arc<Hub>, loader: Arc<Loader>) {
                 // The keeper reads the feed of every held tenant.
                 (t.in_use(1), t.touched, !t.dir.webhooks.is_empty())
             };
-            if busy || (hooks && owns(&hub, &tid)) {
+            if busy || (hooks && is_owner(&hub, &tid)) {
                 continue;
             }
             let since = unused_since.get(&tid).copied().unwrap_or(now).max(touched);
@@ -162,7 +164,7 @@ pub(crate) async fn evict(hub: Arc<Hub>, loader: Arc<Loader>) {
 /// The slow duties of every tenant this node owns, held or not: the feed's
 /// and the history's retention, and the history's fold of what happened
 /// while no node held it (a dead node's users ended by the sweep).
-pub(crate) async fn idle_duties(hub: Arc<Hub>, store: Arc<RedisStore>) {
+pub(crate) async fn owner_duties(hub: Arc<Hub>, store: Arc<RedisStore>) {
     let period = hub.config.cluster_duties;
     let first = tokio::time::Instant::now() + period;
     let mut tick = tokio::time::interval_at(first, period);
@@ -172,30 +174,26 @@ pub(crate) async fn idle_duties(hub: Arc<Hub>, store: Arc<RedisStore>) {
             _ = tick.tick() => {}
             _ = hub.stopping() => return,
         }
-        if let Err(e) = idle_round(&hub, &store).await {
-            tracing::warn!(error = %e, "the duties of tenants no node holds failed; next round later");
+        if let Err(e) = owner_round(&hub, &store).await {
+            tracing::warn!(error = %e, "the owned tenants' retention and history duties failed; next round later");
         }
     }
 }
 
-/// One round of [`idle_duties`].
-pub(crate) async fn idle_round(hub: &Hub, store: &RedisStore) -> Result<(), StoreError> {
+/// One round of [`owner_duties`].
+async fn owner_round(hub: &Hub, store: &RedisStore) -> Result<(), StoreError> {
     let now = hub.now_ms();
     for tid in store.tenant_ids().await? {
-        if !owns(hub, &tid) {
+        if !is_owner(hub, &tid) {
             continue;
         }
         let Some(rec) = store.tenant_record(&tid).await? else {
             continue;
         };
-        let retention_s = rec
-            .event_retention_s
-            .unwrap_or(hub.config.event_retention.as_secs());
-        let before = now.saturating_sub(retention_s.saturating_mul(1_000));
         // The history first: the fold reads events the trim removes.
         crate::history::keeper::catch_up(hub, &tid).await?;
         crate::history::keeper::trim_one(hub, &tid, rec.history_days(), now).await?;
-        while crate::store::Store::trim_events(store, &tid, before).await? > 0 {}
+        crate::feed::retention::trim_tenant(hub, &tid, &rec, now).await?;
     }
     Ok(())
 }

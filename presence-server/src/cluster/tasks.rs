@@ -112,7 +112,7 @@ pub async fn start(
     ));
     hub.spawn(directory_sync::run(hub.clone(), store.clone(), wake));
     hub.spawn(residency::evict(hub.clone(), loader));
-    hub.spawn(residency::idle_duties(hub.clone(), store));
+    hub.spawn(residency::owner_duties(hub.clone(), store));
     tracing::info!(%node, "cluster mode");
     Ok(hub)
 }
@@ -305,7 +305,8 @@ fn after_rejoin(hub: &Arc<Hub>, tenants: &[String]) {
     if tenants.is_empty() {
         return;
     }
-    sweep_all(handle, hub.now_ms(), tenants);
+    let (dead, silent) = (HashMap::new(), BTreeSet::new());
+    sweep_all(handle, hub.now_ms(), &dead, &silent, tenants);
     // The longest lease a claim sets: the local deadline plus two renewals.
     let longest = hub.config.idle_timeout + Duration::from_millis(2 * handle.renew_ms) + HEARTBEAT;
     let later = hub.clone();
@@ -313,21 +314,30 @@ fn after_rejoin(hub: &Arc<Hub>, tenants: &[String]) {
     let tenants = tenants.to_vec();
     hub.spawn(async move {
         tokio::select! {
-            _ = tokio::time::sleep(longest) => sweep_all(&handle, later.now_ms(), &tenants),
+            _ = tokio::time::sleep(longest) => {
+                sweep_all(&handle, later.now_ms(), &dead, &silent, &tenants);
+            }
             _ = later.stopping() => {}
         }
     });
 }
 
-/// Queues a sweep of due leases in each of `tenants`.
-fn sweep_all(handle: &ClusterHandle, now: u64, tenants: &[String]) {
+/// Queues a sweep in each of `tenants`: due leases end, and those of
+/// `dead` nodes at their cutoffs (`PresenceOp::Sweep`).
+fn sweep_all(
+    handle: &ClusterHandle,
+    now: u64,
+    dead: &HashMap<String, u64>,
+    silent: &BTreeSet<String>,
+    tenants: &[String],
+) {
     for tid in tenants {
         let _ = handle.ops.send(ClusterMsg::Op {
             tenant: tid.clone(),
             op: PresenceOp::Sweep {
                 now,
-                dead: HashMap::new(),
-                silent: BTreeSet::new(),
+                dead: dead.clone(),
+                silent: silent.clone(),
             },
         });
     }
@@ -379,9 +389,8 @@ pub(crate) async fn resync(
     for tid in tenants {
         let Some(t) = hub.tenant(tid) else { continue };
         t.lock().reclaim(now);
-        let state = PresenceKeys::new(tid).state;
-        let all: HashMap<String, String> = match conn.hgetall(&state).await {
-            Ok(all) => all,
+        let states = match stored_states(conn, tid).await {
+            Ok(states) => states,
             Err(e) if op_queue::is_outage(&e) => return Err(e),
             Err(e) => {
                 tracing::warn!(tenant = %tid, error = %e, "cannot read a tenant's presence state");
@@ -389,14 +398,28 @@ pub(crate) async fn resync(
             }
         };
         let mut t = t.lock();
-        for (u, raw) in all {
-            let Ok(st) = serde_json::from_str::<StoredState>(&raw) else {
-                continue;
-            };
-            t.apply_event(&st.into_event(tid, u), now, &hub.metrics);
+        for ev in &states {
+            t.apply_event(ev, now, &hub.metrics);
         }
     }
     Ok(())
+}
+
+/// The global presence Redis holds for `tid` (`presence:{tid}:state`), as
+/// the events that bring a tenant up to it; entries that do not parse are
+/// skipped.
+pub(crate) async fn stored_states(
+    conn: &mut RedisConn,
+    tid: &str,
+) -> redis::RedisResult<Vec<crate::cluster::ops::PresenceEvent>> {
+    let all: HashMap<String, String> = conn.hgetall(PresenceKeys::new(tid).state).await?;
+    Ok(all
+        .into_iter()
+        .filter_map(|(u, raw)| {
+            let st = serde_json::from_str::<StoredState>(&raw).ok()?;
+            Some(st.into_event(tid, u))
+        })
+        .collect())
 }
 
 /// Heartbeats this node; on the sweep leader, sweeps the tenants of every
@@ -497,16 +520,8 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
                 Err(e) => tracing::warn!(error = %e, %node, "cannot read a node's registry"),
             }
         }
-        for tid in tenants {
-            let _ = handle.ops.send(ClusterMsg::Op {
-                tenant: tid,
-                op: PresenceOp::Sweep {
-                    now,
-                    dead: dead.clone(),
-                    silent: silent.clone(),
-                },
-            });
-        }
+        let tenants: Vec<String> = tenants.into_iter().collect();
+        sweep_all(handle, now, &dead, &silent, &tenants);
     }
 }
 

@@ -9,8 +9,8 @@
 //! same events, the store's check of the cursor makes one of them store and
 //! the other reload, so that costs work, never correctness. What happens in
 //! a tenant no node holds (a dead node's users ended by the sweep) is
-//! folded by its owner's hourly round (`residency::idle_duties`), or at the
-//! next load.
+//! folded by its owner's hourly round (`residency::owner_duties`), or at
+//! the next load.
 //!
 //! A keeper waits on the tenant's feed watch (moved by every commit or
 //! published event), then lets events gather for a second, so a busy
@@ -45,7 +45,7 @@ const LATE: Duration = Duration::from_secs(5);
 
 /// Whether this node keeps `tid`'s history now.
 fn owns(hub: &Hub, tid: &str) -> bool {
-    crate::cluster::owner::is_owner(hub, tid, crate::cluster::tasks::DEAD_AFTER_MS)
+    crate::cluster::owner::is_owner(hub, tid)
 }
 
 /// Runs until the node begins to stop.

@@ -187,7 +187,7 @@ async fn discover(hub: &Hub) {
         }
     };
     for tid in tenants {
-        if !crate::cluster::owner::is_owner(hub, &tid, crate::cluster::tasks::DEAD_AFTER_MS) {
+        if !crate::cluster::owner::is_owner(hub, &tid) {
             continue;
         }
         let none = match hub.resident(&tid).await {
