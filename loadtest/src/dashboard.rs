@@ -72,6 +72,8 @@ pub struct Seen {
     pub offline_deltas: u64,
     /// Per user: wall-clock ms of the last offline delta, and its `at`.
     pub offline_arrival_ms: Vec<u64>,
+    /// When each user's last online delta arrived (0: none).
+    pub online_arrival_ms: Vec<u64>,
     pub offline_at_ms: Vec<u64>,
     pub closed: bool,
 }
@@ -154,6 +156,7 @@ fn spawn(
             online_deltas: 0,
             offline_deltas: 0,
             offline_arrival_ms: vec![0; users],
+            online_arrival_ms: vec![0; users],
             offline_at_ms: vec![0; users],
             closed: false,
         };
@@ -182,6 +185,7 @@ fn spawn(
                     }
                     if p.status == "online" {
                         seen.online_deltas += 1;
+                        seen.online_arrival_ms[i] = crate::common::now_ms();
                         shared.online_total.fetch_add(1, Ordering::Relaxed);
                     } else {
                         seen.offline_deltas += 1;

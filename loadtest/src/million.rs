@@ -82,13 +82,26 @@ pub struct Report {
     pub offline_seen_secs: f64,
     pub missing: u64,
     pub spurious: u64,
+    /// Tabs the hubs ended before the active phase (of them: active users',
+    /// and those ended with a close frame rather than dropped).
+    pub tabs_lost_before: u64,
+    pub active_tabs_lost_before: u64,
+    pub tabs_closed_before: u64,
+    /// Tabs ended during the active phase (of them: active users').
+    pub tabs_lost_during: u64,
+    pub active_tabs_lost_during: u64,
+    /// Ended tabs that could not reconnect (every other one did, as the
+    /// SDK reconnects).
+    pub tabs_not_reconnected: u64,
 }
 
 /// The worker side: opens the tabs of global users `from..to` (user `g` is
 /// `u{g % users}` of tenant `g / users`, on hub `tenant % hubs`), says
 /// `ready`, then on `go` has each user whose index is below `active` send
 /// one proof of interaction; ends (closing every tab) on `close` or at the
-/// end of its input.
+/// end of its input. A tab the hub closes reconnects after 1–3 s with the
+/// same `hello`, as the SDK does (a user who had not interacted yet still
+/// does on `go`); each worker reports how many did.
 pub async fn worker(
     ctx: &Ctx,
     users: usize,
@@ -125,18 +138,41 @@ pub async fn worker(
             let done = done_tx.clone();
             let go = ((from + i) % users < active).then(|| go_rx.clone());
             tokio::spawn(async move {
-                let permit = gate.acquire_owned().await;
-                let tab = crate::tabs::open_retrying(hub, source, &hello).await;
-                drop(permit);
-                match tab {
-                    Ok(tab) => {
+                // Kept for reconnecting: a browser keeps its token and tab id.
+                let hello = hello.into_boxed_slice();
+                let mut go = go;
+                let mut done = Some(done);
+                loop {
+                    let permit = gate.clone().acquire_owned().await;
+                    let tab = crate::tabs::open_retrying(hub, source, &hello).await;
+                    drop(permit);
+                    let tab = match tab {
+                        Ok(tab) => tab,
+                        Err(e) => {
+                            let e = e.context(format!("tab {} to {hub}", from + i));
+                            match done.take() {
+                                Some(done) => {
+                                    let _ = done.send(Err(e));
+                                }
+                                None => ENDED.lost(from + i, &e),
+                            }
+                            return;
+                        }
+                    };
+                    if let Some(done) = done.take() {
                         let _ = done.send(Ok(()));
-                        drop(done);
-                        crate::wire::hold_lean(tab, go, frame).await;
                     }
-                    Err(e) => {
-                        let _ = done.send(Err(e.context(format!("tab {} to {hub}", from + i))));
+                    let active = go.is_some();
+                    let ended = crate::wire::hold_lean(tab, go.clone(), frame).await;
+                    ENDED.note(from + i, active, ended);
+                    // A user who already interacted does not again.
+                    if go.as_ref().is_some_and(|g| *g.borrow()) {
+                        go = None;
                     }
+                    // The SDK reconnects a tab the hub closed, after a
+                    // pause that spreads a wave of them out.
+                    let pause = 1_000 + (from + i) as u64 % 2_000;
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
                 }
             })
         })
@@ -168,17 +204,58 @@ pub async fn worker(
         match line.trim() {
             "go" => {
                 let _ = go_tx.send(true);
-                println!("went");
+                println!("went {}", ENDED.take());
             }
-            "close" => break,
+            "close" => {
+                println!("closed {}", ENDED.take());
+                break;
+            }
             _ => {}
         }
     }
     for h in holders {
         h.abort();
     }
-    println!("closed");
     Ok(())
+}
+
+/// Tabs of a worker that the hub ended while they were held: a tab lost
+/// before `go` is a user who cannot interact, so a dashboard would miss her.
+struct EndedTabs(std::sync::Mutex<(u64, u64, u64, u64)>);
+
+static ENDED: EndedTabs = EndedTabs(std::sync::Mutex::new((0, 0, 0, 0)));
+
+impl EndedTabs {
+    /// Counts a tab that ended (active ones too) and names the first few.
+    fn note(&self, g: usize, active: bool, ended: crate::wire::Ended) {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.0 += 1;
+        if active {
+            c.1 += 1;
+        }
+        if matches!(ended, crate::wire::Ended::Closed(_)) {
+            c.2 += 1;
+        }
+        if c.0 <= 20 || active {
+            eprintln!("tab of global user {g} (active: {active}) ended: {ended:?}");
+        }
+    }
+
+    /// A tab that could not reconnect (its user is gone from the run).
+    fn lost(&self, g: usize, e: &anyhow::Error) {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        c.3 += 1;
+        eprintln!("tab of global user {g} could not reconnect: {e:#}");
+    }
+
+    /// `ended active closed unreconnected` since the last call, as a
+    /// worker reports them.
+    fn take(&self) -> String {
+        let mut c = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let out = format!("{} {} {} {}", c.0, c.1, c.2, c.3);
+        *c = (0, 0, 0, 0);
+        out
+    }
 }
 
 /// `/proc/net/sockstat`'s TCP `inuse` and `mem` (pages).
@@ -250,25 +327,34 @@ async fn command_calls(
         .collect())
 }
 
-/// Sends `line` to every worker and waits for each to answer `expect`.
+/// Sends `line` to every worker and waits for each to answer `expect`
+/// followed by its counts of ended tabs (see [`EndedTabs::take`]), which
+/// are summed.
 fn tell_all(
     children: &mut [std::process::Child],
     outs: &mut [BufReader<std::process::ChildStdout>],
     line: &str,
     expect: &str,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<[u64; 4]> {
     for c in children.iter_mut() {
         if let Some(i) = c.stdin.as_mut() {
             writeln!(i, "{line}")?;
             i.flush()?;
         }
     }
+    let mut sum = [0u64; 4];
     for out in outs.iter_mut() {
         let mut l = String::new();
         out.read_line(&mut l)?;
-        anyhow::ensure!(l.trim() == expect, "a worker answered {l:?} to {line}");
+        let counts = l
+            .trim()
+            .strip_prefix(expect)
+            .ok_or_else(|| anyhow::anyhow!("a worker answered {l:?} to {line}"))?;
+        for (s, n) in sum.iter_mut().zip(counts.split_whitespace()) {
+            *s += n.parse::<u64>()?;
+        }
     }
-    Ok(())
+    Ok(sum)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -408,7 +494,7 @@ pub async fn run(
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     let went = Instant::now();
-    tell_all(&mut children, &mut outs, "go", "went")?;
+    let [lost, lost_active, lost_closed, gone] = tell_all(&mut children, &mut outs, "go", "went")?;
     let want = |online: bool| {
         boards.iter().all(|(s, _)| {
             let (on, off) = s.counts();
@@ -432,9 +518,26 @@ pub async fn run(
     tokio::time::sleep(Duration::from_secs(3)).await;
     let _ = done_tx.send(true);
     let (mut missing, mut spurious) = (0u64, 0u64);
-    for (_, handles) in boards {
+    for (&t, (_, handles)) in sampled.iter().zip(boards) {
         for h in handles {
             let seen = h.await?;
+            // Which users a dashboard missed, to look them up in the logs.
+            for u in 0..active {
+                let (on, off) = (seen.online_arrival_ms[u], seen.offline_arrival_ms[u]);
+                if on == 0 || off == 0 {
+                    eprintln!(
+                        "{} u{u} (global user {}): online seen {}, offline seen {}; dashboard closed: {}, {}; user at v{} online {}",
+                        tenant(t),
+                        t * users + u,
+                        on > 0,
+                        off > 0,
+                        seen.closed,
+                        seen.view.integrity.line(),
+                        seen.view.v[u],
+                        seen.view.online[u]
+                    );
+                }
+            }
             let (on, off) = (seen.online_deltas as i64, seen.offline_deltas as i64);
             let want = active as i64;
             missing += ((want - on).max(0) + (want - off).max(0)) as u64;
@@ -446,7 +549,8 @@ pub async fn run(
             }
         }
     }
-    tell_all(&mut children, &mut outs, "close", "closed")?;
+    let [ended_in_phase, ended_active_in_phase, _, gone_in_phase] =
+        tell_all(&mut children, &mut outs, "close", "closed")?;
     for c in &mut children {
         let _ = c.wait();
     }
@@ -482,6 +586,12 @@ pub async fn run(
         offline_seen_secs: offline_seen,
         missing,
         spurious,
+        tabs_lost_before: lost,
+        active_tabs_lost_before: lost_active,
+        tabs_closed_before: lost_closed,
+        tabs_lost_during: ended_in_phase,
+        active_tabs_lost_during: ended_active_in_phase,
+        tabs_not_reconnected: gone + gone_in_phase,
     };
     emit(
         "million",
@@ -538,6 +648,18 @@ pub async fn run(
                     r.offline_seen_secs,
                     r.missing,
                     r.spurious
+                ),
+            ),
+            (
+                "tabs the hubs ended",
+                format!(
+                    "before the phase {} ({} of active users, {} with a close frame); during it {} ({} active); {} could not reconnect",
+                    r.tabs_lost_before,
+                    r.active_tabs_lost_before,
+                    r.tabs_closed_before,
+                    r.tabs_lost_during,
+                    r.active_tabs_lost_during,
+                    r.tabs_not_reconnected
                 ),
             ),
         ],

@@ -240,16 +240,25 @@ async fn open_on(stream: TcpStream, hub: SocketAddr, hello: &[u8]) -> io::Result
     })
 }
 
+/// How a held tab ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The hub sent a close frame with this code.
+    Closed(u16),
+    /// The connection ended without one (reset, end of stream, failed write).
+    Dropped,
+}
+
 /// Keeps a tab open on as little memory as it can: no read buffer while
 /// idle (a few bytes kept only when a frame arrived split), pings answered,
 /// everything else dropped. When `go` fires, `frame` is written once (a
 /// user who interacts once, then goes idle). Ends when the hub closes the
-/// tab or the task is aborted.
+/// tab (saying how) or the task is aborted.
 pub async fn hold_lean(
     tab: Tab,
     go: Option<tokio::sync::watch::Receiver<bool>>,
     frame: &'static [u8],
-) {
+) -> Ended {
     let Tab {
         reader, mut writer, ..
     } = tab;
@@ -261,7 +270,7 @@ pub async fn hold_lean(
         let mut chunk = [0u8; 256];
         let n = tokio::select! {
             r = rd.read(&mut chunk) => match r {
-                Ok(0) | Err(_) => return,
+                Ok(0) | Err(_) => return Ended::Dropped,
                 Ok(n) => n,
             },
             changed = async {
@@ -271,7 +280,7 @@ pub async fn hold_lean(
                 }
             } => {
                 if changed.is_ok() && writer.write_all(frame).await.is_err() {
-                    return;
+                    return Ended::Dropped;
                 }
                 go = None;
                 continue;
@@ -282,8 +291,10 @@ pub async fn hold_lean(
         while let Ok(Some((f, len))) = parse(&pending[used..]) {
             used += len;
             match f {
-                Frame::Ping(p) if writer.write_all(&pong_frame(&p)).await.is_err() => return,
-                Frame::Close(_) => return,
+                Frame::Ping(p) if writer.write_all(&pong_frame(&p)).await.is_err() => {
+                    return Ended::Dropped
+                }
+                Frame::Close(code) => return Ended::Closed(code),
                 _ => {}
             }
         }

@@ -1,12 +1,16 @@
 //! Delivers the presence operations tenants queue to `presence.lua`: one
 //! script call per tenant per round, every tenant's operations in the order
 //! they were queued, and a failed call retried (every operation is
-//! idempotent), so nothing a tenant queued is lost.
+//! idempotent), so nothing a tenant queued is lost. A round sends at most
+//! [`ROUND_CALLS`] tenants, [`IN_FLIGHT`] calls at a time, users'
+//! operations before sweeps ([`Pending::ready`]), so neither a slow answer
+//! nor a flood of sweeps keeps a user's transition waiting.
 //!
 //! Failures are told apart by who they are about:
 //! - Redis is unreachable (no answer, a reset connection, a cluster that is
 //!   down or loading): every tenant would fail the same way, so the whole
-//!   round waits [`OUTAGE_RETRY`] and starts again, in order.
+//!   round waits [`OUTAGE_RETRY`] and starts again (what was delivered
+//!   stays delivered).
 //! - Redis answered this call with an error (a key of the wrong type, a
 //!   script error): only this tenant is held back, with exponential backoff
 //!   from [`FIRST_BACKOFF`] to [`MAX_BACKOFF`], while every other tenant's
@@ -26,6 +30,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
+use futures_util::stream::{self, StreamExt};
 use prometheus::{Histogram, IntGauge};
 use redis::{ErrorKind, RedisError, ServerErrorKind};
 use tokio::sync::{mpsc, oneshot};
@@ -146,17 +151,32 @@ impl Pending {
         self.tenants.values().map(|t| t.ops.len()).sum()
     }
 
-    /// Tenants with operations to send whose backoff (if any) is over,
-    /// sorted (so a round is deterministic).
+    /// Tenants with operations to send whose backoff (if any) is over, in
+    /// the order they are sent: first those with an operation other than a
+    /// sweep (what users did, which watchers wait for), then those with
+    /// sweeps only; within each, the one waiting longest first.
+    ///
+    /// A sweep leader on a loaded cluster queues a sweep in every tenant of
+    /// every late node each second, thousands of tenants: sent in name
+    /// order, its own users' operations waited behind them, and a round cut
+    /// short by a timeout started again from the same first names, so a
+    /// user's release could wait minutes (the million-tab benchmark).
     pub fn ready(&self, now: Instant) -> Vec<String> {
-        let mut out: Vec<String> = self
+        let mut out: Vec<(bool, u64, &String)> = self
             .tenants
             .iter()
             .filter(|(_, t)| t.retry_at.is_none_or(|at| at <= now))
-            .map(|(id, _)| id.clone())
+            .map(|(id, t)| {
+                let sweeps_only = t
+                    .ops
+                    .iter()
+                    .all(|(_, op)| matches!(op, PresenceOp::Sweep { .. }));
+                let oldest = t.ops.front().map_or(u64::MAX, |(seq, _)| *seq);
+                (sweeps_only, oldest, id)
+            })
             .collect();
         out.sort();
-        out
+        out.into_iter().map(|(_, _, id)| id.clone()).collect()
     }
 
     /// When the first tenant that is backing off may be tried again.
@@ -279,7 +299,7 @@ pub(crate) async fn run(
     m: Gauges,
 ) {
     let script = ops::script();
-    let mut conn = crate::cluster::tasks::connect(&url).await;
+    let conn = crate::cluster::tasks::connect(&url).await;
     let registry = node_tenants(&node);
     // Tenants this task put in the registry (and did not take out).
     let mut registered: HashSet<String> = HashSet::new();
@@ -311,59 +331,94 @@ pub(crate) async fn run(
             }
             continue;
         }
+        // A bounded round, then the channel again: what users do next is
+        // not kept waiting behind a long round of sweeps.
+        let calls: Vec<Call> = ready
+            .into_iter()
+            .take(ROUND_CALLS)
+            .map(|tenant| {
+                let (json, n) = pending.batch(&tenant);
+                // The registry first: SADD before the first claim's call,
+                // SREM once only the unregistration is left.
+                let claims = n > 0 && pending.claims(&tenant);
+                let registration = if n == 0 {
+                    Some("SREM")
+                } else if claims && !registered.contains(&tenant) {
+                    Some("SADD")
+                } else {
+                    None
+                };
+                Call {
+                    tenant,
+                    json,
+                    n,
+                    claims,
+                    registration,
+                }
+            })
+            .collect();
+        let mut results = stream::iter(calls)
+            .map(|call| {
+                let mut conn = conn.clone();
+                let (script, registry) = (&script, &registry);
+                async move {
+                    let started = std::time::Instant::now();
+                    let outcome = call.send(script, &mut conn, registry).await;
+                    (call, outcome, started.elapsed())
+                }
+            })
+            .buffer_unordered(IN_FLIGHT);
         let mut failed = false;
-        for tenant in ready {
-            let (json, n) = pending.batch(&tenant);
-            // The registry first: SADD before the first claim's call, SREM
-            // once only the unregistration is left.
-            let claims = n > 0 && pending.claims(&tenant);
-            let registration = if n == 0 {
-                Some("SREM")
-            } else if claims && !registered.contains(&tenant) {
-                Some("SADD")
-            } else {
-                None
-            };
-            if let Some(cmd) = registration {
-                if let Err(e) = registry_call(&mut conn, cmd, &registry, &tenant).await {
-                    if is_outage(&e) {
-                        tracing::warn!(error = %e, "redis unreachable for the node's registry; retrying");
-                        tokio::time::sleep(OUTAGE_RETRY).await;
-                        failed = true;
-                        break;
-                    }
+        let mut outage = false;
+        while let Some((call, outcome, took)) = results.next().await {
+            let tenant = call.tenant;
+            match outcome {
+                Outcome::Registry(Err(e)) if is_outage(&e) => {
+                    tracing::warn!(error = %e, "redis unreachable for the node's registry; retrying");
+                    outage = true;
+                }
+                Outcome::Registry(Err(e)) => {
                     let wait = pending.refused(&tenant, Instant::now());
                     tracing::warn!(error = %e, tenant, ?wait, "the node's registry refused a tenant; retrying it later");
                     failed = true;
-                    continue;
+                }
+                Outcome::Registry(Ok(())) => {
+                    registered.remove(&tenant);
+                    pending.unregistered(&tenant);
+                }
+                Outcome::Script(r) => {
+                    if call.claims {
+                        // Registered before the call, whatever it did.
+                        registered.insert(tenant.clone());
+                    }
+                    match r {
+                        Ok(_) => {
+                            m.script_seconds.observe(took.as_secs_f64());
+                            pending.delivered(&tenant, call.n);
+                        }
+                        Err(e) if is_outage(&e) => {
+                            tracing::warn!(error = %e, "redis unreachable for presence operations; retrying");
+                            outage = true;
+                        }
+                        Err(e) => {
+                            let wait = pending.refused(&tenant, Instant::now());
+                            tracing::warn!(error = %e, tenant, ?wait, "presence script failed for a tenant; retrying it later");
+                            failed = true;
+                        }
+                    }
                 }
             }
-            if n == 0 {
-                registered.remove(&tenant);
-                pending.unregistered(&tenant);
-                continue;
+            if outage {
+                // Every call would fail alike: the calls still in flight
+                // are dropped (each is retried whole: operations are
+                // idempotent) and the queue waits.
+                break;
             }
-            if claims {
-                registered.insert(tenant.clone());
-            }
-            let started = std::time::Instant::now();
-            match ops::run_script(&script, &mut conn, &tenant, &json).await {
-                Ok(_) => {
-                    m.script_seconds.observe(started.elapsed().as_secs_f64());
-                    pending.delivered(&tenant, n);
-                }
-                Err(e) if is_outage(&e) => {
-                    tracing::warn!(error = %e, "redis unreachable for presence operations; retrying");
-                    tokio::time::sleep(OUTAGE_RETRY).await;
-                    failed = true;
-                    break;
-                }
-                Err(e) => {
-                    let wait = pending.refused(&tenant, Instant::now());
-                    tracing::warn!(error = %e, tenant, ?wait, "presence script failed for a tenant; retrying it later");
-                    failed = true;
-                }
-            }
+        }
+        drop(results);
+        if outage {
+            failed = true;
+            tokio::time::sleep(OUTAGE_RETRY).await;
         }
         if failed && !open {
             // The hub is gone: nobody will see these operations' effects here,
@@ -371,6 +426,43 @@ pub(crate) async fn run(
             tracing::warn!("the hub stopped; dropping presence operations Redis did not take");
             return;
         }
+    }
+}
+
+/// Script calls in flight at once: one slow answer (a loaded machine)
+/// does not hold up every other tenant's.
+const IN_FLIGHT: usize = 32;
+/// Tenants sent per round before the channel is read again.
+const ROUND_CALLS: usize = 256;
+
+/// One tenant's call of a round.
+struct Call {
+    tenant: String,
+    json: String,
+    /// Operations in `json` (0: only the unregistration is left).
+    n: usize,
+    /// Whether the operations claim (so the tenant is in the registry).
+    claims: bool,
+    /// `SADD` or `SREM` in the node's registry first, if needed.
+    registration: Option<&'static str>,
+}
+
+/// How a [`Call`] went: its registry step failed or (with no operations
+/// left) was all there was, or the script ran with this result.
+enum Outcome {
+    Registry(redis::RedisResult<()>),
+    Script(redis::RedisResult<i64>),
+}
+
+impl Call {
+    async fn send(&self, script: &redis::Script, conn: &mut RedisConn, registry: &str) -> Outcome {
+        if let Some(cmd) = self.registration {
+            let r = registry_call(conn, cmd, registry, &self.tenant).await;
+            if r.is_err() || self.n == 0 {
+                return Outcome::Registry(r);
+            }
+        }
+        Outcome::Script(ops::run_script(script, conn, &self.tenant, &self.json).await)
     }
 }
 
@@ -465,6 +557,29 @@ mod tests {
         p.push(op("bad", 2));
         p.push(sweep("bad", 3_000, &[]));
         assert_eq!(p.batch("bad").1, 4);
+    }
+
+    #[test]
+    fn users_operations_go_before_sweeps_and_the_longest_waiting_first() {
+        let mut p = Pending::default();
+        // A sweep leader's queue: sweeps in many tenants, then its own
+        // users' operations in tenants late in name order.
+        for t in ["a", "b", "c"] {
+            p.push(sweep(t, 1, &[]));
+        }
+        p.push(op("z", 1));
+        p.push(sweep("y", 1, &[]));
+        p.push(op("y", 1));
+        p.push(op("x", 1));
+        let now = Instant::now();
+        assert_eq!(p.ready(now), ["z", "y", "x", "a", "b", "c"]);
+        // Delivered sweeps come back behind the ones still waiting.
+        p.delivered("a", 1);
+        p.push(sweep("a", 2, &[]));
+        assert_eq!(p.ready(now), ["z", "y", "x", "b", "c", "a"]);
+        // A sweep merged into one that waits keeps its place.
+        p.push(sweep("b", 3, &[]));
+        assert_eq!(p.ready(now)[3], "b");
     }
 
     #[test]

@@ -440,6 +440,7 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
     let idle_ms = hub.config.idle_timeout.as_millis() as u64;
     let mut tick = tokio::time::interval(HEARTBEAT);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last_sweeps = LastSweeps::default();
     loop {
         tick.tick().await;
         let now = hub.now_ms();
@@ -497,20 +498,22 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
             // A dead node's users interacted at the latest one heartbeat
             // after its last one: they go offline a timeout after that.
             let cutoff = last + HEARTBEAT.as_millis() as u64 + idle_ms;
-            if now > cutoff + 60_000 {
-                // Its leases ended at the cutoff, a minute ago.
-                forget_node(&mut conn, NODES_KEY, &node).await;
-            } else {
-                dead.insert(node.clone(), cutoff);
-                late.push(node);
+            // Its leases ended at the cutoff, a minute ago.
+            match last_sweeps.step(&node, now > cutoff + 60_000) {
+                Last::Sweep => {
+                    dead.insert(node.clone(), cutoff);
+                    late.push(node);
+                }
+                Last::Wait => {}
+                Last::Forget => forget_node(&mut conn, NODES_KEY, &node).await,
             }
         }
         for (node, until) in left {
             // Its leases end at their scores, all by `until`.
-            if now > until as u64 + 5_000 {
-                forget_node(&mut conn, LEFT_KEY, &node).await;
-            } else {
-                late.push(node);
+            match last_sweeps.step(&node, now > until as u64 + 5_000) {
+                Last::Sweep => late.push(node),
+                Last::Wait => {}
+                Last::Forget => forget_node(&mut conn, LEFT_KEY, &node).await,
             }
         }
         let mut tenants = BTreeSet::new();
@@ -522,6 +525,60 @@ async fn run_heartbeat(hub: Arc<Hub>, url: String) {
         }
         let tenants: Vec<String> = tenants.into_iter().collect();
         sweep_all(handle, now, &dead, &silent, &tenants);
+        last_sweeps.queued(handle);
+    }
+}
+
+/// The last sweep of a node about to be forgotten (its registry deleted):
+/// queued, then waited for until it reached Redis. Forgetting on time alone
+/// would leave its leases for ever when no node ran to sweep them while
+/// they ended (a whole cluster stopped, then started again): ghosts.
+#[derive(Default)]
+struct LastSweeps {
+    /// Nodes whose last sweep is to be queued this round.
+    due: Vec<String>,
+    /// Nodes whose last sweep is queued: answered once it is delivered.
+    queued: HashMap<String, tokio::sync::oneshot::Receiver<()>>,
+}
+
+/// What a late node gets this round.
+enum Last {
+    Sweep,
+    /// Its last sweep is queued and not yet in Redis.
+    Wait,
+    Forget,
+}
+
+impl LastSweeps {
+    /// A late node is swept each round until it is `over` (its leases all
+    /// ended); then once more, and forgotten once that sweep is delivered
+    /// (swept again if the queue dropped it).
+    fn step(&mut self, node: &str, over: bool) -> Last {
+        if !over {
+            return Last::Sweep;
+        }
+        match self.queued.get_mut(node).map(|rx| rx.try_recv()) {
+            Some(Ok(())) => {
+                self.queued.remove(node);
+                Last::Forget
+            }
+            Some(Err(tokio::sync::oneshot::error::TryRecvError::Empty)) => Last::Wait,
+            Some(Err(tokio::sync::oneshot::error::TryRecvError::Closed)) | None => {
+                self.queued.remove(node);
+                self.due.push(node.to_owned());
+                Last::Sweep
+            }
+        }
+    }
+
+    /// After the round's sweeps were queued: a flush per node swept for the
+    /// last time, answered once everything queued before it is delivered.
+    fn queued(&mut self, handle: &ClusterHandle) {
+        for node in self.due.drain(..) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let _ = handle.ops.send(ClusterMsg::Flush(tx));
+            self.queued.insert(node, rx);
+        }
     }
 }
 

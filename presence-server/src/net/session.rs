@@ -462,6 +462,10 @@ struct Liveness {
     /// Whether a ping of ours, sent a ping interval after `heard`, waits for
     /// an answer (any frame is one).
     pinged: bool,
+    /// The wait for that answer is over: the tab is closed unless a frame
+    /// is already readable. A task woken late (a saturated machine) would
+    /// otherwise close a tab whose pong sat in the socket all along.
+    last_call: bool,
 }
 
 impl Session {
@@ -543,6 +547,7 @@ impl Session {
         let mut live = Liveness {
             heard: Instant::now(),
             pinged: false,
+            last_call: false,
         };
         // One timer for the token's expiry and the liveness checks, moved
         // only when it fires or on `refresh`: re-arming it on every frame
@@ -571,7 +576,7 @@ impl Session {
                 biased;
                 // Orders from the hub (1012 on shutdown included) arrive here.
                 _ = &mut queued => queued.set(wake.notified()),
-                _ = &mut timer => {
+                _ = &mut timer, if !live.last_call => {
                     let now = Instant::now();
                     if now >= self.hub.clock.instant_at(self.exp_ms) {
                         return End::TokenExpired;
@@ -579,7 +584,13 @@ impl Session {
                     let c = &self.hub.config;
                     let ping_at = live.heard + c.ping_interval;
                     if live.pinged && now >= ping_at + c.pong_timeout {
-                        return End::PingTimeout;
+                        // Closed by the branch after `recv`, unless that
+                        // reads a frame first. The yield lets the runtime
+                        // poll the socket's readiness and renews the task's
+                        // budget, so `recv` sees what has arrived.
+                        live.last_call = true;
+                        tokio::task::yield_now().await;
+                        continue;
                     }
                     if !live.pinged && now >= ping_at {
                         conn.ping(b"");
@@ -598,6 +609,7 @@ impl Session {
                     let now = Instant::now();
                     live.heard = now;
                     live.pinged = false;
+                    live.last_call = false;
                     let within = match limits.frame(&self.hub, now) {
                         Ok(within) => within,
                         Err(end) => {
@@ -627,6 +639,7 @@ impl Session {
                         }
                     }
                 }
+                () = std::future::ready(()), if live.last_call => return End::PingTimeout,
             }
         }
     }

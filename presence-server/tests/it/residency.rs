@@ -333,3 +333,82 @@ async fn a_crashed_nodes_users_go_offline_and_into_history_although_no_other_nod
     );
     assert_eq!(resident(&a).await, 0.0, "A never loaded acme for it");
 }
+
+/// The last event of `uid` in `tenant`'s feed stream, if any.
+async fn last_event(redis: &RedisServer, tenant: &str, uid: &str) -> Option<Value> {
+    let mut range = redis::cmd("XRANGE");
+    range
+        .arg(format!("presence:{{{tenant}}}:events"))
+        .arg("-")
+        .arg("+");
+    let entries: Vec<(String, Vec<(String, String)>)> =
+        query(redis.port, range).await.unwrap_or_default();
+    entries
+        .iter()
+        .rev()
+        .filter_map(|(_, f)| serde_json::from_str::<Value>(&f.first()?.1).ok())
+        .find(|e| e["user"] == uid)
+}
+
+#[tokio::test]
+async fn a_user_whose_node_left_while_no_node_ran_goes_offline_when_the_cluster_starts_again() {
+    let redis = RedisServer::start().await;
+    let mut a = TestHub::clustered(resident_config(), &redis.url(), "A").await;
+    a.seed("acme", &["ann"]).await;
+    let mut ann = Tab::open(a.addr, &token("acme", "ann"), Uuid::new_v4(), 0).await;
+    ann.activity(0).await;
+    // Online once Redis decided it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while user(&a, "acme", "ann").await.1["status"] != "online" {
+        assert!(tokio::time::Instant::now() < deadline, "ann never online");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let left_at = now_ms();
+    // The whole cluster stops: ann's lease ends at her deadline, with no
+    // node running to sweep it.
+    a.stop().await;
+    // A's id carries a suffix per start: the one departed member.
+    let mut z = redis::cmd("ZRANGE");
+    z.arg("presence:left").arg(0).arg(-1).arg("WITHSCORES");
+    let members: Vec<(String, f64)> = query(redis.port, z).await.unwrap();
+    assert_eq!(members.len(), 1, "A departed: {members:?}");
+    let until = members[0].1;
+    // A cluster that starts again after A's departure is over (its leases'
+    // end plus the 5 s a departed node is kept) must still end ann's lease.
+    let over = until as u64 + 5_000;
+    while now_ms() <= over + 200 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let b = TestHub::clustered(resident_config(), &redis.url(), "B").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let ev = loop {
+        let ev = last_event(&redis, "acme", "ann").await;
+        if let Some(ev) = ev.filter(|e| e["status"] == "offline") {
+            break ev;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "ann is still online 5 s after the cluster started again: {:?}",
+            user(&b, "acme", "ann").await
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let at = ev["at"].as_u64().unwrap();
+    assert!(
+        at <= left_at + 1_500 + 1_000,
+        "ended at her deadline, not when the cluster came back: {ev}"
+    );
+    assert_eq!(user(&b, "acme", "ann").await.1["status"], "offline");
+    // Forgotten once swept.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut card = redis::cmd("ZCARD");
+        card.arg("presence:left");
+        let n: i64 = query(redis.port, card).await.unwrap();
+        if n == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "A never forgotten");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

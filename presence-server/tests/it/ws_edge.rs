@@ -275,6 +275,38 @@ async fn a_peer_that_stops_answering_pings_is_closed_and_its_tab_slot_freed() {
     assert_pinged_then_closed_for_no_pong(&mut gone).await;
 }
 
+/// A machine so loaded that the hub runs a tab's task late (a connect
+/// storm of a million tabs on two cores) must not cost the tab: its pong
+/// came in time and sits in the socket when the hub's long-expired timer
+/// finally runs. Here the one thread of the runtime, which runs the hub
+/// too, is blocked for three pong timeouts right after the client wrote
+/// its pong; the blocking is the stall under test, not a wait.
+#[tokio::test(flavor = "current_thread")]
+async fn a_pong_that_came_in_time_keeps_the_tab_when_the_hub_runs_late() {
+    let c = lively_config();
+    let h = TestHub::with_config(c.clone()).await;
+    h.seed("acme", &["ann"]).await;
+    let mut t = h.tab("acme", "ann").await;
+    match tokio::time::timeout(WAIT, t.ws.next()).await {
+        Ok(Some(Ok(Message::Ping(_)))) => {}
+        other => panic!("expected the hub's ping: {other:?}"),
+    }
+    // The library queued the pong; this writes it to the socket.
+    t.ws.flush().await.unwrap();
+    std::thread::sleep(c.pong_timeout * 3);
+    // Kept: over the next rounds it is pinged, never closed.
+    let mut pings = 0;
+    let until = tokio::time::Instant::now() + (c.ping_interval + c.pong_timeout) * 3;
+    while let Ok(m) = tokio::time::timeout_at(until, t.ws.next()).await {
+        match m {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("the tab was not kept: {other:?}"),
+        }
+    }
+    assert!(pings >= 2, "{pings} pings after the stall");
+    assert_eq!(h.metric("presence_open_tabs").await, Some(1.0));
+}
+
 #[tokio::test]
 async fn a_peer_that_answers_pings_stays_open_while_silent() {
     let h = TestHub::with_config(lively_config()).await;
