@@ -275,6 +275,19 @@ async fn a_peer_that_stops_answering_pings_is_closed_and_its_tab_slot_freed() {
     assert_pinged_then_closed_for_no_pong(&mut gone).await;
 }
 
+/// Reads (answering pings, as the library does) until `until`; the pings
+/// counted, failing on anything else: the tab was not kept.
+async fn pings_until_kept(t: &mut Tab, until: tokio::time::Instant) -> usize {
+    let mut pings = 0;
+    while let Ok(m) = tokio::time::timeout_at(until, t.ws.next()).await {
+        match m {
+            Some(Ok(Message::Ping(_))) => pings += 1,
+            other => panic!("the tab was not kept: {other:?}"),
+        }
+    }
+    pings
+}
+
 /// A machine so loaded that the hub runs a tab's task late (a connect
 /// storm of a million tabs on two cores) must not cost the tab: its pong
 /// came in time and sits in the socket when the hub's long-expired timer
@@ -295,14 +308,11 @@ async fn a_pong_that_came_in_time_keeps_the_tab_when_the_hub_runs_late() {
     t.ws.flush().await.unwrap();
     std::thread::sleep(c.pong_timeout * 3);
     // Kept: over the next rounds it is pinged, never closed.
-    let mut pings = 0;
-    let until = tokio::time::Instant::now() + (c.ping_interval + c.pong_timeout) * 3;
-    while let Ok(m) = tokio::time::timeout_at(until, t.ws.next()).await {
-        match m {
-            Some(Ok(Message::Ping(_))) => pings += 1,
-            other => panic!("the tab was not kept: {other:?}"),
-        }
-    }
+    let pings = pings_until_kept(
+        &mut t,
+        tokio::time::Instant::now() + (c.ping_interval + c.pong_timeout) * 3,
+    )
+    .await;
     assert!(pings >= 2, "{pings} pings after the stall");
     assert_eq!(h.metric("presence_open_tabs").await, Some(1.0));
 }
@@ -314,14 +324,11 @@ async fn a_peer_that_answers_pings_stays_open_while_silent() {
     let mut t = h.tab("acme", "ann").await;
     // Reading answers each ping (the library does it); the tab says nothing
     // else for many ping intervals.
-    let mut pings = 0;
-    let until = tokio::time::Instant::now() + Duration::from_millis(2_000);
-    while let Ok(m) = tokio::time::timeout_at(until, t.ws.next()).await {
-        match m {
-            Some(Ok(Message::Ping(_))) => pings += 1,
-            other => panic!("the tab was not kept: {other:?}"),
-        }
-    }
+    let pings = pings_until_kept(
+        &mut t,
+        tokio::time::Instant::now() + Duration::from_millis(2_000),
+    )
+    .await;
     assert!(pings >= 3, "{pings} pings in 2 s at a 300 ms interval");
     assert_eq!(h.metric("presence_open_tabs").await, Some(1.0));
     // And it is still a working tab.
