@@ -57,22 +57,9 @@ impl Plan {
                 if stop.stopped() {
                     return Ok(None);
                 }
-                // 1013 at the handshake: the hub could not get the tenant
-                // ready in time (cluster mode, loading under a connect
-                // storm); a browser's SDK comes back after a backoff, so
-                // does this tab.
-                let mut attempt = 0;
-                let mut tab = loop {
-                    match wire::open(hub, source, &hello).await {
-                        Err(e) if wire::close_code(&e) == Some(1013) && attempt < RETRIES => {
-                            attempt += 1;
-                            RETRIED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            tokio::time::sleep(std::time::Duration::from_millis(250 * attempt))
-                                .await;
-                        }
-                        r => break r.with_context(|| format!("tab {i} to {hub} from {source}"))?,
-                    }
-                };
+                let mut tab = open_retrying(hub, source, &hello)
+                    .await
+                    .with_context(|| format!("tab {i} to {hub} from {source}"))?;
                 if !extra.is_empty() {
                     use tokio::io::AsyncWriteExt;
                     tab.writer.write_all(&extra).await?;

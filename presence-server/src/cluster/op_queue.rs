@@ -362,15 +362,14 @@ pub(crate) async fn run(
                 let mut conn = conn.clone();
                 let (script, registry) = (&script, &registry);
                 async move {
-                    let started = std::time::Instant::now();
                     let outcome = call.send(script, &mut conn, registry).await;
-                    (call, outcome, started.elapsed())
+                    (call, outcome)
                 }
             })
             .buffer_unordered(IN_FLIGHT);
         let mut failed = false;
         let mut outage = false;
-        while let Some((call, outcome, took)) = results.next().await {
+        while let Some((call, outcome)) = results.next().await {
             let tenant = call.tenant;
             match outcome {
                 Outcome::Registry(Err(e)) if is_outage(&e) => {
@@ -386,7 +385,7 @@ pub(crate) async fn run(
                     registered.remove(&tenant);
                     pending.unregistered(&tenant);
                 }
-                Outcome::Script(r) => {
+                Outcome::Script(r, took) => {
                     if call.claims {
                         // Registered before the call, whatever it did.
                         registered.insert(tenant.clone());
@@ -448,10 +447,11 @@ struct Call {
 }
 
 /// How a [`Call`] went: its registry step failed or (with no operations
-/// left) was all there was, or the script ran with this result.
+/// left) was all there was, or the script ran with this result, taking
+/// this long.
 enum Outcome {
     Registry(redis::RedisResult<()>),
-    Script(redis::RedisResult<i64>),
+    Script(redis::RedisResult<i64>, Duration),
 }
 
 impl Call {
@@ -462,7 +462,9 @@ impl Call {
                 return Outcome::Registry(r);
             }
         }
-        Outcome::Script(ops::run_script(script, conn, &self.tenant, &self.json).await)
+        let started = std::time::Instant::now();
+        let r = ops::run_script(script, conn, &self.tenant, &self.json).await;
+        Outcome::Script(r, started.elapsed())
     }
 }
 
